@@ -1,0 +1,38 @@
+# crmscore front door: `make demo` runs the main job, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
+
+.PHONY: help setup demo test bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install crmscore with its test tools
+
+demo: setup  ## run the main job on the embedded synthetic data
+	$(VENV)/bin/crmscore run
+
+test: setup  ## run the test suite
+	$(PY) -m pytest
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## run the benchmarks; results go to reports/benchmarks/
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+
+lint: setup  ## static checks
+	$(VENV)/bin/ruff check src tests benchmarks pipelines
+
+clean:  ## remove generated data, models and reports (keeps reports/benchmarks)
+	rm -rf data/simulated models/mlflow.db models/mlartifacts reports/validation

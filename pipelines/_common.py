@@ -1,0 +1,26 @@
+"""What every pipeline script shares: the --params argument and the one-line error contract."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from crmscore.config import Settings, load_settings
+from crmscore.errors import CrmscoreError
+
+
+def main(description: str, stage: Callable[[Settings, argparse.Namespace], object], add_arguments=None) -> None:
+    """Parse ``--params`` (and stage options), run ``stage``, print CrmscoreError as one line, exit 2."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        stage(load_settings(args.params), args)
+    except CrmscoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,206 @@
+"""The ``crmscore`` command: thin wrappers around :mod:`crmscore.stages`.
+
+Every command that reads settings takes ``--params PATH`` (default ``./params.yaml``). A problem the
+user can fix (bad parameter, unreadable file, missing column, unreachable tracking server) prints one
+line ``error: …`` to stderr and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from crmscore import __version__
+from crmscore.config import DEFAULT_PARAMS_PATH, Settings, load_settings, settings_from_dict
+from crmscore.errors import CrmscoreError
+
+app = typer.Typer(
+    name="crmscore",
+    help="Churn, customer-lifetime-value and segment models for CRM data, tracked in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ParamsOption = Annotated[
+    Path,
+    typer.Option("--params", help="Parameter file (every knob of the project).", show_default=True),
+]
+
+
+def _friendly(func: F) -> F:
+    """Turn a :class:`CrmscoreError` into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CrmscoreError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(params: Path, overrides: dict[str, Any] | None = None) -> Settings:
+    # Without a params.yaml in the working directory the built-in defaults (equal to the shipped
+    # file) apply, so `crmscore simulate` works anywhere; an explicit --params must exist.
+    if params == DEFAULT_PARAMS_PATH and not params.exists():
+        return settings_from_dict(overrides or {}, source="built-in defaults")
+    return load_settings(params, overrides)
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in columns}
+    typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        typer.echo("  ".join(str(r[c]).ljust(widths[c]) for c in columns))
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"crmscore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", is_eager=True, callback=_show_version)
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+) -> None:
+    """crmscore: CRM churn, CLV and segment models, tracked in MLflow, with batch scoring."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+
+
+@app.command()
+@_friendly
+def simulate(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the four tables and truth.parquet (default paths.simulated_dir)."),
+    ] = None,
+    customers: Annotated[
+        int | None, typer.Option("--customers", min=1, help="Customers (default simulate.customers).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Random seed (default simulate.seed).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="parquet or csv (default simulate.format).")] = None,
+    truth_as_of: Annotated[
+        str | None, typer.Option("--truth-as-of", help="As-of date of truth.parquet, YYYY-MM-DD.")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Write the embedded synthetic CRM data: customers, transactions, payments, interactions, truth."""
+    from crmscore.stages import simulate_stage
+
+    overrides: dict[str, Any] = {}
+    if fmt is not None:
+        overrides["format"] = fmt
+    if truth_as_of is not None:
+        overrides["truth_as_of"] = truth_as_of
+    settings = _settings(params, {"simulate": overrides} if overrides else None)
+    result = simulate_stage(settings, out_dir=out, customers=customers, seed=seed)
+    for name, path in result.paths.items():
+        typer.echo(f"{name:<13} {result.rows[name]:>12,} rows  {path}")
+    typer.echo(f"simulated in {result.seconds:.1f} s")
+
+
+@app.command()
+@_friendly
+def validate(
+    input_dir: Annotated[Path, typer.Option("--input", help="Folder with the input tables.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for rejects/ and validation.json.")],
+    max_date: Annotated[
+        str | None,
+        typer.Option("--max-date", help="Reject rows dated after this day (default data.max_date or today)."),
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Check the input tables against the data contract; write rejected rows with their reason."""
+    from crmscore.stages import validate_stage
+
+    settings = _settings(params, {"data": {"max_date": max_date}} if max_date else None)
+    loaded = validate_stage(settings, input_dir, out)
+    _print_validation(loaded)
+    typer.echo(f"rejects written to {out / 'rejects'}")
+
+
+def _print_validation(loaded: Any) -> None:
+    rows = [
+        {"table": r.table, "in": f"{r.rows_in:,}", "kept": f"{r.rows_kept:,}", "rejected": f"{r.rows_rejected:,}"}
+        for r in loaded.reports.values()
+    ]
+    _print_table(rows, ["table", "in", "kept", "rejected"])
+    for r in loaded.reports.values():
+        for reason, count in r.reasons.items():
+            typer.echo(f"  {r.table}: {count:,} × {reason}")
+
+
+@app.command()
+@_friendly
+def run(
+    input_dir: Annotated[
+        Path | None, typer.Option("--input", help="Folder with your tables (default data.input_dir; none = simulate).")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Run the main job: simulate when no input is given, then validate the tables."""
+    from crmscore.stages import run_main_job
+
+    settings = _settings(params)
+    result = run_main_job(settings, input_dir)
+    if result.simulated is not None:
+        typer.echo(
+            f"simulated {result.simulated.rows['customers']:,} customers into {result.simulated.out_dir} "
+            f"({result.simulated.seconds:.1f} s)"
+        )
+    _print_validation(result.loaded)
+    typer.echo(f"validation results: {result.validation_dir}")
+
+
+@app.command()
+@_friendly
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port of the MLflow UI.")] = 5000,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Start the MLflow UI on the project's tracking store (Ctrl+C stops it)."""
+    from crmscore.tracking import tracking_uri, ui_command
+
+    settings = _settings(params)
+    models_dir = Path(settings.paths.models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    typer.echo(f"MLflow UI for {tracking_uri(models_dir)} at http://{host}:{port}")
+    try:
+        subprocess.run(ui_command(models_dir, host=host, port=port), check=False)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("params")
+@_friendly
+def show_params(params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Validate the parameter file and print the settings in effect (with defaults filled in)."""
+    import yaml
+
+    settings = _settings(params)
+    typer.echo(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False).rstrip())
+    typer.echo(f"# fingerprint {settings.fingerprint()}, checked {dt.date.today().isoformat()}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,287 @@
+"""Settings: ``params.yaml`` turned into typed, validated objects.
+
+``params.yaml`` is the one source of configuration. :func:`load_settings` reads it into
+:class:`Settings` (pydantic models, one per section). Anything a user can get wrong there (an unknown
+key, a wrong type, an impossible value) stops with one line such as
+``params.yaml: churn.horizon_days: expected a positive integer, got 'abc'`` raised as
+:class:`~crmscore.errors.SettingsError`; the CLI prints it and exits with code 2.
+
+Every section has defaults equal to the shipped ``params.yaml``, so ``Settings()`` works in a notebook
+without any file. Time units are in key names (``horizon_days``), never implied. Relative paths are
+relative to the working directory, never to this file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from crmscore.errors import SettingsError
+
+DEFAULT_PARAMS_PATH = Path("params.yaml")
+TABLE_NAMES = ("customers", "transactions", "payments", "interactions")
+
+
+# --- value types with messages a user can act on -------------------------------------------------
+
+
+def _positive_int(value: Any) -> int:
+    # bool is an int in Python; `horizon_days: true` is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PydanticCustomError("positive_int", "expected a positive integer, got {got}", {"got": repr(value)})
+    return value
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PydanticCustomError("non_negative_int", "expected an integer ≥ 0, got {got}", {"got": repr(value)})
+    return value
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise PydanticCustomError("fraction", "expected a number between 0 and 1, got {got}", {"got": repr(value)})
+    return float(value)
+
+
+def _date(value: Any) -> dt.date:
+    # YAML already turns 2026-10-31 into a date; strings are accepted for CLI overrides.
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise PydanticCustomError("date", "expected a date as YYYY-MM-DD, got {got}", {"got": repr(value)})
+
+
+def _optional_date(value: Any) -> dt.date | None:
+    return None if value is None else _date(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PydanticCustomError("text", "expected a non-empty text, got {got}", {"got": repr(value)})
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
+NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
+Fraction = Annotated[float, BeforeValidator(_fraction)]
+Date = Annotated[dt.date, BeforeValidator(_date)]
+OptionalDate = Annotated[dt.date | None, BeforeValidator(_optional_date)]
+Text = Annotated[str, BeforeValidator(_text)]
+OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]
+
+
+class _Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+class PathSettings(_Section):
+    """Where generated content goes; relative paths are relative to the working directory."""
+
+    models_dir: Text = "models"
+    reports_dir: Text = "reports"
+    simulated_dir: Text = "data/simulated"
+
+
+class TrackingSettings(_Section):
+    """MLflow experiment used by every training run."""
+
+    experiment: Text = "crmscore"
+
+
+class TableSettings(_Section):
+    """How one input table is found and mapped onto the data contract."""
+
+    file: OptionalText = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    date_format: OptionalText = None
+
+
+class DataSettings(_Section):
+    """Input tables, their column mapping and the validation rules that depend on settings."""
+
+    input_dir: OptionalText = None
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    max_date: OptionalDate = None
+    csv_separator: Text = ","
+    tables: dict[str, TableSettings] = Field(default_factory=lambda: {t: TableSettings() for t in TABLE_NAMES})
+
+    @model_validator(mode="after")
+    def _known_tables(self) -> DataSettings:
+        unknown = sorted(set(self.tables) - set(TABLE_NAMES))
+        if unknown:
+            raise PydanticCustomError(
+                "unknown_table",
+                "unknown table {got} (tables: {allowed})",
+                {"got": repr(unknown[0]), "allowed": ", ".join(TABLE_NAMES)},
+            )
+        for name in TABLE_NAMES:
+            self.tables.setdefault(name, TableSettings())
+        return self
+
+
+class SimulateSettings(_Section):
+    """The embedded synthetic CRM data: size, seed and calendar."""
+
+    customers: PositiveInt = 20_000
+    seed: NonNegativeInt = 42
+    start_date: Date = dt.date(2023, 11, 1)
+    end_date: Date = dt.date(2026, 10, 31)
+    truth_as_of: Date = dt.date(2026, 7, 31)
+    format: Literal["parquet", "csv"] = "parquet"
+
+    @model_validator(mode="after")
+    def _calendar(self) -> SimulateSettings:
+        if not self.start_date < self.truth_as_of <= self.end_date:
+            raise PydanticCustomError(
+                "calendar",
+                "expected start_date < truth_as_of <= end_date, got {got}",
+                {"got": f"{self.start_date} / {self.truth_as_of} / {self.end_date}"},
+            )
+        if (self.end_date - self.start_date).days < 365:
+            raise PydanticCustomError(
+                "calendar",
+                "expected at least one year between start_date and end_date, got {got} days",
+                {"got": (self.end_date - self.start_date).days},
+            )
+        return self
+
+
+class ChurnSettings(_Section):
+    """Churn definition (more knobs arrive with the churn models)."""
+
+    horizon_days: PositiveInt = 90
+
+
+class ClvSettings(_Section):
+    """Customer-lifetime-value definition (more knobs arrive with the CLV models)."""
+
+    horizon_days: PositiveInt = 365
+
+
+class Settings(_Section):
+    """All of ``params.yaml``."""
+
+    paths: PathSettings = Field(default_factory=PathSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    data: DataSettings = Field(default_factory=DataSettings)
+    simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    clv: ClvSettings = Field(default_factory=ClvSettings)
+
+    def fingerprint(self) -> str:
+        """A short hash of every setting, for manifests and run tags."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    # pydantic puts the validator name into the location for Annotated/union types; drop it.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    return ".".join(parts)
+
+
+def _describe(error: dict[str, Any], source: str) -> str:
+    """One line for one pydantic error: ``<file>: <key path>: <what was expected, what was found>``."""
+    where = _location(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind in {"literal_error", "enum"}:
+        message = f"expected one of {error['ctx'].get('expected', '')}, got {error['input']!r}"
+    elif kind in {"dict_type", "model_type", "model_attributes_type"}:
+        message = f"expected a mapping of keys, got {error['input']!r}"
+    elif kind == "string_type":
+        message = f"expected a text, got {error['input']!r}"
+    else:
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+    return f"{source}: {where}: {message}" if where else f"{source}: {message}"
+
+
+def settings_from_dict(raw: dict[str, Any] | None, source: str = "params.yaml") -> Settings:
+    """Validate a parameter mapping (as read from YAML) into :class:`Settings`.
+
+    Raises :class:`SettingsError` with one line naming ``source``, the key path and the rule for the
+    first problem found (pydantic reports them in key order, so the first is the topmost).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc.errors()[0], source)) from None
+
+
+def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read ``params.yaml`` (or ``path``) into validated :class:`Settings`.
+
+    ``overrides`` is a nested mapping merged over the file (how CLI options such as ``--seed``
+    reach the settings). A missing or unparseable file, an unknown key, a wrong type or an impossible
+    value raises :class:`SettingsError` with a one-line message.
+    """
+    path = Path(path) if path is not None else DEFAULT_PARAMS_PATH
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{source}: file not found (pass --params PATH)") from None
+    except OSError as exc:
+        raise SettingsError(f"{source}: cannot read file: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SettingsError(f"{source}: {where}not valid YAML: {problem}") from None
+    if overrides:
+        raw = _merge(raw or {}, overrides)
+    return settings_from_dict(raw, source)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

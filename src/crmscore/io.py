@@ -1,0 +1,66 @@
+"""Atomic file output: a reader never sees a half-written file.
+
+Every file crmscore writes goes to a temporary name in the same folder first and is then moved into
+place with :func:`os.replace`, which is atomic on POSIX file systems. A run killed half-way leaves the
+previous file (or none), never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["atomic_path", "write_parquet", "write_csv", "write_json", "write_text"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success move it onto ``target``, else delete it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    # mkstemp creates 0600 files; give the result the permissions of a normally created file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_parquet(df: pd.DataFrame, target: str | os.PathLike) -> Path:
+    """Write ``df`` to Parquet atomically (no index) and return the path."""
+    with atomic_path(target) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(target)
+
+
+def write_csv(df: pd.DataFrame, target: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write ``df`` to CSV atomically (no index; dates as ISO) and return the path."""
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, index=False, date_format="%Y-%m-%d", **kwargs)
+    return Path(target)
+
+
+def write_json(payload: Any, target: str | os.PathLike) -> Path:
+    """Write ``payload`` as indented, key-sorted JSON atomically and return the path."""
+    return write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", target)
+
+
+def write_text(text: str, target: str | os.PathLike) -> Path:
+    """Write ``text`` (UTF-8) atomically and return the path."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)

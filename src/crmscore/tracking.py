@@ -1,0 +1,343 @@
+"""Where crmscore keeps its MLflow runs and models, and how it connects to that store.
+
+By default everything lives under one folder, ``models/``: an embedded SQLite database
+(``models/mlflow.db``) for runs, experiments and the model registry, and a sibling folder
+(``models/mlartifacts/``) for artifacts. Nothing is written to ``./mlruns`` or ``./mlartifacts``
+of whatever directory the user happens to run from. Setting ``MLFLOW_TRACKING_URI`` points
+crmscore at another store instead, typically a shared ``mlflow server`` over http(s).
+
+The module is organised in sections that later work extends:
+
+* store location: :func:`tracking_uri`, :func:`artifact_root`, :func:`ui_command`;
+* connection: :func:`configure` (and the reachability probe for remote servers);
+* helpers: :func:`quiet_mlflow`.
+
+Logging runs, registering models, aliases (registry stages are deprecated in MLflow 3 and are
+never used here) and loading champions will be added below these sections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from crmscore.errors import TrackingError
+
+__all__ = [
+    "ARTIFACTS_DIR_NAME",
+    "DEFAULT_DB_NAME",
+    "DEFAULT_EXPERIMENT",
+    "DEFAULT_MODELS_DIR",
+    "HEALTH_TIMEOUT_S",
+    "REMOTE_HTTP_DEFAULTS",
+    "artifact_root",
+    "configure",
+    "is_remote_uri",
+    "quiet_mlflow",
+    "tracking_uri",
+    "ui_command",
+]
+
+DEFAULT_DB_NAME = "mlflow.db"
+ARTIFACTS_DIR_NAME = "mlartifacts"
+DEFAULT_MODELS_DIR = "models"
+DEFAULT_EXPERIMENT = "crmscore"
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+# Total wall-clock budget for the reachability probe of a remote server. The probe runs in a
+# daemon thread so that even a hanging DNS lookup (which requests' timeout does not cover)
+# cannot stall the command line past this.
+HEALTH_TIMEOUT_S = 8.0
+
+# MLflow's own defaults (7 retries with exponential backoff, 120 s per request) turn a server
+# that dies mid-session into minutes of silence. Names verified against mlflow 3.17
+# (mlflow/environment_variables.py, read at request time by mlflow/utils/rest_utils.py and
+# the http artifact repository). Applied only when the user has not set them.
+REMOTE_HTTP_DEFAULTS: dict[str, str] = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+# Loggers that announce routine work on every fresh SQLite store ("Creating initial MLflow
+# database tables...", alembic migration steps); they are noise for a CLI user.
+_NOISY_LOGGERS = ("alembic", "mlflow.store.db.utils", "mlflow.store.db", "mlflow.store.tracking")
+
+# mlflow.set_tracking_uri() writes the URI into os.environ[MLFLOW_TRACKING_URI] so that
+# subprocesses inherit it. Without remembering what we wrote, a second configure() for another
+# models_dir in the same process would mistake our own echo for a user setting.
+_echoed_default_uri: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Store location
+# --------------------------------------------------------------------------------------------
+
+
+def _models_path(models_dir: str | os.PathLike[str]) -> Path:
+    return Path(models_dir).expanduser().absolute()
+
+
+def _env_tracking_uri() -> str | None:
+    value = os.environ.get(TRACKING_URI_ENV, "").strip()
+    if not value or value == _echoed_default_uri:
+        return None
+    return value
+
+
+def tracking_uri(models_dir: str | os.PathLike[str] = DEFAULT_MODELS_DIR) -> str:
+    """Return the MLflow tracking URI crmscore uses, without creating anything.
+
+    When the environment variable ``MLFLOW_TRACKING_URI`` is set to a non-empty value it wins,
+    so a team can point every command at a shared ``mlflow server``; otherwise the URI is the
+    embedded SQLite store ``sqlite:///<absolute models_dir>/mlflow.db``. The path is made
+    absolute so that the same store is found whatever the working directory of a later
+    process (the UI, a scoring job) turns out to be. Neither the folder nor the database is
+    created here; :func:`configure` does that on first use.
+    """
+    env_uri = _env_tracking_uri()
+    if env_uri is not None:
+        return env_uri
+    return f"sqlite:///{(_models_path(models_dir) / DEFAULT_DB_NAME).as_posix()}"
+
+
+def artifact_root(models_dir: str | os.PathLike[str] = DEFAULT_MODELS_DIR) -> str:
+    """Return the ``file://`` URI of ``<absolute models_dir>/mlartifacts``.
+
+    This is where the embedded store keeps artifacts (model files, plots, reports), next to
+    the SQLite database rather than in ``./mlruns`` of the working directory. It only has a
+    meaning for the embedded store: a remote tracking server decides its own artifact
+    location, so callers should not use this value when ``MLFLOW_TRACKING_URI`` is set.
+    Nothing is created here.
+    """
+    return (_models_path(models_dir) / ARTIFACTS_DIR_NAME).as_uri()
+
+
+def is_remote_uri(uri: str) -> bool:
+    """Return True when ``uri`` names a tracking server reached over http or https.
+
+    Remote servers get a reachability probe and short HTTP retries in :func:`configure`;
+    every other scheme (``sqlite``, ``file``, ``postgresql`` ...) is opened in-process by
+    MLflow and needs neither.
+    """
+    return urlsplit(uri).scheme.lower() in ("http", "https")
+
+
+def ui_command(
+    models_dir: str | os.PathLike[str] = DEFAULT_MODELS_DIR,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+) -> list[str]:
+    """Return the argv that starts the MLflow UI against the same store crmscore writes to.
+
+    The command runs ``python -m mlflow ui`` with the interpreter of the current environment
+    (so the right MLflow version is used even when ``mlflow`` is not on ``PATH``), passing
+    ``--backend-store-uri`` from :func:`tracking_uri` and, for the embedded store only,
+    ``--default-artifact-root`` from :func:`artifact_root`, so that experiments created from
+    the UI also keep their artifacts under ``models/``. When the URI comes from
+    ``MLFLOW_TRACKING_URI`` the artifact root is left to that store. The caller runs the list
+    with :mod:`subprocess`; nothing is started or created here.
+    """
+    uri = tracking_uri(models_dir)
+    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    if _env_tracking_uri() is None:
+        argv += ["--default-artifact-root", artifact_root(models_dir)]
+    argv += ["--host", str(host), "--port", str(int(port))]
+    return argv
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def quiet_mlflow(level: int = logging.WARNING) -> Iterator[None]:
+    """Silence MLflow's and alembic's routine chatter for the duration of a ``with`` block.
+
+    Creating or migrating an SQLite store logs several INFO lines and MLflow emits
+    deprecation and future warnings that a CLI user cannot act on. Inside the block the
+    relevant loggers are raised to ``level`` and warnings are ignored; the previous logger
+    levels and warning filters are restored on exit, even if the block raises, so tests and
+    callers that want the output still get it elsewhere.
+    """
+    saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    try:
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(level)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, old_level in saved.items():
+            logging.getLogger(name).setLevel(old_level)
+
+
+# --------------------------------------------------------------------------------------------
+# Connection
+# --------------------------------------------------------------------------------------------
+
+
+def _short_reason(exc: BaseException) -> str:
+    # requests buries the useful part ("[Errno 111] Connection refused") inside a long repr of
+    # the connection pool; the user only needs that part.
+    import requests
+
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "no answer before the timeout"
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if match:
+        return match.group(1).strip().rstrip(".").lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        ssl_match = re.search(r"\[SSL: ([A-Z_]+)\]", text)
+        return f"TLS error {ssl_match.group(1) if ssl_match else type(exc).__name__}"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _tls_verify() -> bool | str:
+    # Follow the same TLS settings MLflow's own client honours, so the probe does not reject
+    # a server that MLflow itself would accept (self-signed certificate, private CA).
+    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower()
+    if insecure in ("1", "true", "yes"):
+        return False
+    cert_path = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH", "").strip()
+    return cert_path or True
+
+
+def _check_reachable(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+    import requests
+
+    url = uri.rstrip("/") + "/health"
+    outcome: dict[str, object] = {}
+
+    def probe() -> None:
+        try:
+            per_phase = max(timeout_s / 2, 0.5)
+            outcome["response"] = requests.get(
+                url, timeout=(per_phase, per_phase), verify=_tls_verify(), allow_redirects=True
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure means "unreachable"
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=probe, name="crmscore-mlflow-health", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+
+    if worker.is_alive():
+        reason = f"no answer within {timeout_s:g} s"
+    elif "error" in outcome:
+        reason = _short_reason(outcome["error"])  # type: ignore[arg-type]
+    else:
+        status = outcome["response"].status_code  # type: ignore[union-attr]
+        # Any answer below 500 proves a server is listening (a 401 or 404 from an auth proxy
+        # or a path prefix is MLflow's business to report); 5xx is what a proxy says when the
+        # tracking server behind it is down.
+        if status < 500:
+            return
+        reason = f"HTTP {status} from {url}"
+    raise TrackingError(f"MLflow tracking server at {uri} is unreachable: {reason}")
+
+
+def _apply_remote_http_defaults() -> None:
+    for name, value in REMOTE_HTTP_DEFAULTS.items():
+        if not os.environ.get(name, "").strip():
+            os.environ[name] = value
+
+
+def _initialise_embedded_store(uri: str, models_dir: Path) -> None:
+    # MLflow's client would create the database with its default artifact root (./mlruns of
+    # the working directory), which becomes the artifact location of the "Default" experiment
+    # 0. Creating the store ourselves with our artifact root keeps even that one under models/.
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlAlchemyStore(uri, artifact_root(models_dir))
+    # Release the engine's file handle now rather than at garbage collection.
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _get_or_create_experiment(name: str, artifact_location: str | None) -> str:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException:
+            # Another process may have created it between our lookup and create.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        raise TrackingError(
+            f"MLflow experiment '{name}' is deleted in {mlflow.get_tracking_uri()}; restore it "
+            f"with 'mlflow experiments restore --experiment-id {experiment.experiment_id}' "
+            "or choose another experiment name"
+        )
+    return experiment.experiment_id
+
+
+def configure(
+    models_dir: str | os.PathLike[str] = DEFAULT_MODELS_DIR,
+    experiment: str = DEFAULT_EXPERIMENT,
+) -> str:
+    """Make the tracking store ready, select ``experiment`` in it and return the experiment id.
+
+    The URI comes from :func:`tracking_uri`. For the embedded default the ``models_dir``
+    folder and the SQLite database are created on first use, and a new experiment gets the
+    artifact location ``<artifact_root>/<experiment>`` so that its artifacts sit beside the
+    database under ``models/``. For a remote http(s) server the server's ``/health`` endpoint
+    is probed first, within a few seconds, and :class:`~crmscore.errors.TrackingError` is
+    raised if it does not answer; MLflow's own HTTP retries and timeout are also shortened
+    (unless the user has set them) so that later calls fail fast too. The tracking and the
+    registry URI are both set to the store (the registry is used with aliases only), then the
+    experiment is made active with ``mlflow.set_experiment``. Any failure the user can fix,
+    such as an unwritable folder or a deleted experiment, is raised as ``TrackingError``.
+    """
+    global _echoed_default_uri
+
+    uri = tracking_uri(models_dir)
+    from_env = _env_tracking_uri() is not None
+    remote = is_remote_uri(uri)
+
+    # Probe before importing or calling MLflow so that an unreachable server fails in seconds,
+    # not after MLflow's retries.
+    if remote:
+        _apply_remote_http_defaults()
+        _check_reachable(uri)
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    models_path = _models_path(models_dir)
+    artifact_location = None
+    try:
+        with quiet_mlflow():
+            if not from_env:
+                if not (models_path / DEFAULT_DB_NAME).exists():
+                    _initialise_embedded_store(uri, models_path)
+                artifact_location = (models_path / ARTIFACTS_DIR_NAME / experiment).as_uri()
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            _echoed_default_uri = None if from_env else uri
+            experiment_id = _get_or_create_experiment(experiment, artifact_location)
+            mlflow.set_experiment(experiment_id=experiment_id)
+    except TrackingError:
+        raise
+    except (MlflowException, OSError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"MLflow tracking store at {uri} cannot be used: {message}") from exc
+    return experiment_id

@@ -1,0 +1,31 @@
+"""Shared fixtures: small simulated data and the location of the public datasets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from crmscore.data.simulate import SimulatedData, simulate_crm
+
+# Tables are checked for future dates against this day, so tests do not depend on the calendar.
+MAX_DATE = dt.date(2026, 11, 23)
+
+
+def public_data_dir() -> Path:
+    """``$CRMSCORE_DATA_DIR`` or ``../shared/data`` seen from the repository root."""
+    return Path(os.environ.get("CRMSCORE_DATA_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def small_sim() -> SimulatedData:
+    """1,500 simulated customers (about 30k transactions); treat as read-only."""
+    return simulate_crm(customers=1_500, seed=7)
+
+
+@pytest.fixture
+def sim_tables(small_sim: SimulatedData) -> dict:
+    """Fresh copies of the four simulated tables, safe to corrupt in a test."""
+    return {name: df.copy() for name, df in small_sim.tables().items()}
