@@ -1,0 +1,507 @@
+"""Load input tables through the data contract: read, map columns, coerce, validate, reject.
+
+The path of a table through the loader:
+
+1. **find and read** the file (CSV or Parquet) — an unreadable file stops the run;
+2. **map** the user's column names onto the contract (``data.tables.<table>.columns`` in
+   ``params.yaml``) — a missing required column stops the run;
+3. **coerce** each contract column to its kind — a column with no value of the right type stops
+   the run (``uncoercible type``); single values that cannot be read reject their row;
+4. **validate** rows with the pandera schema of :mod:`crmscore.data.schemas`, then check that every
+   row of the other tables belongs to a known customer.
+
+Whole-file problems raise :class:`~crmscore.errors.DataError` with one line naming the file, the
+column and the rule. Row problems never vanish: the row goes to the rejects with its row number in the
+file and a ``reason``, and ``rows in = rows kept + rows rejected`` holds for every table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
+from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES, ColumnSpec, table_schema
+from crmscore.errors import DataError
+from crmscore.io import write_csv, write_json, write_parquet
+
+__all__ = [
+    "TableReport",
+    "LoadedData",
+    "find_table_file",
+    "read_table",
+    "validate_table",
+    "validate_tables",
+    "load_tables",
+    "write_rejects",
+    "write_tables",
+]
+
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".tsv")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_TRUE = {"1", "true", "t", "yes", "y"}
+_FALSE = {"0", "false", "f", "no", "n"}
+
+
+@dataclasses.dataclass
+class TableReport:
+    """What happened to one table on load."""
+
+    table: str
+    source: str
+    rows_in: int
+    rows_kept: int
+    rows_rejected: int
+    reasons: dict[str, int]
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as plain values (for JSON and manifests)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class LoadedData:
+    """Validated tables, their rejected rows, and a report per table."""
+
+    tables: dict[str, pd.DataFrame]
+    rejects: dict[str, pd.DataFrame]
+    reports: dict[str, TableReport]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per table: rows in, kept, rejected, and the rejections by reason."""
+        rows = []
+        for r in self.reports.values():
+            by_reason = "; ".join(f"{reason} ×{count}" for reason, count in r.reasons.items())
+            rows.append(
+                {
+                    "table": r.table,
+                    "rows_in": r.rows_in,
+                    "rows_kept": r.rows_kept,
+                    "rows_rejected": r.rows_rejected,
+                    "rejected_by_reason": by_reason,
+                }
+            )
+        return pd.DataFrame(rows, columns=["table", "rows_in", "rows_kept", "rows_rejected", "rejected_by_reason"])
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def _format_of(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    name = path.name.lower()
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    raise DataError(f"{path}: unknown file type (expected .csv or .parquet, or set data.format)")
+
+
+def find_table_file(input_dir: str | os.PathLike, table: str, settings: TableSettings | None = None) -> Path | None:
+    """The file of ``table`` in ``input_dir``: the configured name, else ``<table>.parquet`` / ``.csv``."""
+    folder = Path(input_dir)
+    if settings is not None and settings.file:
+        path = folder / settings.file
+        if not path.exists():
+            raise DataError(f"{path}: file not found (data.tables.{table}.file)")
+        return path
+    for suffix in (".parquet", ".pq", ".csv", ".csv.gz"):
+        path = folder / f"{table}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def read_table(
+    path: str | os.PathLike,
+    table: str,
+    columns: Mapping[str, str] | None = None,
+    fmt: str = "auto",
+    csv_separator: str = ",",
+) -> pd.DataFrame:
+    """Read one table file and rename the user's columns to the contract's names.
+
+    CSV cells are read as text (so a rejected row shows exactly what the file held); Parquet keeps its
+    types. ``columns`` maps contract names to the file's names. Raises :class:`DataError` when the file
+    cannot be read or lacks a required column.
+    """
+    path = Path(path)
+    kind = _format_of(path, fmt)
+    try:
+        if kind == "parquet":
+            raw = pd.read_parquet(path)
+        else:
+            raw = pd.read_csv(path, sep=csv_separator, dtype=str, keep_default_na=False, na_values=[""])
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as exc:  # any reader failure is a whole-file problem for the user
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as {kind}: {detail}") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+
+    mapping = dict(columns or {})
+    unknown = sorted(set(mapping) - {c.name for c in CONTRACT[table]})
+    if unknown:
+        allowed = ", ".join(c.name for c in CONTRACT[table])
+        raise DataError(
+            f"{path}: data.tables.{table}.columns: '{unknown[0]}' is not a contract column of {table} ({allowed})"
+        )
+    for contract_name, user_name in mapping.items():
+        if user_name not in raw.columns:
+            raise DataError(
+                f"{path}: column '{user_name}' (mapped to {contract_name}): required column is missing; "
+                f"columns found: {', '.join(raw.columns[:12])}"
+            )
+    raw = raw.rename(columns={user: contract for contract, user in mapping.items()})
+    for spec in CONTRACT[table]:
+        if spec.required and spec.name not in raw.columns:
+            raise DataError(
+                f"{path}: column '{spec.name}': required column is missing "
+                f"(map your column in params.yaml data.tables.{table}.columns); "
+                f"columns found: {', '.join(raw.columns[:12])}"
+            )
+    if raw.columns.duplicated().any():
+        dup = raw.columns[raw.columns.duplicated()][0]
+        raise DataError(f"{path}: column '{dup}': appears twice after mapping")
+    return raw.reset_index(drop=True)
+
+
+# --- coercion -----------------------------------------------------------------------------------------
+
+
+class _Rejections:
+    """Reasons collected per row position; a row may break several rules."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reasons: dict[int, list[str]] = {}
+        self.coerced_cells: set[tuple[int, str]] = set()
+
+    def add(self, positions: np.ndarray, reason: str, column: str | None = None) -> None:
+        for pos in np.asarray(positions, dtype=np.int64).tolist():
+            if column is not None:
+                self.coerced_cells.add((pos, column))
+            bucket = self.reasons.setdefault(pos, [])
+            if reason not in bucket:
+                bucket.append(reason)
+
+
+def _blank(series: pd.Series) -> np.ndarray:
+    """True where a value is missing or only whitespace."""
+    missing = series.isna().to_numpy()
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+        text = series.astype("string").str.strip()
+        missing = missing | (text == "").fillna(True).to_numpy(dtype=bool)
+    return missing
+
+
+def _example(series: pd.Series, bad: np.ndarray) -> str:
+    return repr(str(series[bad].iloc[0]))
+
+
+def _fail_whole_column(source: str, column: str, rule: str, series: pd.Series, bad: np.ndarray, given: np.ndarray) -> None:
+    # A column where *nothing* can be read is a whole-file problem (wrong column mapped, wrong
+    # format), not a thousand bad rows.
+    if given.any() and bad[given].all():
+        raise DataError(f"{source}: column '{column}': uncoercible type: {rule} (e.g. {_example(series, bad)})")
+
+
+def _coerce_id(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return series.astype("Int64") if series.isna().any() else series.astype(np.int64)
+    if pd.api.types.is_float_dtype(series.dtype):
+        values = series.to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        if np.all(values[finite] == np.round(values[finite])):
+            ints = pd.Series(np.where(finite, values, 0).astype(np.int64), index=series.index, dtype="Int64")
+            return ints.where(pd.Series(finite, index=series.index))
+        return series.astype("string")
+    text = series.astype("string").str.strip()
+    text = text.mask(text == "")
+    # Digit-only ids written without leading zeros are integers in disguise; keep other ids as text
+    # so that "00042" stays "00042".
+    present = text.dropna()
+    if len(present) and present.str.fullmatch(r"-?[1-9][0-9]{0,17}|0").all():
+        return pd.to_numeric(text).astype("Int64" if text.isna().any() else np.int64)
+    return text
+
+
+def _coerce_date(series: pd.Series, date_format: str | None) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        out = series
+        if getattr(out.dt, "tz", None) is not None:
+            out = out.dt.tz_localize(None)
+    else:
+        values = series.astype("string").str.strip() if not pd.api.types.is_numeric_dtype(series.dtype) else series.astype("Int64").astype("string")
+        out = pd.to_datetime(values, format=date_format or "ISO8601", errors="coerce")
+    # Dates outside pandas' nanosecond range cannot be real CRM events; treat them as unreadable.
+    out = out.astype("datetime64[us]")
+    in_range = out.isna() | ((out >= pd.Timestamp.min) & (out <= pd.Timestamp.max))
+    return out.where(in_range).astype("datetime64[ns]")
+
+
+def _coerce_flag(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype("boolean")
+    text = series.astype("string").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=series.index, dtype="boolean")
+    out[text.isin(_TRUE).fillna(False).to_numpy(dtype=bool)] = True
+    out[text.isin(_FALSE).fillna(False).to_numpy(dtype=bool)] = False
+    return out
+
+
+def _coerce(raw: pd.DataFrame, table: str, source: str, date_format: str | None, rejections: _Rejections) -> pd.DataFrame:
+    """Convert contract columns to their kinds; record unreadable cells as row rejections."""
+    df = raw.copy()
+    for spec in CONTRACT[table]:
+        if spec.name not in df.columns:
+            continue
+        series = raw[spec.name]
+        given = ~_blank(series)
+        coerced, rule = _coerce_column(spec, series, date_format)
+        bad = given & coerced.isna().to_numpy()
+        if spec.kind == "date":
+            rule = f"not a date in format {date_format or 'YYYY-MM-DD'}"
+            if date_format is None and given.any() and bad[given].all():
+                rule += f" (set data.tables.{table}.date_format)"
+        _fail_whole_column(source, spec.name, rule, series, bad, given)
+        if bad.any():
+            rejections.add(np.flatnonzero(bad), f"{spec.name}: {rule}", column=spec.name)
+        df[spec.name] = coerced
+    if table == "customers":
+        # Customer attributes: text columns become categories, which LightGBM and reports use directly.
+        contract = {c.name for c in CONTRACT[table]}
+        for column in df.columns:
+            if column not in contract and (df[column].dtype == object or pd.api.types.is_string_dtype(df[column].dtype)):
+                df[column] = df[column].astype("category")
+    return df
+
+
+def _coerce_column(spec: ColumnSpec, series: pd.Series, date_format: str | None) -> tuple[pd.Series, str]:
+    if spec.kind == "id":
+        return _coerce_id(series), "not an id"
+    if spec.kind == "date":
+        return _coerce_date(series, date_format), "not a date"
+    if spec.kind in {"number", "integer"}:
+        numbers = pd.to_numeric(series if pd.api.types.is_numeric_dtype(series.dtype) else series.astype("string").str.strip(), errors="coerce")
+        numbers = numbers.astype("float64")
+        numbers = numbers.where(np.isfinite(numbers.to_numpy()))
+        if spec.kind == "integer":
+            integral = numbers.isna() | (numbers == np.round(numbers))
+            numbers = numbers.where(integral)
+            out = numbers.astype("Int64") if numbers.isna().any() else numbers.astype(np.int64)
+            return out, "not an integer"
+        return numbers, "not a number"
+    if spec.kind == "flag":
+        return _coerce_flag(series), "not a yes/no value"
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series, "not a text"
+    text = series.astype(str).str.strip()
+    return text.mask(text == "").astype("category"), "not a text"
+
+
+# --- validation -----------------------------------------------------------------------------------------
+
+
+def _reason_of(check: str, column: str | None) -> str:
+    if check == "not_nullable":
+        return f"{column}: missing value"
+    if check == "field_uniqueness":
+        return f"{column}: duplicate (first occurrence kept)"
+    return check
+
+
+def validate_table(
+    raw: pd.DataFrame,
+    table: str,
+    source: str,
+    max_date: dt.date,
+    date_format: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Coerce and validate one table already renamed to the contract; return ``(kept, rejects)``.
+
+    ``rejects`` holds the rejected rows as read (text), their 1-based ``row_number`` in the file and a
+    ``reason`` listing every rule the row broke. Raises :class:`DataError` for whole-column problems.
+    """
+    raw = raw.reset_index(drop=True)
+    rejections = _Rejections(len(raw))
+    df = _coerce(raw, table, source, date_format, rejections)
+    present = [c.name for c in CONTRACT[table] if c.name in df.columns]
+    schema = table_schema(table, max_date, present)
+    try:
+        schema.validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        cases = cases[cases["index"].notna()]
+        for (check, column), group in cases.groupby(["check", "column"], sort=False, dropna=False):
+            positions = group["index"].astype(np.int64).to_numpy()
+            if check == "not_nullable":
+                # A cell already rejected as unreadable is not also "missing".
+                positions = np.array([p for p in positions if (p, column) not in rejections.coerced_cells], dtype=np.int64)
+            if positions.size:
+                rejections.add(positions, _reason_of(str(check), column))
+    return _split(raw, df, rejections)
+
+
+def _split(raw: pd.DataFrame, df: pd.DataFrame, rejections: _Rejections) -> tuple[pd.DataFrame, pd.DataFrame]:
+    bad = np.zeros(len(df), dtype=bool)
+    positions = np.fromiter(rejections.reasons.keys(), dtype=np.int64, count=len(rejections.reasons))
+    positions.sort()
+    bad[positions] = True
+    kept = df.loc[~bad].reset_index(drop=True)
+    rejects = _rejects_frame(raw, positions, ["; ".join(rejections.reasons[p]) for p in positions.tolist()])
+    return kept, rejects
+
+
+def _rejects_frame(raw: pd.DataFrame, positions: np.ndarray, reasons: list[str], row_numbers: np.ndarray | None = None) -> pd.DataFrame:
+    rows = raw.iloc[positions]
+    out = pd.DataFrame({c: rows[c].astype("string").to_numpy() for c in rows.columns}, index=range(len(rows)))
+    out.insert(0, "row_number", (positions + 1 if row_numbers is None else row_numbers).astype(np.int64))
+    out["reason"] = pd.array(reasons, dtype="string")
+    return out
+
+
+def _harmonise_ids(customers: pd.Series, other: pd.Series) -> pd.Series:
+    """Give another table's ids the dtype of the customer ids so that they can be matched."""
+    if pd.api.types.is_integer_dtype(customers.dtype) and not pd.api.types.is_integer_dtype(other.dtype):
+        numbers = pd.to_numeric(other, errors="coerce")
+        return numbers.where(numbers == np.round(numbers)).astype("Int64")
+    if not pd.api.types.is_integer_dtype(customers.dtype) and pd.api.types.is_integer_dtype(other.dtype):
+        return other.astype("string")
+    return other
+
+
+def validate_tables(
+    raw_tables: Mapping[str, pd.DataFrame],
+    max_date: dt.date | None = None,
+    date_formats: Mapping[str, str | None] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> LoadedData:
+    """Validate contract tables (already renamed) and check every row's customer is known.
+
+    Pure function: DataFrames in, :class:`LoadedData` out. ``max_date`` (default today) is the last
+    allowed event date; ``date_formats`` and ``sources`` (file names for messages) are per table.
+    """
+    max_date = max_date or dt.date.today()
+    date_formats = dict(date_formats or {})
+    sources = dict(sources or {})
+    missing = [t for t in REQUIRED_TABLES if t not in raw_tables]
+    if missing:
+        raise DataError(f"{missing[0]}: table is required but was not given")
+    tables: dict[str, pd.DataFrame] = {}
+    rejects: dict[str, pd.DataFrame] = {}
+    reports: dict[str, TableReport] = {}
+    for table in TABLE_NAMES:
+        if table not in raw_tables:
+            continue
+        raw = raw_tables[table].reset_index(drop=True)
+        source = sources.get(table, table)
+        kept, rej = validate_table(raw, table, source, max_date, date_formats.get(table))
+        if table != "customers":
+            kept, rej = _check_customers(raw, kept, rej, tables["customers"], rejects["customers"])
+        tables[table] = kept
+        rejects[table] = rej
+        reasons = Counter(r for reason in rej["reason"].tolist() for r in reason.split("; "))
+        reports[table] = TableReport(
+            table=table,
+            source=source,
+            rows_in=len(raw),
+            rows_kept=len(kept),
+            rows_rejected=len(rej),
+            reasons=dict(reasons.most_common()),
+        )
+        if len(raw) != len(kept) + len(rej):  # the contract's promise; never silently lose a row
+            raise AssertionError(f"{table}: {len(raw)} rows in, {len(kept)} kept + {len(rej)} rejected")
+    return LoadedData(tables=tables, rejects=rejects, reports=reports)
+
+
+def _check_customers(
+    raw: pd.DataFrame, kept: pd.DataFrame, rej: pd.DataFrame, customers: pd.DataFrame, customer_rejects: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reject rows whose customer is not among the kept customers."""
+    ids = _harmonise_ids(customers["customer_id"], kept["customer_id"])
+    known = ids.isin(customers["customer_id"]).fillna(False).to_numpy(dtype=bool)
+    if known.all():
+        kept["customer_id"] = ids.astype(customers["customer_id"].dtype)
+        return kept, rej
+    rejected_ids = set(customer_rejects["customer_id"].dropna().astype(str)) if len(customer_rejects) else set()
+    unknown_rows = kept.loc[~known]
+    reasons = [
+        "customer_id: customer rejected in customers" if str(cid) in rejected_ids else "customer_id: unknown customer"
+        for cid in unknown_rows["customer_id"].astype("string").fillna("").tolist()
+    ]
+    # Rejected rows are reported as the file held them; recover their positions in the raw table.
+    positions = _raw_positions(raw, kept, rej, ~known)
+    extra = _rejects_frame(raw, positions, reasons)
+    kept = kept.loc[known].reset_index(drop=True)
+    kept["customer_id"] = ids[known].to_numpy()
+    kept["customer_id"] = kept["customer_id"].astype(customers["customer_id"].dtype)
+    rej = pd.concat([rej, extra], ignore_index=True).sort_values("row_number", kind="stable").reset_index(drop=True)
+    return kept, rej
+
+
+def _raw_positions(raw: pd.DataFrame, kept: pd.DataFrame, rej: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
+    rejected_positions = rej["row_number"].to_numpy(dtype=np.int64) - 1 if len(rej) else np.empty(0, np.int64)
+    keep_positions = np.setdiff1d(np.arange(len(raw)), rejected_positions, assume_unique=True)
+    return keep_positions[np.asarray(mask)]
+
+
+def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = None) -> LoadedData:
+    """Read and validate every contract table found in ``input_dir`` (``customers`` is required).
+
+    File names, column mapping, date formats and the future-date limit come from ``settings``
+    (the ``data`` section of ``params.yaml``). Raises :class:`DataError` for whole-file problems.
+    """
+    settings = settings or DataSettings()
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: input folder not found")
+    raw_tables: dict[str, pd.DataFrame] = {}
+    sources: dict[str, str] = {}
+    for table in TABLE_NAMES:
+        table_settings = settings.tables.get(table, TableSettings())
+        path = find_table_file(folder, table, table_settings)
+        if path is None:
+            if table in REQUIRED_TABLES:
+                raise DataError(
+                    f"{folder}: table '{table}' not found (expected {table}.parquet or {table}.csv, "
+                    f"or set data.tables.{table}.file)"
+                )
+            continue
+        raw_tables[table] = read_table(path, table, table_settings.columns, settings.format, settings.csv_separator)
+        sources[table] = str(path)
+    date_formats = {t: settings.tables[t].date_format for t in settings.tables}
+    return validate_tables(raw_tables, settings.max_date, date_formats, sources)
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+def write_rejects(loaded: LoadedData, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``<out_dir>/rejects/<table>.parquet`` for every table (empty files too, so no stale
+    rejects survive from an earlier run) and ``<out_dir>/validation.json``; return the paths."""
+    out = Path(out_dir)
+    paths = {table: write_parquet(rej, out / "rejects" / f"{table}.parquet") for table, rej in loaded.rejects.items()}
+    write_json({t: r.as_dict() for t, r in loaded.reports.items()}, out / "validation.json")
+    return paths
+
+
+def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | os.PathLike, fmt: str = "parquet") -> dict[str, Path]:
+    """Write tables as ``<out_dir>/<name>.parquet`` (or ``.csv``), each file atomically."""
+    out = Path(out_dir)
+    paths = {}
+    for name, df in tables.items():
+        if fmt == "csv":
+            paths[name] = write_csv(df, out / f"{name}.csv")
+        else:
+            paths[name] = write_parquet(df, out / f"{name}.parquet")
+    return paths
