@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-from pathlib import Path
 
 import pytest
 
@@ -12,11 +10,6 @@ from crmscore.data.simulate import SimulatedData, simulate_crm
 
 # Tables are checked for future dates against this day, so tests do not depend on the calendar.
 MAX_DATE = dt.date(2026, 11, 23)
-
-
-def public_data_dir() -> Path:
-    """``$CRMSCORE_DATA_DIR`` or ``../shared/data`` seen from the repository root."""
-    return Path(os.environ.get("CRMSCORE_DATA_DIR") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
