@@ -58,6 +58,12 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+def _non_negative_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise PydanticCustomError("non_negative", "expected a number ≥ 0, got {got}", {"got": repr(value)})
+    return float(value)
+
+
 def _date(value: Any) -> dt.date:
     # YAML already turns 2026-10-31 into a date; strings are accepted for CLI overrides.
     if isinstance(value, dt.datetime):
@@ -176,10 +182,49 @@ class SimulateSettings(_Section):
         return self
 
 
+class FeatureSettings(_Section):
+    """Point-in-time customer features."""
+
+    windows_days: list[PositiveInt] = Field(default_factory=lambda: [30, 90, 365])
+    trend_window_days: PositiveInt = 90
+
+    @model_validator(mode="after")
+    def _sorted_windows(self) -> FeatureSettings:
+        if not self.windows_days:
+            raise PydanticCustomError("windows", "expected at least one window, got {got}", {"got": "[]"})
+        self.__dict__["windows_days"] = sorted(set(self.windows_days))
+        return self
+
+
+class TuningSettings(_Section):
+    """Optuna search of the LightGBM hyper-parameters."""
+
+    trials: PositiveInt = 30
+    timeout_seconds: PositiveInt = 120
+    early_stopping_rounds: PositiveInt = 50
+    max_trees: PositiveInt = 2000
+    learning_rate: Annotated[float, BeforeValidator(_fraction)] = 0.05
+
+
 class ChurnSettings(_Section):
-    """Churn definition (more knobs arrive with the churn models)."""
+    """Churn label, temporal validation, model, calibration and promotion."""
 
     horizon_days: PositiveInt = 90
+    label: Literal["auto", "transaction", "subscription"] = "auto"
+    train_cutoffs: PositiveInt = 4
+    cutoff_step_days: PositiveInt = 30
+    test_as_of: OptionalDate = None
+    valid_share: Fraction = 0.2
+    test_share: Fraction = 0.2
+    cv_folds: PositiveInt = 5
+    cv_repeats: PositiveInt = 5
+    seed: NonNegativeInt = 42
+    calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
+    class_weight: Literal["balanced", "none"] = "none"
+    tuning: TuningSettings = Field(default_factory=TuningSettings)
+    promotion_metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
+    promotion_margin: Annotated[float, BeforeValidator(_non_negative_float)] = 0.002
+    min_customers: PositiveInt = 200
 
 
 class ClvSettings(_Section):
@@ -195,6 +240,7 @@ class Settings(_Section):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     data: DataSettings = Field(default_factory=DataSettings)
     simulate: SimulateSettings = Field(default_factory=SimulateSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     clv: ClvSettings = Field(default_factory=ClvSettings)
 

@@ -208,7 +208,9 @@ def _example(series: pd.Series, bad: np.ndarray) -> str:
     return repr(str(series[bad].iloc[0]))
 
 
-def _fail_whole_column(source: str, column: str, rule: str, series: pd.Series, bad: np.ndarray, given: np.ndarray) -> None:
+def _fail_whole_column(
+    source: str, column: str, rule: str, series: pd.Series, bad: np.ndarray, given: np.ndarray
+) -> None:
     # A column where *nothing* can be read is a whole-file problem (wrong column mapped, wrong
     # format), not a thousand bad rows.
     if given.any() and bad[given].all():
@@ -241,7 +243,11 @@ def _coerce_date(series: pd.Series, date_format: str | None) -> pd.Series:
         if getattr(out.dt, "tz", None) is not None:
             out = out.dt.tz_localize(None)
     else:
-        values = series.astype("string").str.strip() if not pd.api.types.is_numeric_dtype(series.dtype) else series.astype("Int64").astype("string")
+        values = (
+            series.astype("string").str.strip()
+            if not pd.api.types.is_numeric_dtype(series.dtype)
+            else series.astype("Int64").astype("string")
+        )
         out = pd.to_datetime(values, format=date_format or "ISO8601", errors="coerce")
     # Dates outside pandas' nanosecond range cannot be real CRM events; treat them as unreadable.
     out = out.astype("datetime64[us]")
@@ -259,7 +265,9 @@ def _coerce_flag(series: pd.Series) -> pd.Series:
     return out
 
 
-def _coerce(raw: pd.DataFrame, table: str, source: str, date_format: str | None, rejections: _Rejections) -> pd.DataFrame:
+def _coerce(
+    raw: pd.DataFrame, table: str, source: str, date_format: str | None, rejections: _Rejections
+) -> pd.DataFrame:
     """Convert contract columns to their kinds; record unreadable cells as row rejections."""
     df = raw.copy()
     for spec in CONTRACT[table]:
@@ -281,7 +289,9 @@ def _coerce(raw: pd.DataFrame, table: str, source: str, date_format: str | None,
         # Customer attributes: text columns become categories, which LightGBM and reports use directly.
         contract = {c.name for c in CONTRACT[table]}
         for column in df.columns:
-            if column not in contract and (df[column].dtype == object or pd.api.types.is_string_dtype(df[column].dtype)):
+            if column not in contract and (
+                df[column].dtype == object or pd.api.types.is_string_dtype(df[column].dtype)
+            ):
                 df[column] = df[column].astype("category")
     return df
 
@@ -292,7 +302,10 @@ def _coerce_column(spec: ColumnSpec, series: pd.Series, date_format: str | None)
     if spec.kind == "date":
         return _coerce_date(series, date_format), "not a date"
     if spec.kind in {"number", "integer"}:
-        numbers = pd.to_numeric(series if pd.api.types.is_numeric_dtype(series.dtype) else series.astype("string").str.strip(), errors="coerce")
+        numbers = pd.to_numeric(
+            series if pd.api.types.is_numeric_dtype(series.dtype) else series.astype("string").str.strip(),
+            errors="coerce",
+        )
         numbers = numbers.astype("float64")
         numbers = numbers.where(np.isfinite(numbers.to_numpy()))
         if spec.kind == "integer":
@@ -346,7 +359,9 @@ def validate_table(
             positions = group["index"].astype(np.int64).to_numpy()
             if check == "not_nullable":
                 # A cell already rejected as unreadable is not also "missing".
-                positions = np.array([p for p in positions if (p, column) not in rejections.coerced_cells], dtype=np.int64)
+                positions = np.array(
+                    [p for p in positions if (p, column) not in rejections.coerced_cells], dtype=np.int64
+                )
             if positions.size:
                 rejections.add(positions, _reason_of(str(check), column))
     return _split(raw, df, rejections)
@@ -362,7 +377,9 @@ def _split(raw: pd.DataFrame, df: pd.DataFrame, rejections: _Rejections) -> tupl
     return kept, rejects
 
 
-def _rejects_frame(raw: pd.DataFrame, positions: np.ndarray, reasons: list[str], row_numbers: np.ndarray | None = None) -> pd.DataFrame:
+def _rejects_frame(
+    raw: pd.DataFrame, positions: np.ndarray, reasons: list[str], row_numbers: np.ndarray | None = None
+) -> pd.DataFrame:
     rows = raw.iloc[positions]
     out = pd.DataFrame({c: rows[c].astype("string").to_numpy() for c in rows.columns}, index=range(len(rows)))
     out.insert(0, "row_number", (positions + 1 if row_numbers is None else row_numbers).astype(np.int64))
@@ -495,7 +512,9 @@ def write_rejects(loaded: LoadedData, out_dir: str | os.PathLike) -> dict[str, P
     return paths
 
 
-def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | os.PathLike, fmt: str = "parquet") -> dict[str, Path]:
+def write_tables(
+    tables: Mapping[str, pd.DataFrame], out_dir: str | os.PathLike, fmt: str = "parquet"
+) -> dict[str, Path]:
     """Write tables as ``<out_dir>/<name>.parquet`` (or ``.csv``), each file atomically."""
     out = Path(out_dir)
     paths = {}

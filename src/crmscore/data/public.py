@@ -64,9 +64,7 @@ SHA256: dict[str, str] = {
     CDNOW_MASTER: "eff6889ed364c5199d6eacbbeb7a6d559971df4406ac876f322c373f00a072ef",
     CDNOW_SAMPLE: "6fae10155c0b0ba363c2c386e30f77990d22328220efd862a5edd1443420d94a",
     CDNOW_SUMMARY: "09d92ca80daaabe8be0f997d4c539f9c9606106baa5b199081fe01cbce5fa9f6",
-    CDNOW_SUMMARY_WITH_TRANSACTIONS: (
-        "7ddd11b55be3227edfc1d58675154e96971b0de3ad37ddd9280d1dba154b8b2f"
-    ),
+    CDNOW_SUMMARY_WITH_TRANSACTIONS: ("7ddd11b55be3227edfc1d58675154e96971b0de3ad37ddd9280d1dba154b8b2f"),
 }
 
 #: Nominal snapshot date of the Telco data; the dataset itself carries no date at all.
@@ -170,8 +168,7 @@ def verify_file(path: str | os.PathLike[str], expected: str) -> None:
     got = sha256_of(path)
     if got != expected:
         raise DataError(
-            f"{path}: sha256 mismatch, expected {expected}, got {got}; "
-            f"this is an edited copy, {_README_HINT}"
+            f"{path}: sha256 mismatch, expected {expected}, got {got}; this is an edited copy, {_README_HINT}"
         )
 
 
@@ -179,9 +176,7 @@ def _resolve(root: str | os.PathLike[str] | None, relpath: str, verify: bool) ->
     # One place for "file exists, then hash matches", so every loader reports both the same way.
     path = data_dir(root) / relpath
     if not path.is_file():
-        raise DataError(
-            f"{path}: file not found; set {DATA_DIR_ENV} to the public data folder, {_README_HINT}"
-        )
+        raise DataError(f"{path}: file not found; set {DATA_DIR_ENV} to the public data folder, {_README_HINT}")
     if verify:
         verify_file(path, SHA256[relpath])
     return path
@@ -199,8 +194,7 @@ def _yes_no(path: Path, column: str, values: pd.Series) -> pd.Series:
     bad = out.isna()
     if bad.any():
         raise DataError(
-            f"{path}: column {column}: expected Yes/No, got {values[bad].iloc[0]!r} "
-            f"in {int(bad.sum())} row(s)"
+            f"{path}: column {column}: expected Yes/No, got {values[bad].iloc[0]!r} in {int(bad.sum())} row(s)"
         )
     return out.astype(bool)
 
@@ -214,9 +208,7 @@ def _parse_yyyymmdd(path: Path, values: pd.Series) -> pd.Series:
     return dates.astype("datetime64[ns]")
 
 
-def load_telco(
-    data_dir: str | os.PathLike[str] | None = None, verify: bool = True
-) -> dict[str, pd.DataFrame]:
+def load_telco(data_dir: str | os.PathLike[str] | None = None, verify: bool = True) -> dict[str, pd.DataFrame]:
     """Load IBM's Telco Customer Churn data as ``{"customers": df}`` in the crmscore contract.
 
     One row per customer: ``customer_id`` (from ``customerID``), ``signup_date``, ``churned`` (bool,
@@ -261,16 +253,14 @@ def load_telco(
     unbilled = total.isna() & (tenure == 0)
     if (total.isna() & ~unbilled).any():
         n = int((total.isna() & ~unbilled).sum())
-        raise DataError(
-            f"{path}: column TotalCharges: blank or non-numeric for {n} customer(s) with tenure > 0"
-        )
+        raise DataError(f"{path}: column TotalCharges: blank or non-numeric for {n} customer(s) with tenure > 0")
     # Tenure 0 means no completed billing month, so the honest amount billed so far is zero.
     total = total.where(~unbilled, 0.0).astype("float64")
 
     # 73 distinct tenures at most, so DateOffset per distinct value is exact and cheap.
-    signup = tenure.map(
-        {m: TELCO_SNAPSHOT_DATE - pd.DateOffset(months=int(m)) for m in tenure.unique()}
-    ).astype("datetime64[ns]")
+    signup = tenure.map({m: TELCO_SNAPSHOT_DATE - pd.DateOffset(months=int(m)) for m in tenure.unique()}).astype(
+        "datetime64[ns]"
+    )
 
     out = pd.DataFrame(
         {
@@ -385,11 +375,7 @@ def load_cdnow_summary(
         df = pd.read_csv(path)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot parse as CSV ({exc})") from exc
-    expected = (
-        ["ID", "x", "t_x", "T", "zbar"]
-        if with_transactions
-        else ["ID", "frequency", "recency", "T"]
-    )
+    expected = ["ID", "x", "t_x", "T", "zbar"] if with_transactions else ["ID", "frequency", "recency", "T"]
     _require_columns(path, df, expected)
     ids = pd.to_numeric(df["ID"], errors="coerce")
     if ids.isna().any() or (ids != ids.round()).any() or ids.duplicated().any():

@@ -45,7 +45,11 @@ CONTRACT: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("signup_date", "date", description="day the customer was acquired"),
         ColumnSpec("churned", "flag", required=False, nullable=True, description="subscription churn label"),
         ColumnSpec(
-            "monthly_revenue", "number", required=False, nullable=True, min_value=0.0,
+            "monthly_revenue",
+            "number",
+            required=False,
+            nullable=True,
+            min_value=0.0,
             description="current recurring revenue per month (subscription data)",
         ),
     ),
@@ -106,7 +110,9 @@ def table_schema(table: str, max_date: dt.date, present: list[str] | None = None
             )
         if spec.kind == "date" and not spec.future_allowed:
             checks.append(
-                pa.Check(lambda s: s.isna() | (s < limit), name=f"{spec.name}: after {max_date.isoformat()} (future date)")
+                pa.Check(
+                    lambda s: s.isna() | (s < limit), name=f"{spec.name}: after {max_date.isoformat()} (future date)"
+                )
             )
         unique = table == "customers" and spec.name == "customer_id"
         columns[spec.name] = pa.Column(

@@ -1,0 +1,735 @@
+"""Churn models: datasets with leakage-free validation, a logistic baseline, tuned and calibrated LightGBM.
+
+* **Datasets.** Transaction data: features at several past as-of dates are stacked for training,
+  validation and test use later as-of dates, and every label window ends before the next split's
+  as-of date (:func:`temporal_datasets`). Snapshot data (a ``churned`` flag, e.g. Telco): a
+  stratified train / validation / test split with a fixed seed (:func:`snapshot_datasets`), and
+  repeated stratified k-fold for the reported figure (:func:`cross_validate`).
+* **Baseline.** Logistic regression in a scikit-learn pipeline (median imputation with missing
+  indicators, signed log of heavy-tailed numbers, scaling, one-hot categories).
+* **LightGBM.** :func:`tune_lightgbm` searches hyper-parameters with Optuna (seeded TPE, median
+  pruning on the validation AUC, early stopping, trial and time budgets from ``params.yaml``).
+  :class:`ChurnModel` is a scikit-learn classifier: it fits the booster with early stopping and then
+  calibrates its scores (isotonic or sigmoid) on data it did not train on, so that a 30 % churn
+  probability means 30 % of such customers leave.
+
+Unseen categories at prediction time are treated as missing (LightGBM routes missing values along the
+branch learned for them) and counted in a warning; features that are entirely missing in training
+are dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from crmscore.config import ChurnSettings, FeatureSettings, TuningSettings
+from crmscore.errors import DataError
+from crmscore.evaluation import classification_metrics, roc_auc
+from crmscore.features import build_features, feature_columns
+from crmscore.labels import label_kind, last_labelable_as_of, subscription_churn, transaction_churn
+
+__all__ = [
+    "ChurnData",
+    "temporal_datasets",
+    "snapshot_datasets",
+    "churn_datasets",
+    "make_baseline",
+    "LogisticBaseline",
+    "fit_baseline",
+    "evaluate",
+    "model_from_settings",
+    "ChurnModel",
+    "TuningResult",
+    "tune_lightgbm",
+    "cross_validate",
+    "DEFAULT_LGBM_PARAMS",
+]
+
+log = logging.getLogger("crmscore.churn")
+
+# Sensible starting point, also used when tuning is switched off (trials: 1 runs only this point).
+DEFAULT_LGBM_PARAMS: dict[str, Any] = {
+    "num_leaves": 15,
+    "min_child_samples": 40,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l1": 0.0,
+    "lambda_l2": 1.0,
+    "min_split_gain": 0.0,
+    "cat_smooth": 10.0,
+    "max_cat_to_onehot": 8,
+}
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ChurnData:
+    """Features and labels of one split; ``as_of`` per row (stacked cutoffs share one frame)."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    as_of: pd.Series
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def _check_labels(y: pd.Series, where: str) -> None:
+    counts = y.value_counts()
+    if len(counts) < 2:
+        only = int(counts.index[0]) if len(counts) else "none"
+        raise DataError(
+            f"churn label at {where}: only one class (all churned = {only}); a model needs churners and "
+            "non-churners — check churn.horizon_days and the as-of dates"
+        )
+
+
+def _frame(
+    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, settings: ChurnSettings, features: FeatureSettings
+) -> ChurnData:
+    X = build_features(tables, as_of, features)
+    y = transaction_churn(tables["transactions"], X.index, as_of, settings.horizon_days)
+    return ChurnData(X=X, y=y, as_of=pd.Series(as_of, index=X.index, name="as_of"))
+
+
+def _stack(parts: list[ChurnData]) -> ChurnData:
+    X = pd.concat([p.X for p in parts])
+    # Categories can differ between cutoffs (a region first seen later); unify them.
+    for column in X.columns:
+        if any(isinstance(p.X[column].dtype, pd.CategoricalDtype) for p in parts):
+            X[column] = X[column].astype("category")
+    return ChurnData(X=X, y=pd.concat([p.y for p in parts]), as_of=pd.concat([p.as_of for p in parts]))
+
+
+def temporal_datasets(
+    tables: Mapping[str, pd.DataFrame], settings: ChurnSettings, features: FeatureSettings | None = None
+) -> dict[str, ChurnData]:
+    """Train (stacked past cutoffs), validation and test sets for transaction churn.
+
+    ``test`` is at ``churn.test_as_of`` (default: the last as-of date whose horizon is fully observed),
+    ``valid`` one horizon earlier, and the ``train_cutoffs`` training dates ``cutoff_step_days`` apart
+    end one horizon before ``valid``: every label window closes before the next split begins.
+    """
+    features = features or FeatureSettings()
+    h = pd.Timedelta(days=settings.horizon_days)
+    latest = last_labelable_as_of(tables, settings.horizon_days)
+    test_as_of = pd.Timestamp(settings.test_as_of) if settings.test_as_of else latest
+    if test_as_of > latest:
+        raise DataError(
+            f"churn.test_as_of: {test_as_of.date()} leaves its {settings.horizon_days}-day horizon unobserved "
+            f"(history ends {(latest + h).date()})"
+        )
+    valid_as_of = test_as_of - h
+    train_dates = [
+        valid_as_of - h - pd.Timedelta(days=k * settings.cutoff_step_days) for k in range(settings.train_cutoffs)
+    ]
+    first_signup = tables["customers"]["signup_date"].min()
+    train_dates = [d for d in train_dates if d > first_signup]
+    if not train_dates:
+        raise DataError(
+            f"churn: no training as-of date after the first signup ({first_signup.date()}); the history is too "
+            f"short for horizon_days={settings.horizon_days} (need about {3 * settings.horizon_days} days)"
+        )
+    splits = {
+        "train": _stack([_frame(tables, d, settings, features) for d in sorted(train_dates)]),
+        "valid": _frame(tables, valid_as_of, settings, features),
+        "test": _frame(tables, test_as_of, settings, features),
+    }
+    for name, split in splits.items():
+        if len(split) < max(20, settings.min_customers // 4):
+            raise DataError(
+                f"churn: {len(split)} customers in the {name} split; at least churn.min_customers = "
+                f"{settings.min_customers} customers are needed"
+            )
+        _check_labels(split.y, f"{name} ({split.as_of.iloc[0].date()})")
+    return splits
+
+
+def snapshot_datasets(
+    tables: Mapping[str, pd.DataFrame],
+    settings: ChurnSettings,
+    features: FeatureSettings | None = None,
+    as_of: pd.Timestamp | None = None,
+) -> dict[str, ChurnData]:
+    """Stratified train / validation / test split of snapshot data labelled by ``churned``."""
+    X, y, when = _snapshot_frame(tables, features, as_of)
+    if len(y) < settings.min_customers:
+        raise DataError(
+            f"churn: {len(y)} labelled customers; at least churn.min_customers = {settings.min_customers} are "
+            "needed for a train / validation / test split"
+        )
+    _check_labels(y, "snapshot")
+    rest_idx, test_idx = train_test_split(
+        np.arange(len(y)), test_size=settings.test_share, stratify=y, random_state=settings.seed
+    )
+    valid_of_rest = settings.valid_share / (1 - settings.test_share)
+    train_idx, valid_idx = train_test_split(
+        rest_idx, test_size=valid_of_rest, stratify=y.iloc[rest_idx], random_state=settings.seed
+    )
+    return {
+        name: ChurnData(X=X.iloc[idx], y=y.iloc[idx], as_of=pd.Series(when, index=X.index[idx], name="as_of"))
+        for name, idx in (("train", train_idx), ("valid", valid_idx), ("test", test_idx))
+    }
+
+
+def _snapshot_frame(
+    tables: Mapping[str, pd.DataFrame], features: FeatureSettings | None, as_of: pd.Timestamp | None
+) -> tuple[pd.DataFrame, pd.Series, pd.Timestamp]:
+    customers = tables["customers"]
+    when = pd.Timestamp(as_of) if as_of is not None else customers["signup_date"].max().normalize()
+    X = build_features(tables, when, features)
+    y = subscription_churn(customers, X.index)
+    return X, y, when
+
+
+def churn_datasets(
+    tables: Mapping[str, pd.DataFrame], settings: ChurnSettings, features: FeatureSettings | None = None
+) -> tuple[str, dict[str, ChurnData]]:
+    """The label kind (``transaction`` / ``subscription``) and its train / valid / test datasets."""
+    kind = label_kind(tables, settings.label)
+    if kind == "transaction":
+        return kind, temporal_datasets(tables, settings, features)
+    return kind, snapshot_datasets(tables, settings, features)
+
+
+# --- baseline --------------------------------------------------------------------------------------
+
+
+def _signed_log1p(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def make_baseline(numeric: list[str], categorical: list[str], seed: int = 0, C: float = 1.0) -> Pipeline:
+    """Logistic-regression baseline: impute (+ indicators), signed log, scale, one-hot, L2 logistic."""
+    numeric_steps = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=False),
+        FunctionTransformer(_signed_log1p, feature_names_out="one-to-one"),
+        StandardScaler(),
+    )
+    categorical_steps = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="missing"),
+        OneHotEncoder(handle_unknown="ignore", min_frequency=5),
+    )
+    transformers = []
+    if numeric:
+        transformers.append(("numeric", numeric_steps, numeric))
+    if categorical:
+        transformers.append(("categorical", categorical_steps, categorical))
+    return Pipeline(
+        [
+            ("prepare", ColumnTransformer(transformers)),
+            ("model", LogisticRegression(C=C, max_iter=5000, random_state=seed)),
+        ]
+    )
+
+
+def _baseline_input(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    # The imputer needs object columns for a constant text fill.
+    X = X.copy()
+    for column in categorical:
+        X[column] = X[column].astype(object).where(X[column].notna(), np.nan)
+    return X
+
+
+# --- LightGBM ----------------------------------------------------------------------------------------
+
+
+class ChurnModel(ClassifierMixin, BaseEstimator):
+    """Calibrated LightGBM churn classifier (scikit-learn conventions, never stores training data).
+
+    Args:
+        params: LightGBM parameters (tree shape, regularisation); defaults :data:`DEFAULT_LGBM_PARAMS`.
+        learning_rate: boosting learning rate.
+        max_trees: upper bound on boosting rounds; early stopping picks the number.
+        early_stopping_rounds: rounds without improvement of the validation AUC before stopping.
+        calibration: ``isotonic``, ``sigmoid``, ``auto`` (isotonic from 5,000 calibration rows,
+            sigmoid below) or ``none``.
+        class_weight: ``balanced`` weighs churners by non-churners / churners; ``none`` does not.
+        n_folds: boosters cross-fitted when ``fit`` gets no validation set.
+        linear_blend: also fit the logistic baseline and blend the two models' log-odds with the
+            weight that ranks held-out customers best (0 = logistic only, 1 = trees only). Both
+            parts have exact SHAP values, so the blend's are exact too.
+        blend_weight: fixed weight of the trees in the blend; ``None`` chooses it on held-out data.
+        seed: random seed (LightGBM runs deterministically on a fixed number of threads).
+        n_jobs: threads.
+
+    Fitted attributes: ``boosters_``, ``linear_models_``, ``blend_weight_``, ``best_iterations_``,
+    ``calibrator_``, ``calibration_method_``,
+    ``feature_names_in_``,
+    ``categories_`` (training categories per categorical column), ``dropped_features_``, ``classes_``.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        learning_rate: float = 0.05,
+        max_trees: int = 2000,
+        early_stopping_rounds: int = 50,
+        calibration: str = "auto",
+        class_weight: str = "none",
+        n_folds: int = 5,
+        linear_blend: bool = True,
+        blend_weight: float | None = None,
+        seed: int = 42,
+        n_jobs: int = 2,
+    ) -> None:
+        self.params = params
+        self.learning_rate = learning_rate
+        self.max_trees = max_trees
+        self.early_stopping_rounds = early_stopping_rounds
+        self.calibration = calibration
+        self.class_weight = class_weight
+        self.n_folds = n_folds
+        self.linear_blend = linear_blend
+        self.blend_weight = blend_weight
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _lgb_params(self, y: np.ndarray) -> dict[str, Any]:
+        params = {**DEFAULT_LGBM_PARAMS, **(self.params or {})}
+        params.update(
+            objective="binary",
+            metric="auc",
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+            deterministic=True,
+            force_row_wise=True,
+            num_threads=self.n_jobs,
+            verbosity=-1,
+        )
+        if self.class_weight == "balanced":
+            positives = max(int(y.sum()), 1)
+            params["scale_pos_weight"] = (len(y) - positives) / positives
+        return params
+
+    def _prepare(self, X: pd.DataFrame, fitting: bool = False) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError("ChurnModel expects a pandas DataFrame of features")
+        if fitting:
+            _, categorical = feature_columns(X)
+            all_missing = [c for c in X.columns if X[c].isna().all()]
+            if all_missing:
+                warnings.warn(
+                    f"dropping features with no value at all: {', '.join(all_missing)}", UserWarning, stacklevel=3
+                )
+            self.dropped_features_ = all_missing
+            self.feature_names_in_ = np.array([c for c in X.columns if c not in all_missing], dtype=object)
+            self.categories_ = {
+                c: list(X[c].cat.categories)
+                if isinstance(X[c].dtype, pd.CategoricalDtype)
+                else sorted(X[c].dropna().unique())
+                for c in categorical
+                if c not in all_missing
+            }
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise DataError(f"churn model: input lacks feature column(s) {', '.join(missing[:5])}")
+        X = X.loc[:, list(self.feature_names_in_)].copy()
+        for column, categories in self.categories_.items():
+            values = X[column].astype(object) if isinstance(X[column].dtype, pd.CategoricalDtype) else X[column]
+            coded = pd.Categorical(values, categories=categories)
+            unseen = int((pd.isna(coded) & pd.notna(values)).sum())
+            if unseen and not fitting:
+                log.warning("%s: %d value(s) never seen in training; treated as missing", column, unseen)
+            X[column] = coded
+        for column in X.columns:
+            if column not in self.categories_:
+                X[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
+        return X
+
+    # -- estimator API ----------------------------------------------------------------------------
+
+    def fit(self, X: pd.DataFrame, y: Any, X_valid: pd.DataFrame | None = None, y_valid: Any = None) -> ChurnModel:
+        """Fit, early-stop and calibrate.
+
+        With a validation set (a later as-of date in temporal validation), one booster is trained with
+        early stopping on it and the calibrator is fitted on its scores there. Without one, the model
+        is *cross-fitted*: ``n_folds`` boosters, each early-stopped on the fold it did not train on;
+        the calibrator is fitted on those out-of-fold scores, and predictions average the boosters'
+        log-odds (so every training row is used, and SHAP values stay exact: they average too).
+        """
+        y = np.asarray(y).astype(int)
+        if len(np.unique(y)) < 2:
+            raise DataError("churn model: the training label has only one class")
+        X_train = self._prepare(X, fitting=True)
+        params = self._lgb_params(y)
+        categorical = list(self.categories_) or "auto"
+        self.classes_ = np.array([0, 1])
+        self.linear_models_: list[LogisticBaseline] = []
+        if X_valid is not None:
+            y_valid = np.asarray(y_valid).astype(int)
+            X_val = self._prepare(X_valid)
+            booster = self._train(params, X_train, y, X_val, y_valid, categorical)
+            self.boosters_ = [booster]
+            tree_raw, y_calibration = self._raw(booster, X_val), y_valid
+            if self.linear_blend:
+                self.linear_models_.append(LogisticBaseline(seed=self.seed).fit(X_train, y))
+                linear_raw = self.linear_models_[0].decision_function(X_val)
+        else:
+            folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
+            tree_raw = np.zeros(len(y))
+            linear_raw = np.zeros(len(y))
+            self.boosters_ = []
+            for train_idx, hold_idx in folds.split(X_train, y):
+                fold_train, fold_hold = X_train.iloc[train_idx], X_train.iloc[hold_idx]
+                booster = self._train(params, fold_train, y[train_idx], fold_hold, y[hold_idx], categorical)
+                tree_raw[hold_idx] = self._raw(booster, fold_hold)
+                self.boosters_.append(booster)
+                if self.linear_blend:
+                    linear = LogisticBaseline(seed=self.seed).fit(fold_train, y[train_idx])
+                    linear_raw[hold_idx] = linear.decision_function(fold_hold)
+                    self.linear_models_.append(linear)
+            y_calibration = y
+        self.best_iterations_ = [int(b.best_iteration or b.current_iteration()) for b in self.boosters_]
+        # Weight of the trees against the logistic model, chosen on data neither was fitted on.
+        if not self.linear_blend:
+            self.blend_weight_ = 1.0
+        elif self.blend_weight is not None:
+            self.blend_weight_ = float(self.blend_weight)
+        else:
+            self.blend_weight_ = _best_blend(tree_raw, linear_raw, y_calibration)
+        raw_calibration = (
+            tree_raw if not self.linear_blend else self.blend_weight_ * tree_raw + (1 - self.blend_weight_) * linear_raw
+        )
+        self.calibration_method_ = _resolve_calibration(self.calibration, len(y_calibration))
+        self.calibrator_ = _fit_calibrator(self.calibration_method_, raw_calibration, y_calibration)
+        return self
+
+    def _train(self, params, X_train, y_train, X_hold, y_hold, categorical) -> lgb.Booster:
+        train_set = lgb.Dataset(X_train, y_train, categorical_feature=categorical, free_raw_data=True)
+        hold_set = lgb.Dataset(X_hold, y_hold, reference=train_set)
+        return lgb.train(
+            params,
+            train_set,
+            num_boost_round=self.max_trees,
+            valid_sets=[hold_set],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+
+    @staticmethod
+    def _raw(booster: lgb.Booster, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
+        return booster.predict(X, num_iteration=booster.best_iteration or None, raw_score=True, **kwargs)
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw model output (mean log-odds of the boosters, before calibration): what SHAP values add up to."""
+        check_is_fitted(self, "boosters_")
+        prepared = self._prepare(X)
+        raw = np.mean([self._raw(b, prepared) for b in self.boosters_], axis=0)
+        if self.blend_weight_ < 1.0:
+            linear = np.mean([m.decision_function(prepared) for m in self.linear_models_], axis=0)
+            raw = self.blend_weight_ * raw + (1.0 - self.blend_weight_) * linear
+        return raw
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities ``[[P(stay), P(churn)], …]``."""
+        p = _apply_calibrator(self.calibrator_, self.decision_function(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame, threshold: float = 0.5) -> np.ndarray:
+        """1 where the calibrated churn probability reaches ``threshold``."""
+        return (self.predict_proba(X)[:, 1] >= threshold).astype(int)
+
+    def shap_values(self, X: pd.DataFrame) -> tuple[np.ndarray, float]:
+        """Exact TreeSHAP contributions in log-odds (n × features) and the base value.
+
+        ``base + contributions.sum(axis=1)`` equals :meth:`decision_function`.
+        """
+        check_is_fitted(self, "boosters_")
+        prepared = self._prepare(X)
+        contrib = np.mean(
+            [b.predict(prepared, num_iteration=b.best_iteration or None, pred_contrib=True) for b in self.boosters_],
+            axis=0,
+        )
+        values, base = contrib[:, :-1], float(contrib[0, -1]) if len(contrib) else 0.0
+        if self.blend_weight_ < 1.0:
+            features = list(self.feature_names_in_)
+            linear = [m.shap_values(prepared, features) for m in self.linear_models_]
+            linear_values = np.mean([v for v, _ in linear], axis=0)
+            linear_base = float(np.mean([b for _, b in linear]))
+            values = self.blend_weight_ * values + (1.0 - self.blend_weight_) * linear_values
+            base = self.blend_weight_ * base + (1.0 - self.blend_weight_) * linear_base
+        return values, base
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature summed over the boosters, largest first."""
+        check_is_fitted(self, "boosters_")
+        gain = sum(b.feature_importance("gain", iteration=b.best_iteration or None) for b in self.boosters_)
+        return pd.Series(gain, index=self.boosters_[0].feature_name()).sort_values(ascending=False)
+
+
+def _best_blend(tree_raw: np.ndarray, linear_raw: np.ndarray, y: np.ndarray) -> float:
+    """The weight of the trees (0–1 in steps of 0.1) whose blend ranks ``y`` best; ties favour trees."""
+    best_weight, best_auc = 1.0, -np.inf
+    for weight in np.linspace(1.0, 0.0, 11):
+        auc = roc_auc(y, _sigmoid(weight * tree_raw + (1 - weight) * linear_raw))
+        if auc > best_auc + 1e-9:
+            best_weight, best_auc = float(weight), auc
+    return round(best_weight, 1)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _resolve_calibration(method: str, n: int) -> str:
+    # Isotonic regression needs many rows; on few it makes steps that tie scores and cost ranking
+    # quality, where a sigmoid keeps the order.
+    if method == "auto":
+        return "isotonic" if n >= 5000 else "sigmoid"
+    return method
+
+
+def _fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
+    if method == "none":
+        return None
+    if method == "isotonic":
+        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+    if method == "sigmoid":
+        return LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
+    raise ValueError(f"unknown calibration {method!r} (isotonic, sigmoid or none)")
+
+
+def _apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
+    if calibrator is None:
+        return 1.0 / (1.0 + np.exp(-raw))
+    if isinstance(calibrator, IsotonicRegression):
+        return np.clip(calibrator.predict(raw), 0.0, 1.0)
+    return calibrator.predict_proba(raw.reshape(-1, 1))[:, 1]
+
+
+# --- tuning --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TuningResult:
+    """Best parameters of the search and a summary of the study."""
+
+    best_params: dict[str, Any]
+    best_value: float
+    trials: int
+    pruned: int
+    seconds: float
+    trials_table: pd.DataFrame
+
+
+def _search_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 10, 200, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "bagging_freq": 1,
+        "lambda_l1": trial.suggest_float("lambda_l1", 1e-3, 10.0, log=True),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+        "min_split_gain": trial.suggest_float("min_split_gain", 0.0, 0.5),
+        "cat_smooth": trial.suggest_float("cat_smooth", 1.0, 50.0, log=True),
+        "max_cat_to_onehot": 8,
+    }
+
+
+def tune_lightgbm(
+    train: ChurnData,
+    valid: ChurnData,
+    tuning: TuningSettings,
+    seed: int = 42,
+    class_weight: str = "none",
+    n_jobs: int = 2,
+) -> TuningResult:
+    """Search LightGBM hyper-parameters on the validation AUC (seeded TPE, median pruning).
+
+    The first trial is :data:`DEFAULT_LGBM_PARAMS`, so the search never ends worse than the default.
+    The search stops after ``tuning.trials`` trials or ``tuning.timeout_seconds``, whichever comes
+    first; with a generous timeout the same data and seed give the same result.
+    """
+    started = time.perf_counter()
+    probe = ChurnModel(seed=seed, class_weight=class_weight, n_jobs=n_jobs)
+    X_train = probe._prepare(train.X, fitting=True)
+    X_valid = probe._prepare(valid.X)
+    y_train = train.y.to_numpy().astype(int)
+    y_valid = valid.y.to_numpy().astype(int)
+    categorical = list(probe.categories_) or "auto"
+    train_set = lgb.Dataset(X_train, y_train, categorical_feature=categorical, free_raw_data=False)
+    valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set, free_raw_data=False)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = probe._lgb_params(y_train) | _search_space(trial) | {"learning_rate": tuning.learning_rate}
+
+        def report(env: lgb.callback.CallbackEnv) -> None:
+            if env.iteration % 25 == 0 and env.evaluation_result_list:
+                trial.report(env.evaluation_result_list[0][2], env.iteration)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=tuning.max_trees,
+            valid_sets=[valid_set],
+            callbacks=[lgb.early_stopping(tuning.early_stopping_rounds, verbose=False), report],
+        )
+        trial.set_user_attr("best_iteration", int(booster.best_iteration))
+        return float(booster.best_score["valid_0"]["auc"])
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, tuning.trials)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=50),
+    )
+    study.enqueue_trial(
+        {k: v for k, v in DEFAULT_LGBM_PARAMS.items() if k not in {"bagging_freq", "max_cat_to_onehot"}}
+    )
+    study.optimize(objective, n_trials=tuning.trials, timeout=tuning.timeout_seconds, gc_after_trial=False)
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        raise DataError("churn tuning: no trial completed; raise churn.tuning.timeout_seconds")
+    table = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))
+    best = {**DEFAULT_LGBM_PARAMS, **study.best_params}
+    return TuningResult(
+        best_params=best,
+        best_value=float(study.best_value),
+        trials=len(study.trials),
+        pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        seconds=time.perf_counter() - started,
+        trials_table=table,
+    )
+
+
+def model_from_settings(settings: ChurnSettings, params: dict[str, Any] | None = None, n_jobs: int = 2) -> ChurnModel:
+    """A :class:`ChurnModel` configured from the ``churn`` section (and tuned ``params``)."""
+    return ChurnModel(
+        params=params,
+        learning_rate=settings.tuning.learning_rate,
+        max_trees=settings.tuning.max_trees,
+        early_stopping_rounds=settings.tuning.early_stopping_rounds,
+        calibration=settings.calibration,
+        class_weight=settings.class_weight,
+        n_folds=settings.cv_folds,
+        seed=settings.seed,
+        n_jobs=n_jobs,
+    )
+
+
+# --- cross-validation (snapshot data) -------------------------------------------------------------------
+
+
+def cross_validate(
+    X: pd.DataFrame,
+    y: pd.Series,
+    make_model: Any,
+    folds: int = 5,
+    repeats: int = 5,
+    seed: int = 42,
+) -> pd.DataFrame:
+    """Repeated stratified k-fold: one row of :func:`~crmscore.evaluation.classification_metrics` per fold.
+
+    ``make_model()`` returns a fresh unfitted estimator with ``fit(X, y)`` and ``predict_proba``.
+    """
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    rows = []
+    y_arr = np.asarray(y).astype(int)
+    for fold, (train_idx, test_idx) in enumerate(splitter.split(X, y_arr)):
+        model = make_model()
+        model.fit(X.iloc[train_idx], y_arr[train_idx])
+        p = model.predict_proba(X.iloc[test_idx])[:, 1]
+        rows.append({"fold": fold, **classification_metrics(y_arr[test_idx], p)})
+    return pd.DataFrame(rows)
+
+
+class LogisticBaseline(ClassifierMixin, BaseEstimator):
+    """The logistic-regression baseline as an estimator on feature DataFrames (see :func:`make_baseline`)."""
+
+    def __init__(self, C: float = 1.0, seed: int = 0) -> None:
+        self.C = C
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, y: Any) -> LogisticBaseline:
+        """Fit on the columns of ``X`` that have at least one value."""
+        numeric, categorical = feature_columns(X)
+        self.numeric_ = [c for c in numeric if X[c].notna().any()]
+        self.categorical_ = [c for c in categorical if X[c].notna().any()]
+        self.pipeline_ = make_baseline(self.numeric_, self.categorical_, self.seed, self.C)
+        prepared = _baseline_input(X, self.categorical_)
+        self.pipeline_.fit(prepared, np.asarray(y).astype(int))
+        self.classes_ = self.pipeline_.classes_
+        # Mean of each model input over the training rows: the reference point of the linear SHAP values.
+        self.input_means_ = np.asarray(_dense(self.pipeline_[:-1].transform(prepared)).mean(axis=0)).ravel()
+        self.input_owner_ = self._owners()
+        return self
+
+    def _owners(self) -> np.ndarray:
+        """For each model input (after imputation and one-hot), the feature column it came from."""
+        names = self.pipeline_[:-1].get_feature_names_out()
+        owners = []
+        by_length = sorted(self.categorical_, key=len, reverse=True)
+        for name in names:
+            block, _, rest = name.partition("__")
+            if block == "numeric":
+                owners.append(rest.removeprefix("missingindicator_"))
+            else:
+                owners.append(next(c for c in by_length if rest.startswith(f"{c}_")))
+        return np.array(owners, dtype=object)
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of churn."""
+        check_is_fitted(self, "pipeline_")
+        return self.pipeline_.decision_function(_baseline_input(X, self.categorical_))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities ``[[P(stay), P(churn)], …]``."""
+        check_is_fitted(self, "pipeline_")
+        return self.pipeline_.predict_proba(_baseline_input(X, self.categorical_))
+
+    def shap_values(self, X: pd.DataFrame, features: list[str]) -> tuple[np.ndarray, float]:
+        """Exact SHAP values of the log-odds for a linear model (independent features): per feature,
+        the sum over its model inputs of coefficient × (input − training mean); columns ordered as
+        ``features`` (features the model does not use get 0). ``base + sum`` equals the log-odds."""
+        check_is_fitted(self, "pipeline_")
+        inputs = _dense(self.pipeline_[:-1].transform(_baseline_input(X, self.categorical_)))
+        coef = self.pipeline_[-1].coef_.ravel()
+        parts = (inputs - self.input_means_) * coef
+        out = np.zeros((len(X), len(features)))
+        position = {f: i for i, f in enumerate(features)}
+        for j, owner in enumerate(self.input_owner_):
+            out[:, position[owner]] += parts[:, j]
+        base = float(self.pipeline_[-1].intercept_[0] + coef @ self.input_means_)
+        return out, base
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    return matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+
+
+def fit_baseline(train: ChurnData, seed: int = 0) -> Any:
+    """Fit the logistic baseline on ``train`` (columns with no value at all are left out)."""
+    return LogisticBaseline(seed=seed).fit(train.X, train.y.to_numpy().astype(int))
+
+
+def evaluate(model: Any, data: ChurnData) -> dict[str, float]:
+    """Classification metrics of ``model`` (anything with ``predict_proba``) on ``data``."""
+    p = model.predict_proba(data.X)[:, 1]
+    return classification_metrics(data.y.to_numpy().astype(int), p)

@@ -1,0 +1,295 @@
+"""Point-in-time customer features: everything known about each customer on the as-of date.
+
+:func:`build_features` turns the contract tables into one row per customer known on ``as_of``
+(signed up on or before it). Only rows dated on or before ``as_of`` are read — transactions and
+interactions by their date, invoices by their due date, payments by the day they were paid — so the
+same features come out whatever happened afterwards (tested by changing and deleting every later row).
+
+Families, each built from whichever tables a dataset has (Telco has only ``customers``; CDNOW only
+``transactions``):
+
+* **customer**: tenure and the static attributes (categoricals stay pandas ``category`` for LightGBM);
+* **RFM**: recency, frequency and monetary value overall and per window (``windows_days``);
+* **rhythm**: inter-purchase time statistics and how overdue the next purchase is;
+* **trend**: purchases and spend in the last ``trend_window_days`` against the window before;
+* **breadth**: distinct products, overall and in the longest window;
+* **payments**: collection rate, days late, share of late invoices, overdue amount;
+* **contacts**: complaints and all contacts per window, days since the last contact.
+
+Every feature has a short human description in :data:`FEATURES` (windowed names are resolved by
+:func:`describe`), used by reports and by the SHAP reason texts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from crmscore.config import FeatureSettings
+from crmscore.data.schemas import CONTRACT
+from crmscore.errors import DataError
+
+__all__ = ["FEATURES", "LABEL_COLUMNS", "build_features", "describe", "feature_columns"]
+
+# Descriptions; "{w}" stands for a window length in days.
+FEATURES: dict[str, str] = {
+    "tenure_days": "days since the customer signed up",
+    "recency_days": "days since the last purchase",
+    "first_purchase_days": "days since the first purchase",
+    "frequency_total": "purchases so far",
+    "monetary_total": "total spend so far",
+    "avg_order_value": "average value of a purchase",
+    "frequency_{w}d": "purchases in the last {w} days",
+    "monetary_{w}d": "spend in the last {w} days",
+    "ipt_mean_days": "average days between purchases",
+    "ipt_std_days": "variation of the days between purchases",
+    "last_gap_days": "days between the last two purchases",
+    "overdue_ratio": "days since the last purchase relative to the usual gap between purchases",
+    "frequency_trend": "change in purchases, last {t} days against the {t} days before (log ratio)",
+    "monetary_trend": "change in spend, last {t} days against the {t} days before (log ratio)",
+    "product_breadth": "distinct products bought so far",
+    "product_breadth_{w}d": "distinct products bought in the last {w} days",
+    "invoices_due": "invoices due so far",
+    "collection_rate": "share of the invoiced amount paid by the as-of date",
+    "days_late_mean": "average days invoices were paid late (unpaid ones count until the as-of date)",
+    "late_share": "share of invoices paid late or still unpaid after their due date",
+    "overdue_amount": "amount past its due date and still unpaid",
+    "complaints_{w}d": "complaints in the last {w} days",
+    "contacts_{w}d": "contacts of any kind in the last {w} days",
+    "complaint_trend": "change in complaints, last {t} days against the {t} days before (log ratio)",
+    "days_since_contact": "days since the last contact",
+}
+
+# Columns that hold outcomes, never inputs: using them as features would leak the label.
+LABEL_COLUMNS = frozenset({"churned"})
+
+_WINDOWED = re.compile(r"^(?P<stem>[a-z_]+)_(?P<w>\d+)d$")
+
+
+def describe(feature: str, trend_window_days: int = 90) -> str:
+    """Human description of ``feature`` (windowed and attribute names included)."""
+    if feature in FEATURES:
+        return FEATURES[feature].format(t=trend_window_days)
+    match = _WINDOWED.match(feature)
+    if match and f"{match['stem']}_{{w}}d" in FEATURES:
+        return FEATURES[f"{match['stem']}_{{w}}d"].format(w=match["w"])
+    return feature.replace("_", " ")  # customer attributes describe themselves
+
+
+def _days_before(dates: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
+    """Whole days from each date to ``as_of`` (0 on the as-of day; negative after it)."""
+    values = dates.to_numpy(dtype="datetime64[ns]")
+    return (np.datetime64(as_of.to_datetime64(), "ns") - values).astype("timedelta64[D]").astype(np.int64)
+
+
+def _codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
+    return index.get_indexer(ids)
+
+
+def _log_ratio(recent: np.ndarray, before: np.ndarray) -> np.ndarray:
+    return np.log1p(recent) - np.log1p(before)
+
+
+def build_features(
+    tables: Mapping[str, pd.DataFrame],
+    as_of: dt.date | str | pd.Timestamp,
+    settings: FeatureSettings | None = None,
+) -> pd.DataFrame:
+    """Features of every customer known on ``as_of``, from rows dated on or before it.
+
+    Args:
+        tables: contract tables (validated; ``customers`` required, the others optional).
+        as_of: the cutoff day; rows dated after it are never read.
+        settings: windows and trend window (``features`` section of ``params.yaml``).
+
+    Returns:
+        DataFrame indexed by ``customer_id`` (sorted), one row per customer with
+        ``signup_date <= as_of``; numeric features as float, attributes as ``category``.
+    """
+    settings = settings or FeatureSettings()
+    if "customers" not in tables:
+        raise DataError("features: the customers table is required")
+    as_of = pd.Timestamp(as_of).normalize()
+    customers = tables["customers"]
+    known = customers.loc[customers["signup_date"] <= as_of].sort_values("customer_id")
+    index = pd.Index(known["customer_id"].to_numpy(), name="customer_id")
+    n = len(index)
+    out: dict[str, np.ndarray | pd.Series] = {
+        "tenure_days": _days_before(known["signup_date"], as_of).astype(float),
+    }
+    if "transactions" in tables:
+        out.update(_transaction_features(tables["transactions"], index, as_of, settings))
+    if "payments" in tables:
+        out.update(_payment_features(tables["payments"], index, as_of))
+    if "interactions" in tables:
+        out.update(_interaction_features(tables["interactions"], index, as_of, settings))
+    features = pd.DataFrame(out, index=index)
+    attributes = _attributes(known, index)
+    features = pd.concat([features, attributes], axis=1) if attributes.shape[1] else features
+    assert len(features) == n
+    return features
+
+
+def _attributes(known: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    contract = {c.name for c in CONTRACT["customers"]} - {"monthly_revenue"}
+    columns = [c for c in known.columns if c not in contract and c not in LABEL_COLUMNS]
+    attrs = known[columns].copy()
+    attrs.index = index
+    for column in columns:
+        series = attrs[column]
+        if pd.api.types.is_bool_dtype(series.dtype):
+            attrs[column] = series.astype(float)
+        elif pd.api.types.is_numeric_dtype(series.dtype):
+            attrs[column] = series.astype(float)
+        elif pd.api.types.is_datetime64_any_dtype(series.dtype):
+            attrs = attrs.drop(columns=column)  # dates are not features; their meaning is in tenure etc.
+        elif not isinstance(series.dtype, pd.CategoricalDtype):
+            attrs[column] = series.astype("category")
+    return attrs
+
+
+def _transaction_features(
+    tx: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp, settings: FeatureSettings
+) -> dict[str, np.ndarray]:
+    n = len(index)
+    days = _days_before(tx["date"], as_of)
+    code = _codes(tx["customer_id"], index)
+    seen = (days >= 0) & (code >= 0)
+    days, code = days[seen], code[seen]
+    amount = tx["amount"].to_numpy(dtype=float)[seen]
+
+    out: dict[str, np.ndarray] = {}
+    count = np.bincount(code, minlength=n).astype(float)
+    spend = np.bincount(code, weights=amount, minlength=n)
+    has = count > 0
+
+    # Sort once by customer then date: first/last purchase and the gaps between purchases.
+    order = np.lexsort((-days, code))  # ascending date = descending days-before
+    code_s, days_s = code[order], days[order]
+    starts = np.flatnonzero(np.r_[True, code_s[1:] != code_s[:-1]]) if code_s.size else np.empty(0, np.int64)
+    ends = np.r_[starts[1:], code_s.size] - 1 if code_s.size else np.empty(0, np.int64)
+    group = code_s[starts] if code_s.size else np.empty(0, np.int64)
+    recency = np.full(n, np.nan)
+    first = np.full(n, np.nan)
+    recency[group] = days_s[ends]
+    first[group] = days_s[starts]
+    gaps = -np.diff(days_s).astype(float)  # days from one purchase to the next, same customer only
+    same = code_s[1:] == code_s[:-1]
+    gap_code = code_s[1:][same]
+    gap = gaps[same]
+    n_gaps = np.bincount(gap_code, minlength=n).astype(float)
+    gap_sum = np.bincount(gap_code, weights=gap, minlength=n)
+    gap_sq = np.bincount(gap_code, weights=gap * gap, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ipt_mean = np.where(n_gaps > 0, gap_sum / n_gaps, np.nan)
+        ipt_var = np.where(n_gaps > 1, (gap_sq - n_gaps * ipt_mean**2) / np.maximum(n_gaps - 1, 1), np.nan)
+    last_gap = np.full(n, np.nan)
+    multi = ends > starts
+    last_gap[group[multi]] = days_s[ends[multi] - 1] - days_s[ends[multi]]
+
+    out["recency_days"] = recency
+    out["first_purchase_days"] = first
+    out["frequency_total"] = count
+    out["monetary_total"] = spend
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["avg_order_value"] = np.where(has, spend / np.maximum(count, 1), np.nan)
+    for w in settings.windows_days:
+        in_window = days < w
+        out[f"frequency_{w}d"] = np.bincount(code[in_window], minlength=n).astype(float)
+        out[f"monetary_{w}d"] = np.bincount(code[in_window], weights=amount[in_window], minlength=n)
+    out["ipt_mean_days"] = ipt_mean
+    out["ipt_std_days"] = np.sqrt(np.maximum(ipt_var, 0))
+    out["last_gap_days"] = last_gap
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["overdue_ratio"] = recency / np.maximum(ipt_mean, 1.0)
+
+    t = settings.trend_window_days
+    recent = days < t
+    before = (days >= t) & (days < 2 * t)
+    out["frequency_trend"] = _log_ratio(
+        np.bincount(code[recent], minlength=n), np.bincount(code[before], minlength=n)
+    ).astype(float)
+    out["monetary_trend"] = _log_ratio(
+        np.bincount(code[recent], weights=amount[recent], minlength=n),
+        np.bincount(code[before], weights=amount[before], minlength=n),
+    )
+
+    if "product" in tx.columns:
+        product = pd.Series(tx["product"].to_numpy()[seen])
+        product_code, _ = pd.factorize(product, use_na_sentinel=True)
+        valid = product_code >= 0
+        longest = max(settings.windows_days)
+        for name, mask in (("product_breadth", valid), (f"product_breadth_{longest}d", valid & (days < longest))):
+            pairs = np.unique(code[mask].astype(np.int64) * (product_code.max() + 2) + product_code[mask])
+            owner = pairs // (product_code.max() + 2)
+            out[name] = np.bincount(owner, minlength=n).astype(float)
+    return out
+
+
+def _payment_features(payments: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp) -> dict[str, np.ndarray]:
+    n = len(index)
+    due_days = _days_before(payments["due_date"], as_of)
+    code = _codes(payments["customer_id"], index)
+    due = (due_days >= 0) & (code >= 0)  # invoices due on or before the as-of date
+    code, due_days = code[due], due_days[due]
+    amount_due = payments["amount_due"].to_numpy(dtype=float)[due]
+    paid_date = payments["paid_date"][due]
+    paid_days = _days_before(paid_date.fillna(as_of + pd.Timedelta(days=1)), as_of)
+    paid_by_as_of = paid_date.notna().to_numpy() & (paid_days >= 0)
+    amount_paid = np.where(paid_by_as_of, np.nan_to_num(payments["amount_paid"].to_numpy(dtype=float)[due]), 0.0)
+    # Days late: paid ones by their payment day, unpaid ones until the as-of date.
+    settled_days = np.where(paid_by_as_of, paid_days, 0)
+    late_days = np.maximum(due_days - settled_days, 0).astype(float)
+    is_late = (late_days > 0) | (~paid_by_as_of & (due_days > 0))
+
+    invoices = np.bincount(code, minlength=n).astype(float)
+    total_due = np.bincount(code, weights=amount_due, minlength=n)
+    total_paid = np.bincount(code, weights=np.minimum(amount_paid, amount_due), minlength=n)
+    has = invoices > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "invoices_due": invoices,
+            "collection_rate": np.where(total_due > 0, total_paid / total_due, np.where(has, 1.0, np.nan)),
+            "days_late_mean": np.where(has, np.bincount(code, weights=late_days, minlength=n) / invoices, np.nan),
+            "late_share": np.where(
+                has, np.bincount(code, weights=is_late.astype(float), minlength=n) / invoices, np.nan
+            ),
+            "overdue_amount": total_due - total_paid,
+        }
+
+
+def _interaction_features(
+    interactions: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp, settings: FeatureSettings
+) -> dict[str, np.ndarray]:
+    n = len(index)
+    days = _days_before(interactions["date"], as_of)
+    code = _codes(interactions["customer_id"], index)
+    seen = (days >= 0) & (code >= 0)
+    days, code = days[seen], code[seen]
+    kind = interactions["kind"].astype("string").str.lower().to_numpy()[seen]
+    complaint = kind == "complaint"
+    out: dict[str, np.ndarray] = {}
+    for w in settings.windows_days:
+        in_window = days < w
+        out[f"complaints_{w}d"] = np.bincount(code[in_window & complaint], minlength=n).astype(float)
+        out[f"contacts_{w}d"] = np.bincount(code[in_window], minlength=n).astype(float)
+    t = settings.trend_window_days
+    out["complaint_trend"] = _log_ratio(
+        np.bincount(code[complaint & (days < t)], minlength=n),
+        np.bincount(code[complaint & (days >= t) & (days < 2 * t)], minlength=n),
+    ).astype(float)
+    last = np.full(n, np.inf)
+    np.minimum.at(last, code, days.astype(float))
+    out["days_since_contact"] = np.where(np.isfinite(last), last, np.nan)
+    return out
+
+
+def feature_columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Split feature columns into (numeric, categorical) names."""
+    categorical = [c for c in features.columns if isinstance(features[c].dtype, pd.CategoricalDtype)]
+    numeric = [c for c in features.columns if c not in categorical]
+    return numeric, categorical
