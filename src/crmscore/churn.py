@@ -73,7 +73,7 @@ DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
-    "lambda_l1": 0.0,
+    "lambda_l1": 0.001,
     "lambda_l2": 1.0,
     "min_split_gain": 0.0,
     "cat_smooth": 10.0,

@@ -157,7 +157,7 @@ def run(
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
-    """Run the main job: simulate when no input is given, then validate the tables."""
+    """Run the main job: simulate when no input is given, validate, train and register the churn model."""
     from crmscore.stages import run_main_job
 
     settings = _settings(params)
@@ -169,6 +169,56 @@ def run(
         )
     _print_validation(result.loaded)
     typer.echo(f"validation results: {result.validation_dir}")
+    if result.churn is not None:
+        _print_training(result.churn)
+    typer.echo("MLflow runs and models: `crmscore ui`, then open http://127.0.0.1:5000")
+
+
+train_app = typer.Typer(help="Train a model, track it in MLflow and register it.", no_args_is_help=True)
+promote_app = typer.Typer(help="Make a registered model version the champion by hand.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(promote_app, name="promote")
+
+InputOption = Annotated[
+    Path | None,
+    typer.Option("--input", help="Folder with the input tables (default data.input_dir, else the simulated data)."),
+]
+
+
+def _print_training(result) -> None:
+    typer.echo(f"{result.model_name} version {result.version} (run {result.run_id}) in {result.seconds:.0f} s")
+    shown = [
+        k for k in ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "test_lift_10", "baseline_test_roc_auc")
+    ]
+    for key in shown:
+        if key in result.metrics:
+            typer.echo(f"  {key:<22} {result.metrics[key]:.4f}")
+    typer.echo(f"  {result.decision}")
+
+
+@train_app.command("churn")
+@_friendly
+def train_churn(input_dir: InputOption = None, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Train the churn model (baseline + tuned, calibrated LightGBM) and register it as crmscore-churn."""
+    from crmscore.stages import train_churn_stage
+
+    _print_training(train_churn_stage(_settings(params), input_dir))
+
+
+@promote_app.command("churn")
+@_friendly
+def promote_churn(
+    version: Annotated[int, typer.Option("--version", min=1, help="Registered version to make champion.")],
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Point the champion alias of crmscore-churn at --version."""
+    from crmscore import tracking
+    from crmscore.stages import CHURN_MODEL_NAME
+
+    settings = _settings(params)
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    tracking.promote(CHURN_MODEL_NAME, version)
+    typer.echo(f"{CHURN_MODEL_NAME} version {version} is now the champion")
 
 
 @app.command()

@@ -69,7 +69,16 @@ REMOTE_HTTP_DEFAULTS: dict[str, str] = {
 
 # Loggers that announce routine work on every fresh SQLite store ("Creating initial MLflow
 # database tables...", alembic migration steps); they are noise for a CLI user.
-_NOISY_LOGGERS = ("alembic", "mlflow.store.db.utils", "mlflow.store.db", "mlflow.store.tracking")
+_NOISY_LOGGERS = (
+    "alembic",
+    "mlflow.store.db.utils",
+    "mlflow.store.db",
+    "mlflow.store.tracking",
+    "mlflow.pyfunc",
+    "mlflow.models",
+    "mlflow.tracking._model_registry",
+    "mlflow.tracking._model_registry.fluent",
+)
 
 # mlflow.set_tracking_uri() writes the URI into os.environ[MLFLOW_TRACKING_URI] so that
 # subprocesses inherit it. Without remembering what we wrote, a second configure() for another
@@ -341,3 +350,183 @@ def configure(
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrackingError(f"MLflow tracking store at {uri} cannot be used: {message}") from exc
     return experiment_id
+
+
+# --------------------------------------------------------------------------------------------
+# Run metadata
+# --------------------------------------------------------------------------------------------
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def flatten_params(tree: dict, prefix: str = "") -> dict[str, str]:
+    """Nested settings as flat ``section.key`` → text pairs, the form MLflow params take."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, name + "."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str:
+    """The current git commit (with ``-dirty`` when the work tree has changes), or ``unknown``."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def data_fingerprint(tables: dict) -> dict[str, str | int]:
+    """Row counts per table and one content hash over all of them (order- and value-sensitive)."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    out: dict[str, str | int] = {}
+    for name in sorted(tables):
+        df = tables[name]
+        out[f"rows_{name}"] = len(df)
+        digest.update(name.encode())
+        digest.update(",".join(map(str, df.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    out["hash"] = digest.hexdigest()[:16]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Model registry: versions and aliases (never the deprecated stages)
+# --------------------------------------------------------------------------------------------
+
+
+def client():
+    """An ``MlflowClient`` on the configured store (call :func:`configure` first)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def version_by_alias(name: str, alias: str):
+    """The model version holding ``alias`` in registered model ``name``, or ``None``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: int | str) -> None:
+    """Point ``alias`` of registered model ``name`` at ``version``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client().set_registered_model_alias(name, alias, str(version))
+    except MlflowException as exc:
+        raise TrackingError(f"{name}: cannot set alias {alias} to version {version}: {_short_reason(exc)}") from exc
+
+
+def promote(name: str, version: int | str) -> None:
+    """Make ``version`` the champion of ``name`` by hand (it must exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client().get_model_version(name, str(version))
+    except MlflowException:
+        raise TrackingError(f"{name}: version {version} does not exist in the model registry") from None
+    set_alias(name, CHAMPION, version)
+
+
+def load_model(name: str, alias: str | None = CHAMPION, version: int | str | None = None):
+    """Load a registered pyfunc model by alias (default ``champion``) or by version number."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
+    try:
+        with quiet_mlflow():
+            return mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        raise TrackingError(f"{uri}: cannot load model: {_short_reason(exc)}") from exc
+
+
+def _pyfunc_class():
+    import mlflow.pyfunc
+
+    class EstimatorModel(mlflow.pyfunc.PythonModel):
+        """A fitted crmscore estimator served as an MLflow pyfunc model.
+
+        ``predict`` returns a DataFrame with one column, ``output``: the positive-class probability
+        for classifiers (``kind="proba"``) or the prediction for regressors. The estimator itself is
+        reachable with ``loaded.unwrap_python_model().estimator`` (for SHAP reasons and reports).
+        """
+
+        def __init__(self, estimator, output: str, kind: str = "proba") -> None:
+            self.estimator = estimator
+            self.output = output
+            self.kind = kind
+
+        def predict(self, context, model_input, params=None):  # noqa: D401 - MLflow's signature
+            import pandas as pd
+
+            if self.kind == "proba":
+                values = self.estimator.predict_proba(model_input)[:, 1]
+            else:
+                values = self.estimator.predict(model_input)
+            return pd.DataFrame({self.output: values}, index=model_input.index)
+
+    return EstimatorModel
+
+
+def log_estimator(
+    estimator, registered_name: str, input_example, output: str, kind: str = "proba", name: str = "model"
+) -> int:
+    """Log ``estimator`` in the active run as a pyfunc model, register it, and return the version.
+
+    The model holds only the fitted estimator (never training data); the signature is inferred from
+    ``input_example`` (categories as text) and the prediction on it.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    with quiet_mlflow(logging.ERROR), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapper = _pyfunc_class()(estimator, output=output, kind=kind)
+        example = _plain_example(input_example)
+        prediction = wrapper.predict(None, input_example)
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=wrapper,
+            signature=infer_signature(example, prediction),
+            input_example=example,
+            registered_model_name=registered_name,
+        )
+    return int(info.registered_model_version)
+
+
+def _plain_example(example):
+    """Categorical columns as text, so MLflow can infer a schema from them."""
+    import pandas as pd
+
+    example = example.copy()
+    for column in example.columns:
+        if isinstance(example[column].dtype, pd.CategoricalDtype):
+            example[column] = example[column].astype(object).where(example[column].notna(), None)
+    return example
