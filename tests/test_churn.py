@@ -140,12 +140,6 @@ def test_churn_model_follows_scikit_learn_conventions(data, fitted):
     assert not any(key.endswith("_") for key in vars(model))  # __init__ only stores hyper-parameters
 
     X = data["test"].X
-    for method in (model.predict_proba, model.predict, model.decision_function, model.shap_values):
-        with pytest.raises(NotFittedError):
-            method(X)
-    with pytest.raises(NotFittedError):
-        model.feature_importance()
-
     learned = set(vars(fitted)) - set(fitted.get_params())
     assert learned and all(name.endswith("_") for name in learned)
     # The fitted model keeps no training data.
@@ -160,6 +154,17 @@ def test_churn_model_follows_scikit_learn_conventions(data, fitted):
     assert fitted.feature_importance().index.isin(fitted.feature_names_in_).all()
 
 
+@pytest.mark.parametrize("method", ["predict_proba", "predict", "decision_function", "shap_values"])
+def test_an_unfitted_model_raises_not_fitted_error(data, method):
+    with pytest.raises(NotFittedError):
+        getattr(churn.ChurnModel(), method)(data["test"].X)
+
+
+def test_feature_importance_of_an_unfitted_model_raises_not_fitted_error():
+    with pytest.raises(NotFittedError):
+        churn.ChurnModel().feature_importance()
+
+
 def test_model_from_settings_carries_the_churn_section():
     settings = ChurnSettings(
         calibration="sigmoid",
@@ -169,7 +174,6 @@ def test_model_from_settings_carries_the_churn_section():
         tuning=TuningSettings(learning_rate=0.1, max_trees=300, early_stopping_rounds=25),
     )
     model = churn.model_from_settings(settings, {"num_leaves": 31}, n_jobs=1)
-    assert model.get_params() | {} == model.get_params()
     expected = {
         "params": {"num_leaves": 31},
         "learning_rate": 0.1,
@@ -282,9 +286,17 @@ def test_too_few_customers_is_a_data_error(tables, snapshot_tables):
         churn.snapshot_datasets(few, SETTINGS)
 
 
-@pytest.mark.parametrize("empty", [np.nan, pd.Categorical([np.nan], categories=["a", "b"])], ids=["numeric", "category"])
-def test_a_feature_missing_in_all_training_rows_is_dropped_with_a_warning(data, empty):
-    splits = {name: dataclass_with(split, empty) for name, split in data.items()}
+def with_empty_feature(split: churn.ChurnData, kind: str) -> churn.ChurnData:
+    """``split`` with an extra ``kind`` (numeric or category) feature that has no value at all."""
+    column = np.full(len(split), np.nan)
+    if kind == "category":
+        column = pd.Categorical(column, categories=["a", "b"])
+    return churn.ChurnData(X=split.X.assign(empty_feature=column), y=split.y, as_of=split.as_of)
+
+
+@pytest.mark.parametrize("kind", ["numeric", "category"])
+def test_a_feature_missing_in_all_training_rows_is_dropped_with_a_warning(data, kind):
+    splits = {name: with_empty_feature(split, kind) for name, split in data.items()}
     with pytest.warns(UserWarning, match="dropping features with no value at all: empty_feature"):
         model = fit_small(splits)
     assert model.dropped_features_ == ["empty_feature"]
@@ -295,15 +307,6 @@ def test_a_feature_missing_in_all_training_rows_is_dropped_with_a_warning(data, 
     np.testing.assert_array_equal(p, model.predict_proba(data["test"].X)[:, 1])
     values, _ = model.shap_values(splits["test"].X)
     assert values.shape[1] == len(model.feature_names_in_)
-
-
-def dataclass_with(split: churn.ChurnData, empty) -> churn.ChurnData:
-    """``split`` with an extra feature that has no value at all."""
-    if isinstance(empty, pd.Categorical):
-        column = pd.Categorical([np.nan] * len(split), categories=empty.categories)
-    else:
-        column = np.full(len(split), np.nan)
-    return churn.ChurnData(X=split.X.assign(empty_feature=column), y=split.y, as_of=split.as_of)
 
 
 def test_a_category_never_seen_in_training_is_treated_as_missing(data, fitted, caplog):

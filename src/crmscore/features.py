@@ -129,6 +129,8 @@ def build_features(
         out.update(_interaction_features(tables["interactions"], index, as_of, settings))
     features = pd.DataFrame(out, index=index)
     attributes = _attributes(known, index)
+    # An attribute named like a computed feature must not shadow it.
+    attributes = attributes.rename(columns={c: f"customer_{c}" for c in attributes.columns if c in out})
     features = pd.concat([features, attributes], axis=1) if attributes.shape[1] else features
     assert len(features) == n
     return features
@@ -149,6 +151,9 @@ def _attributes(known: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
             attrs = attrs.drop(columns=column)  # dates are not features; their meaning is in tenure etc.
         elif not isinstance(series.dtype, pd.CategoricalDtype):
             attrs[column] = series.astype("category")
+        else:
+            # Categories seen only among later customers say nothing about this as-of date.
+            attrs[column] = series.cat.remove_unused_categories()
     return attrs
 
 
@@ -222,10 +227,11 @@ def _transaction_features(
         product = pd.Series(tx["product"].to_numpy()[seen])
         product_code, _ = pd.factorize(product, use_na_sentinel=True)
         valid = product_code >= 0
+        stride = int(product_code.max()) + 2 if product_code.size else 2
         longest = max(settings.windows_days)
         for name, mask in (("product_breadth", valid), (f"product_breadth_{longest}d", valid & (days < longest))):
-            pairs = np.unique(code[mask].astype(np.int64) * (product_code.max() + 2) + product_code[mask])
-            owner = pairs // (product_code.max() + 2)
+            pairs = np.unique(code[mask].astype(np.int64) * stride + product_code[mask])
+            owner = pairs // stride
             out[name] = np.bincount(owner, minlength=n).astype(float)
     return out
 
@@ -258,7 +264,10 @@ def _payment_features(payments: pd.DataFrame, index: pd.Index, as_of: pd.Timesta
             "late_share": np.where(
                 has, np.bincount(code, weights=is_late.astype(float), minlength=n) / invoices, np.nan
             ),
-            "overdue_amount": total_due - total_paid,
+            # Only invoices strictly past their due date are overdue (as late_share counts them).
+            "overdue_amount": np.bincount(
+                code, weights=np.where(due_days > 0, amount_due - np.minimum(amount_paid, amount_due), 0.0), minlength=n
+            ),
         }
 
 

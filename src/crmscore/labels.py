@@ -35,6 +35,8 @@ def label_kind(tables: Mapping[str, pd.DataFrame], requested: str = "auto") -> s
     ``auto`` prefers transaction churn when there are transactions (a dated, point-in-time label) and
     falls back to the ``churned`` flag of ``customers``.
     """
+    if requested not in {"auto", "transaction", "subscription"}:
+        raise ValueError(f"churn label kind must be auto, transaction or subscription, got {requested!r}")
     has_tx = "transactions" in tables and len(tables["transactions"]) > 0
     has_flag = "churned" in tables["customers"].columns
     if requested == "transaction" or (requested == "auto" and has_tx):
