@@ -281,6 +281,8 @@ def test_a_label_with_one_class_is_a_data_error(tables, snapshot_tables, data):
 def test_too_few_customers_is_a_data_error(tables, snapshot_tables):
     with pytest.raises(DataError, match="churn.min_customers = 50000"):
         churn.temporal_datasets(tables, ChurnSettings(min_customers=50_000))
+    with pytest.raises(DataError, match="history is too short for horizon_days=400"):
+        churn.temporal_datasets(tables, ChurnSettings(horizon_days=400))
     few = {"customers": snapshot_tables["customers"].iloc[:150]}
     with pytest.raises(DataError, match="150 labelled customers; at least churn.min_customers = 200"):
         churn.snapshot_datasets(few, SETTINGS)

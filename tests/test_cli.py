@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def test_ui_serves_the_tracking_store(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen(
         CRMSCORE + ["ui", "--port", str(port)],
+        start_new_session=True,
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -147,8 +149,9 @@ def test_ui_serves_the_tracking_store(tmp_path):
         assert body is not None and "OK" in body.upper(), proc.stdout.read() if proc.poll() is not None else ""
         assert (tmp_path / "models" / "mlflow.db").exists()
     finally:
-        proc.terminate()
+        # The UI serves from worker processes; stop the whole process group.
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import subprocess
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -235,10 +235,10 @@ def ui(
     models_dir = Path(settings.paths.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     typer.echo(f"MLflow UI for {tracking_uri(models_dir)} at http://{host}:{port}")
-    try:
-        subprocess.run(ui_command(models_dir, host=host, port=port), check=False)
-    except KeyboardInterrupt:
-        pass
+    sys.stdout.flush()
+    # Become the MLflow UI process, so stopping this command (Ctrl+C, a signal) stops the server.
+    command = ui_command(models_dir, host=host, port=port)
+    os.execv(command[0], command)
 
 
 @app.command("params")
