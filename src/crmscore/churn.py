@@ -96,13 +96,13 @@ class ChurnData:
         return len(self.y)
 
 
-def _check_labels(y: pd.Series, where: str) -> None:
+def _check_labels(y: pd.Series, where: str, hint: str = "check churn.horizon_days and the as-of dates") -> None:
     counts = y.value_counts()
     if len(counts) < 2:
         only = int(counts.index[0]) if len(counts) else "none"
         raise DataError(
             f"churn label at {where}: only one class (all churned = {only}); a model needs churners and "
-            "non-churners — check churn.horizon_days and the as-of dates"
+            f"non-churners — {hint}"
         )
 
 
@@ -160,8 +160,8 @@ def temporal_datasets(
     for name, split in splits.items():
         if len(split) < max(20, settings.min_customers // 4):
             raise DataError(
-                f"churn: {len(split)} customers in the {name} split; at least churn.min_customers = "
-                f"{settings.min_customers} customers are needed"
+                f"churn: {len(split)} customers in the {name} split; each split needs at least "
+                f"{max(20, settings.min_customers // 4)} (a quarter of churn.min_customers = {settings.min_customers})"
             )
         _check_labels(split.y, f"{name} ({split.as_of.iloc[0].date()})")
     return splits
@@ -180,7 +180,7 @@ def snapshot_datasets(
             f"churn: {len(y)} labelled customers; at least churn.min_customers = {settings.min_customers} are "
             "needed for a train / validation / test split"
         )
-    _check_labels(y, "snapshot")
+    _check_labels(y, "snapshot", hint="check the churned column of customers")
     rest_idx, test_idx = train_test_split(
         np.arange(len(y)), test_size=settings.test_share, stratify=y, random_state=settings.seed
     )
@@ -351,7 +351,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         X = X.loc[:, list(self.feature_names_in_)].copy()
         for column, categories in self.categories_.items():
             values = X[column].astype(object) if isinstance(X[column].dtype, pd.CategoricalDtype) else X[column]
-            coded = pd.Categorical(values, categories=categories)
+            known = pd.Series(values, index=X.index).where(pd.Series(values, index=X.index).isin(categories))
+            coded = pd.Categorical(known, categories=categories)
             unseen = int((pd.isna(coded) & pd.notna(values)).sum())
             if unseen and not fitting:
                 log.warning("%s: %d value(s) never seen in training; treated as missing", column, unseen)
@@ -446,6 +447,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities ``[[P(stay), P(churn)], …]``."""
+        check_is_fitted(self, "boosters_")
         p = _apply_calibrator(self.calibrator_, self.decision_function(X))
         return np.column_stack([1 - p, p])
 
@@ -572,8 +574,13 @@ def tune_lightgbm(
     y_train = train.y.to_numpy().astype(int)
     y_valid = valid.y.to_numpy().astype(int)
     categorical = list(probe.categories_) or "auto"
-    train_set = lgb.Dataset(X_train, y_train, categorical_feature=categorical, free_raw_data=False)
-    valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set, free_raw_data=False)
+    # One Dataset serves every trial; pre-filtering would fix min_data_in_leaf to the first trial's value.
+    train_set = lgb.Dataset(
+        X_train, y_train, categorical_feature=categorical, free_raw_data=False, params={"feature_pre_filter": False}
+    )
+    valid_set = lgb.Dataset(
+        X_valid, y_valid, reference=train_set, free_raw_data=False, params={"feature_pre_filter": False}
+    )
 
     def objective(trial: optuna.Trial) -> float:
         params = probe._lgb_params(y_train) | _search_space(trial) | {"learning_rate": tuning.learning_rate}
