@@ -469,6 +469,7 @@ def load_model(name: str, alias: str | None = CHAMPION, version: int | str | Non
 
 def _pyfunc_class():
     import mlflow.pyfunc
+    import pandas as pd
 
     class EstimatorModel(mlflow.pyfunc.PythonModel):
         """A fitted crmscore estimator served as an MLflow pyfunc model.
@@ -483,9 +484,7 @@ def _pyfunc_class():
             self.output = output
             self.kind = kind
 
-        def predict(self, context, model_input, params=None):  # noqa: D401 - MLflow's signature
-            import pandas as pd
-
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
             if self.kind == "proba":
                 values = self.estimator.predict_proba(model_input)[:, 1]
             else:
