@@ -187,6 +187,7 @@ class FeatureSettings(_Section):
 
     windows_days: list[PositiveInt] = Field(default_factory=lambda: [30, 90, 365])
     trend_window_days: PositiveInt = 90
+    season: bool = True
 
     @model_validator(mode="after")
     def _sorted_windows(self) -> FeatureSettings:
@@ -211,8 +212,8 @@ class ChurnSettings(_Section):
 
     horizon_days: PositiveInt = 90
     label: Literal["auto", "transaction", "subscription"] = "auto"
-    train_cutoffs: PositiveInt = 4
-    cutoff_step_days: PositiveInt = 30
+    train_cutoffs: PositiveInt = 6
+    cutoff_step_days: PositiveInt = 60
     test_as_of: OptionalDate = None
     valid_share: Fraction = 0.2
     test_share: Fraction = 0.2

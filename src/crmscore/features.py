@@ -14,7 +14,9 @@ Families, each built from whichever tables a dataset has (Telco has only ``custo
 * **trend**: purchases and spend in the last ``trend_window_days`` against the window before;
 * **breadth**: distinct products, overall and in the longest window;
 * **payments**: collection rate, days late, share of late invoices, overdue amount;
-* **contacts**: complaints and all contacts per window, days since the last contact.
+* **contacts**: complaints and all contacts per window, days since the last contact;
+* **season**: the as-of date's time of year (dated data), so that models trained on cutoffs spread
+  over a year tell seasonal quiet from risk.
 
 Every feature has a short human description in :data:`FEATURES` (windowed names are resolved by
 :func:`describe`), used by reports and by the SHAP reason texts.
@@ -62,6 +64,8 @@ FEATURES: dict[str, str] = {
     "contacts_{w}d": "contacts of any kind in the last {w} days",
     "complaint_trend": "change in complaints, last {t} days against the {t} days before (log ratio)",
     "days_since_contact": "days since the last contact",
+    "season_sin": "time of year of the as-of date (sine)",
+    "season_cos": "time of year of the as-of date (cosine)",
 }
 
 # Columns that hold outcomes, never inputs: using them as features would leak the label.
@@ -123,6 +127,12 @@ def build_features(
     }
     if "transactions" in tables:
         out.update(_transaction_features(tables["transactions"], index, as_of, settings))
+        if settings.season:
+            # Purchases are seasonal: the same recency means less at the end of a quiet summer than in
+            # December. The calendar is known on the as-of date, so this is point-in-time information.
+            angle = 2 * np.pi * as_of.day_of_year / 365.25
+            out["season_sin"] = np.full(n, np.sin(angle))
+            out["season_cos"] = np.full(n, np.cos(angle))
     if "payments" in tables:
         out.update(_payment_features(tables["payments"], index, as_of))
     if "interactions" in tables:
