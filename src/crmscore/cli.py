@@ -171,7 +171,9 @@ def run(
     typer.echo(f"validation results: {result.validation_dir}")
     if result.churn is not None:
         _print_training(result.churn)
-    typer.echo("MLflow runs and models: `crmscore ui`, then open http://127.0.0.1:5000")
+    from crmscore.tracking import tracking_uri
+
+    typer.echo(f"MLflow runs and models: {tracking_uri(settings.paths.models_dir)} (browse: `crmscore ui`)")
 
 
 train_app = typer.Typer(help="Train a model, track it in MLflow and register it.", no_args_is_help=True)
