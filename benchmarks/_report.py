@@ -6,12 +6,28 @@ run must replace only its own section, so a quick rerun of one benchmark never e
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+import resource
 from pathlib import Path
 
-__all__ = ["machine", "write_section"]
+__all__ = ["machine", "peak_rss_gb", "write_section", "finish"]
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far, in GB (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def finish(path: Path, lines: list[str], summary: dict) -> None:
+    """Write a whole-file report (its lines, then the JSON summary) and print the summary as the last line."""
+    body = [*lines, "", "```json", json.dumps(summary), "```", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(body), encoding="utf-8")
+    print(f"report written to {path}")
+    print(json.dumps(summary))
 
 
 def machine() -> str:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import json
-import os
-import platform
-import resource
 import time
 from pathlib import Path
+
+from _report import finish, machine, peak_rss_gb
 
 from crmscore.config import Settings
 from crmscore.data.simulate import simulate_crm
@@ -30,11 +28,6 @@ GOAL_SECONDS = 60.0
 GOAL_PEAK_GB = 6.0
 DEFAULT_CUSTOMERS = 1_000_000
 DEFAULT_AS_OF = dt.date(2026, 7, 31)
-
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process so far, in GB (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def current_rss_gb() -> float | None:
@@ -81,7 +74,6 @@ def main() -> None:
         "peak_rss_gb": round(peak, 3),
     }
     meets = seconds <= GOAL_SECONDS and peak <= GOAL_PEAK_GB
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     command = "`python benchmarks/features_scale.py" + (
         f" --customers {args.customers}`" if args.customers != DEFAULT_CUSTOMERS else "`"
     )
@@ -93,7 +85,7 @@ def main() -> None:
         f" windows {settings.windows_days} days, trend window {settings.trend_window_days} days."
         " The simulation is not timed; peak RSS is the process high-water mark, simulation included.",
         "",
-        f"Machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}.",
+        machine(),
         "",
         "| measure | value | goal |",
         "|---|---|---|",
@@ -107,16 +99,8 @@ def main() -> None:
         f"| peak RSS at the end (GB, incl. {baseline_gb:.2f} GB of imports) | {peak:.2f} | ≤ {GOAL_PEAK_GB:.0f} |",
         "",
         f"Result: {'meets' if meets else 'MISSES'} the goal.",
-        "",
-        "```json",
-        json.dumps(summary),
-        "```",
-        "",
     ]
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text("\n".join(lines))
-    print(f"report written to {args.report}")
-    print(json.dumps(summary))
+    finish(args.report, lines, summary)
 
 
 if __name__ == "__main__":

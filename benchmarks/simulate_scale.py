@@ -11,14 +11,12 @@ Writes ``reports/benchmarks/simulate.md``; the last line printed is one JSON obj
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from _report import finish, machine, peak_rss_gb
 
 from crmscore.config import Settings
 from crmscore.stages import simulate_stage
@@ -26,11 +24,6 @@ from crmscore.stages import simulate_stage
 REPORT = Path("reports/benchmarks/simulate.md")
 GOAL_SECONDS = 90.0
 GOAL_PEAK_GB = 6.0
-
-
-def peak_rss_gb() -> float:
-    """Peak resident set size of this process so far, in GB (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 def main() -> None:
@@ -65,7 +58,7 @@ def main() -> None:
         + (f" --customers {args.customers}" if args.customers != 1_000_000 else "")
         + "`: the whole `crmscore simulate` stage (simulate, then write Parquet atomically).",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        machine(),
         "",
         "| measure | value | goal |",
         "|---|---|---|",
@@ -79,16 +72,8 @@ def main() -> None:
         f"| Parquet written (MB) | {sum(sizes_mb.values()):,.0f} | |",
         "",
         f"Result: {'meets' if meets else 'MISSES'} the goal.",
-        "",
-        "```json",
-        json.dumps(summary),
-        "```",
-        "",
     ]
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text("\n".join(lines))
-    print(f"report written to {args.report}")
-    print(json.dumps(summary))
+    finish(args.report, lines, summary)
 
 
 if __name__ == "__main__":
