@@ -1,4 +1,4 @@
-"""Shared fixtures: small simulated data and the location of the public datasets."""
+"""Shared fixtures: small simulated data and the fixed "today" used for the future-date rule."""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from crmscore.config import Settings
 from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tables
 from crmscore.data.simulate import SimulatedData, simulate_crm
@@ -155,6 +157,7 @@ def train_churn_stage(
     import mlflow
 
     from crmscore import churn, plots, tracking
+    from crmscore.evaluation import classification_metrics
     from crmscore.features import describe
 
     started = time.perf_counter()
@@ -168,16 +171,18 @@ def train_churn_stage(
     tuning = churn.tune_lightgbm(train, valid, cfg.tuning, seed=cfg.seed, class_weight=cfg.class_weight)
     model = churn.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
     baseline = churn.fit_baseline(train, seed=cfg.seed)
+    # Predict each split once; the metrics and the plots share these probabilities.
     metrics: dict[str, float] = {}
+    predictions: dict[tuple[str, str], np.ndarray] = {}
     for split_name, split in (("valid", valid), ("test", test)):
         for prefix, estimator in (("", model), ("baseline_", baseline)):
-            for key, value in churn.evaluate(estimator, split).items():
+            p = predictions[(split_name, prefix)] = estimator.predict_proba(split.X)[:, 1]
+            for key, value in classification_metrics(split.y.to_numpy().astype(int), p).items():
                 metrics[f"{prefix}{split_name}_{key}"] = value
 
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     y_test = test.y.to_numpy().astype(int)
-    p_test = model.predict_proba(test.X)[:, 1]
-    p_base = baseline.predict_proba(test.X)[:, 1]
+    p_test, p_base = predictions[("test", "")], predictions[("test", "baseline_")]
     with mlflow.start_run(run_name=f"churn-{kind}") as run:
         mlflow.set_tags(
             {

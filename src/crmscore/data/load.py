@@ -181,8 +181,7 @@ def read_table(
 class _Rejections:
     """Reasons collected per row position; a row may break several rules."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self) -> None:
         self.reasons: dict[int, list[str]] = {}
         self.coerced_cells: set[tuple[int, str]] = set()
 
@@ -346,7 +345,7 @@ def validate_table(
     ``reason`` listing every rule the row broke. Raises :class:`DataError` for whole-column problems.
     """
     raw = raw.reset_index(drop=True)
-    rejections = _Rejections(len(raw))
+    rejections = _Rejections()
     df = _coerce(raw, table, source, date_format, rejections)
     present = [c.name for c in CONTRACT[table] if c.name in df.columns]
     schema = table_schema(table, max_date, present)
