@@ -228,10 +228,32 @@ class ChurnSettings(_Section):
     min_customers: PositiveInt = 200
 
 
+class ClvTuningSettings(TuningSettings):
+    """Optuna search of the ML CLV model (a smaller default budget than churn)."""
+
+    trials: PositiveInt = 20
+    timeout_seconds: PositiveInt = 120
+
+
 class ClvSettings(_Section):
-    """Customer-lifetime-value definition (more knobs arrive with the CLV models)."""
+    """Customer lifetime value: horizon, BTYD and ML models, comparison and promotion."""
 
     horizon_days: PositiveInt = 365
+    time_unit: Literal["D", "W"] = "W"
+    discount_rate: Fraction = 0.10
+    margin: Fraction = 1.0
+    penalizer: Annotated[float, BeforeValidator(_non_negative_float)] = 0.0
+    model: Literal["auto", "ml", "btyd"] = "auto"
+    objective: Literal["tweedie", "two_part"] = "tweedie"
+    selection_metric: Literal["gini", "spearman", "mae", "decile_mape", "top_decile_capture"] = "gini"
+    train_cutoffs: PositiveInt = 4
+    cutoff_step_days: PositiveInt = 60
+    test_as_of: OptionalDate = None
+    valid_share: Fraction = 0.2
+    seed: NonNegativeInt = 42
+    tuning: ClvTuningSettings = Field(default_factory=ClvTuningSettings)
+    promotion_margin: Annotated[float, BeforeValidator(_non_negative_float)] = 0.002
+    min_customers: PositiveInt = 200
 
 
 class Settings(_Section):
