@@ -29,3 +29,7 @@ class DataError(CrmscoreError):
 
 class TrackingError(CrmscoreError):
     """The MLflow tracking store cannot be reached or used."""
+
+
+class FitError(CrmscoreError):
+    """A model could not be fitted: the optimiser failed or the likelihood is not finite."""

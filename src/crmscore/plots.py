@@ -11,6 +11,12 @@ with a challenger: each call adds one curve (or one set of bars) with its ``labe
 in the legend, while reference lines (diagonals, base rate) are drawn only once. All numbers come from
 :mod:`crmscore.evaluation`, so a figure always agrees with the logged metrics.
 
+The CLV plots judge a model of customer value the same way: :func:`plot_value_gains` (ranking, with the
+normalised Gini), :func:`plot_value_deciles` (level per decile of prediction, with the decile MAPE) and
+:func:`plot_predicted_vs_actual` overlay models like the churn plots, and :func:`plot_lorenz` shows how
+concentrated value is. :func:`plot_cumulative_transactions` and :func:`plot_conditional_expectations` are
+the two classic checks of a buy-till-you-die model against a holdout period.
+
 :func:`plot_shap_summary` and :func:`plot_shap_importance` take a plain ``(n_samples, n_features)`` array
 of SHAP contributions and draw it themselves, so the figures do not change with SHAP's plotting API.
 """
@@ -40,6 +46,12 @@ __all__ = [
     "plot_lift",
     "plot_shap_summary",
     "plot_shap_importance",
+    "plot_value_deciles",
+    "plot_value_gains",
+    "plot_lorenz",
+    "plot_cumulative_transactions",
+    "plot_conditional_expectations",
+    "plot_predicted_vs_actual",
 ]
 
 ArrayLike = evaluation.ArrayLike
@@ -54,6 +66,11 @@ _MAX_CURVE_POINTS = 1_000
 _REFERENCE_STYLE = {"color": "0.55", "linestyle": "--", "linewidth": 1.0}
 _NON_NUMERIC_COLOUR = "0.6"
 _SHAP_COLOURMAP = "coolwarm"
+_VALUE_DECILE_BAR_GID = "crmscore-value-decile-bar"
+_VALUE_DECILE_MARKER_GID = "crmscore-value-decile-marker"
+_LORENZ_MARKED_SHARE = 0.2
+# A scatter of more points than this is a blot; a fixed-seed sample of it shows the same shape.
+_MAX_SCATTER_POINTS = 5_000
 
 
 def _axes(ax: Axes | None, figsize_inches: tuple[float, float]) -> Axes:
@@ -447,4 +464,337 @@ def plot_shap_importance(
     ax.set_xlabel(f"Mean |SHAP value| ({output_unit})")
     shown = f"top {len(order)} of {values.shape[1]} features" if len(order) < values.shape[1] else "all features"
     ax.set_title(f"Feature importance, mean |SHAP| ({shown})")
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLV (customer value) plots
+# ---------------------------------------------------------------------------------------------------
+
+
+def _value_decile_groups(ax: Axes) -> list:
+    """Bar containers drawn by :func:`plot_value_deciles` on this Axes, in drawing order."""
+    return [c for c in ax.containers if c.patches and all(b.get_gid() == _VALUE_DECILE_BAR_GID for b in c.patches)]
+
+
+def plot_value_deciles(
+    y_true: ArrayLike, y_pred: ArrayLike, ax: Axes | None = None, label: str | None = None, n_bins: int = 10
+) -> Axes:
+    """Mean actual (bars) and mean predicted value (markers) per decile of predicted value.
+
+    Bins come from :func:`crmscore.evaluation.decile_table`: equal numbers of customers, bin 1 the lowest
+    predictions and bin ``n_bins`` the highest, as in Google's decile chart. A model whose markers sit on
+    top of its bars predicts the right level in every part of its ranking; the decile MAPE of
+    :func:`crmscore.evaluation.decile_mape` is in the legend. Each overlay adds one set of bars with its
+    markers, and all sets are re-spaced side by side within each bin. Raises :class:`ValueError` on
+    invalid input, fewer customers than bins or no positive actual value.
+    """
+    y, pred = evaluation.validate_value_predictions(y_true, y_pred)
+    table = evaluation.decile_table(y, pred, n_bins=n_bins)
+    mape = evaluation.decile_mape(y, pred, n_bins=n_bins)
+    ax = _axes(ax, (7.0, 4.5))
+    bars = ax.bar(
+        table["bin"],
+        table["mean_actual"],
+        alpha=0.75,
+        label=_legend_label(label, f"mean actual, decile MAPE = {mape:.1%}"),
+        zorder=2,
+    )
+    for bar in bars.patches:
+        bar.set_gid(_VALUE_DECILE_BAR_GID)
+    ax.plot(
+        table["bin"],
+        table["mean_predicted"],
+        linestyle="none",
+        marker="D",
+        markersize=5,
+        markeredgecolor="black",
+        color=to_rgba(bars.patches[0].get_facecolor(), alpha=1.0),
+        gid=_VALUE_DECILE_MARKER_GID,
+        label=f"{label}: mean predicted" if label else "mean predicted",
+        zorder=3,
+    )
+    # Re-space every set drawn so far: k sets share 80 % of each bin's width; markers follow their bars.
+    groups = _value_decile_groups(ax)
+    markers = [line for line in ax.lines if line.get_gid() == _VALUE_DECILE_MARKER_GID]
+    width = 0.8 / len(groups)
+    for position, (group, marker_line) in enumerate(zip(groups, markers, strict=True)):
+        for bin_number, bar in enumerate(group.patches, start=1):
+            bar.set_width(width)
+            bar.set_x(bin_number - 0.4 + position * width)
+        marker_line.set_xdata([bar.get_x() + width / 2 for bar in group.patches])
+    ax.set_xticks(table["bin"].to_numpy())
+    ax.set_xlim(0.4, n_bins + 0.6)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_xlabel(f"Bin of predicted value (1 = lowest, {n_bins} = highest; equal numbers of customers)")
+    ax.set_ylabel("Mean value per customer in bin")
+    ax.set_title(
+        "Predicted vs actual value by decile" if n_bins == 10 else f"Predicted vs actual value ({n_bins} bins)"
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def plot_value_gains(y_true: ArrayLike, y_pred: ArrayLike, ax: Axes | None = None, label: str | None = None) -> Axes:
+    """Value gains: share of all actual value held by the top customers by prediction, against their share.
+
+    The curve is :func:`crmscore.evaluation.cumulative_value_curve`; the perfect ranking (customers sorted
+    by their actual value) bounds it from above and the diagonal is a random ranking. The legend gives the
+    normalised Gini of :func:`crmscore.evaluation.normalized_gini` (the area between the model's curve and
+    the diagonal relative to the perfect one's) and the top-10 % capture. Overlays add one curve each; the
+    perfect curve and the diagonal are drawn once (once per evaluation set, when the actual values differ).
+    Raises :class:`ValueError` on invalid input or no positive actual value.
+    """
+    y, pred = evaluation.validate_value_predictions(y_true, y_pred)
+    share_of_customers, share_of_value = evaluation.cumulative_value_curve(y, pred)
+    _, perfect = evaluation.lorenz_curve(y)
+    gini = evaluation.normalized_gini(y, pred)
+    top = evaluation.top_share_count(len(y), 0.1)
+    shown = _curve_points(len(y), [top])
+    ax = _axes(ax, (6.0, 5.5))
+    _draw_once(ax, _DIAGONAL_GID, [0, 1], [0, 1], "random")
+    # Keyed by the curve's area, so a second evaluation set gets its own bound and the same set shares one.
+    perfect_gid = f"crmscore-perfect-ranking-{perfect.sum() / len(y):.9f}"
+    if not _has_gid(ax, perfect_gid):
+        ax.plot(
+            share_of_customers[shown],
+            perfect[shown],
+            gid=perfect_gid,
+            label="perfect ranking (Gini = 1)",
+            color="0.3",
+            linestyle=":",
+            linewidth=1.2,
+            zorder=1,
+        )
+    ax.plot(
+        share_of_customers[shown],
+        share_of_value[shown],
+        linewidth=1.8,
+        label=_legend_label(label, f"Gini = {gini:.3f}, top 10%: {share_of_value[top]:.0%} of value"),
+    )
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    return _finish_unit_square(
+        ax,
+        xlabel="Customers (% of all, highest predicted value first)",
+        ylabel="Actual value captured (% of total)",
+        title="Value gains (normalised Gini)",
+        legend_loc="lower right",
+        legend_size=8,
+    )
+
+
+def plot_lorenz(values: ArrayLike, ax: Axes | None = None, label: str | None = None) -> Axes:
+    """Value concentration: share of all value held by the most valuable customers, with the top 20 % marked.
+
+    The curve is :func:`crmscore.evaluation.lorenz_curve` (customers by value, most valuable first) and
+    the diagonal is a base where everyone is worth the same. The share held by the top 20 %
+    (:func:`crmscore.evaluation.top_share_of_value`) is marked with a point and given in the legend.
+    Overlays (another period, another segment) add one curve each; the diagonal is drawn once. Raises
+    :class:`ValueError` on negative or non-finite values or when every value is 0.
+    """
+    share_of_customers, share_of_value = evaluation.lorenz_curve(values)
+    n = len(share_of_customers) - 1
+    top = evaluation.top_share_count(n, _LORENZ_MARKED_SHARE)
+    held = evaluation.top_share_of_value(values, _LORENZ_MARKED_SHARE)
+    shown = _curve_points(n, [top])
+    ax = _axes(ax, (6.0, 5.5))
+    _draw_once(ax, _DIAGONAL_GID, [0, 1], [0, 1], "equal value per customer")
+    (curve,) = ax.plot(
+        share_of_customers[shown],
+        share_of_value[shown],
+        linewidth=1.8,
+        label=_legend_label(label, f"top {_LORENZ_MARKED_SHARE:.0%} hold {held:.1%} of value"),
+    )
+    ax.scatter([share_of_customers[top]], [held], color=curve.get_color(), s=30, zorder=3)
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    return _finish_unit_square(
+        ax,
+        xlabel="Customers (% of all, most valuable first)",
+        ylabel="Value held (% of total)",
+        title="Value concentration (Lorenz curve)",
+        legend_loc="lower right",
+        legend_size=8,
+    )
+
+
+def _counts(values: ArrayLike, name: str, length: int, per: str) -> np.ndarray:
+    """``values`` as a 1-D float array of ``length`` finite counts >= 0 (one ``per`` period or customer)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric, found missing or non-numeric values") from None
+    if arr.ndim != 1 or len(arr) != length:
+        raise ValueError(f"{name} must be 1-D with one value per {per} ({length}), got shape {arr.shape}")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name} must be finite and >= 0")
+    return arr
+
+
+def _cumulative_counts(values: ArrayLike, name: str, n_periods: int) -> np.ndarray:
+    """A cumulative series of transactions: one value per period, finite, >= 0 and never falling."""
+    arr = _counts(values, name, n_periods, "period")
+    if (np.diff(arr) < 0).any():
+        raise ValueError(f"{name} must be cumulative (never falling); pass np.cumsum of the per-period counts")
+    return arr
+
+
+def plot_cumulative_transactions(
+    periods: ArrayLike,
+    actual: ArrayLike,
+    predicted: ArrayLike,
+    calibration_end: object = None,
+    ax: Axes | None = None,
+    unit: str = "week",
+) -> Axes:
+    """Cumulative repeat transactions of the whole base per period, actual (solid) and predicted (dashed).
+
+    ``periods`` are the period ends, increasing (numbers of ``unit`` since the start, or dates), and
+    ``actual`` and ``predicted`` the *cumulative* repeat transactions up to each of them (predicted
+    values may be fractional expectations); both are checked to never fall, which catches per-period
+    counts passed by mistake. A vertical line marks ``calibration_end`` when given, so the holdout is the
+    part to its right; the legend gives the predicted total at the last period and its error against the
+    actual one. Raises :class:`ValueError` on mismatched lengths or non-cumulative series.
+    """
+    period_index = pd.Index(periods)
+    if period_index.empty:
+        raise ValueError("periods is empty; the plot needs at least one period")
+    if not (period_index.is_monotonic_increasing and period_index.is_unique):
+        raise ValueError("periods must be strictly increasing")
+    actual_arr = _cumulative_counts(actual, "actual", len(period_index))
+    predicted_arr = _cumulative_counts(predicted, "predicted", len(period_index))
+    headline = f"end: {predicted_arr[-1]:,.0f}"
+    if actual_arr[-1] > 0:
+        headline += f", {predicted_arr[-1] / actual_arr[-1] - 1:+.1%} vs actual"
+    ax = _axes(ax, (7.0, 4.5))
+    ax.plot(period_index, actual_arr, linewidth=1.8, color="tab:blue", label=f"actual (end: {actual_arr[-1]:,.0f})")
+    ax.plot(
+        period_index, predicted_arr, linewidth=1.8, linestyle="--", color="tab:orange", label=f"predicted ({headline})"
+    )
+    if calibration_end is not None:
+        ax.axvline(calibration_end, color="0.4", linestyle=":", linewidth=1.2, label="end of calibration")
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(f"Time ({unit}s)")
+    ax.set_ylabel("Cumulative repeat transactions")
+    ax.set_title(f"Cumulative repeat transactions, per {unit}")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def plot_conditional_expectations(
+    frequency: ArrayLike,
+    actual: ArrayLike,
+    predicted: ArrayLike,
+    max_frequency: int = 7,
+    ax: Axes | None = None,
+) -> Axes:
+    """Mean actual and predicted holdout purchases by number of repeat purchases in calibration.
+
+    Customers are grouped by ``frequency`` (repeat purchases in the calibration period) from 0 to
+    ``max_frequency``, the last group holding everyone with ``max_frequency`` or more (labelled ``"7+"``
+    by default); per group the mean of ``actual`` (holdout purchases, solid) and ``predicted`` (the model's
+    conditional expectation for the holdout, dashed) are drawn, with the number of customers under each
+    tick. The classic BTYD check (Fader, Hardie & Lee 2005): a good model follows the actual means across
+    all groups. The legend gives the customer-weighted mean absolute gap between the two. Raises
+    :class:`ValueError` on mismatched lengths or negative, non-finite or fractional frequencies.
+    """
+    if isinstance(max_frequency, bool) or not isinstance(max_frequency, int | np.integer) or max_frequency < 1:
+        raise ValueError(f"max_frequency must be a positive integer, got {max_frequency!r}")
+    frequency_arr = np.asarray(frequency)
+    if frequency_arr.ndim != 1 or len(frequency_arr) == 0:
+        raise ValueError(f"frequency must be 1-D with at least one customer, got shape {frequency_arr.shape}")
+    frequency_arr = _counts(frequency_arr, "frequency", len(frequency_arr), "customer")
+    if (frequency_arr % 1 != 0).any():
+        raise ValueError("frequency must hold whole numbers of repeat purchases")
+    actual_arr = _counts(actual, "actual", len(frequency_arr), "customer")
+    predicted_arr = _counts(predicted, "predicted", len(frequency_arr), "customer")
+    group = np.minimum(frequency_arr, max_frequency).astype(np.int64)
+    customers = np.bincount(group, minlength=max_frequency + 1)
+    filled = customers > 0
+    mean_actual = np.bincount(group, weights=actual_arr, minlength=max_frequency + 1)[filled] / customers[filled]
+    mean_predicted = np.bincount(group, weights=predicted_arr, minlength=max_frequency + 1)[filled] / customers[filled]
+    gap = float(np.average(np.abs(mean_predicted - mean_actual), weights=customers[filled]))
+    x = np.arange(max_frequency + 1)[filled]
+    ax = _axes(ax, (7.0, 4.5))
+    ax.plot(x, mean_actual, marker="o", linewidth=1.8, color="tab:blue", label="actual")
+    ax.plot(
+        x,
+        mean_predicted,
+        marker="s",
+        linestyle="--",
+        linewidth=1.8,
+        color="tab:orange",
+        label=f"predicted (mean abs. gap = {gap:.3f})",
+    )
+    names = [str(k) for k in range(max_frequency)] + [f"{max_frequency}+"]
+    ax.set_xticks(x, labels=[f"{names[k]}\n(n={customers[k]:,})" for k in x])
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("Repeat purchases in calibration period")
+    ax.set_ylabel("Mean purchases in holdout period")
+    ax.set_title("Conditional expectations: holdout purchases by calibration frequency")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def _symlog_threshold(values: np.ndarray) -> float:
+    """Where the symlog axis turns linear: a power of ten near the small end of the positive values."""
+    positive = values[values > 0]
+    if len(positive) == 0:
+        return 1.0
+    return float(10.0 ** np.floor(np.log10(np.quantile(positive, 0.05))))
+
+
+def plot_predicted_vs_actual(
+    y_true: ArrayLike, y_pred: ArrayLike, ax: Axes | None = None, label: str | None = None
+) -> Axes:
+    """Scatter of predicted against actual value per customer, on symmetric-log axes, with the diagonal.
+
+    Values span orders of magnitude and many customers spend nothing, so both axes are ``symlog`` (linear
+    near 0, logarithmic above a threshold set from the data on the first call), which shows the zeros.
+    More than 5,000 customers are thinned to a random 5,000 with a fixed seed, so the figure is
+    reproducible and light; the MAE (:func:`crmscore.evaluation.mae`, over all customers) and the
+    number shown are in the legend. Overlays add one point cloud each; the diagonal is drawn once and
+    stretched to cover every cloud. Raises :class:`ValueError` on invalid input.
+    """
+    y, pred = evaluation.validate_value_predictions(y_true, y_pred)
+    error = evaluation.mae(y, pred)
+    n = len(y)
+    if n > _MAX_SCATTER_POINTS:
+        sample = np.sort(np.random.default_rng(0).choice(n, size=_MAX_SCATTER_POINTS, replace=False))
+        y, pred = y[sample], pred[sample]
+        shown = f"{_MAX_SCATTER_POINTS:,} of {n:,} shown"
+    else:
+        shown = f"n = {n:,}"
+    ax = _axes(ax, (6.0, 5.5))
+    ax.scatter(
+        y,
+        pred,
+        s=6,
+        alpha=0.4,
+        linewidths=0,
+        rasterized=True,
+        label=_legend_label(label, f"MAE = {error:.3g}, {shown}"),
+    )
+    largest = max(float(y.max()), float(pred.max()), 1e-9)
+    diagonal = [line for line in ax.lines if line.get_gid() == _DIAGONAL_GID]
+    if diagonal:
+        largest = max(largest, float(np.max(diagonal[0].get_xdata())))
+        diagonal[0].set_data([0.0, largest], [0.0, largest])
+    else:
+        ax.plot(
+            [0.0, largest], [0.0, largest], gid=_DIAGONAL_GID, label="predicted = actual", zorder=1, **_REFERENCE_STYLE
+        )
+    # The first cloud sets the scale; an overlay keeps it, so both clouds are read on the same axes.
+    if ax.get_xscale() != "symlog":
+        threshold = _symlog_threshold(np.concatenate([y, pred]))
+        ax.set_xscale("symlog", linthresh=threshold)
+        ax.set_yscale("symlog", linthresh=threshold)
+    ax.set_xlim(left=0.0)
+    ax.set_ylim(bottom=0.0)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("Actual value per customer (symlog scale)")
+    ax.set_ylabel("Predicted value per customer (symlog scale)")
+    ax.set_title("Predicted vs actual value")
+    ax.legend(loc="upper left", fontsize=8)
     return ax
