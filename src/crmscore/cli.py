@@ -157,7 +157,7 @@ def run(
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
-    """Run the main job: simulate when no input is given, validate, train and register the churn model."""
+    """Run the main job: simulate when no input is given, validate, train and register the churn and CLV models."""
     from crmscore.stages import run_main_job
 
     settings = _settings(params)
@@ -169,8 +169,9 @@ def run(
         )
     _print_validation(result.loaded)
     typer.echo(f"validation results: {result.validation_dir}")
-    if result.churn is not None:
-        _print_training(result.churn)
+    for trained in (result.churn, result.clv):
+        if trained is not None:
+            _print_training(trained)
     from crmscore.tracking import tracking_uri
 
     typer.echo(f"MLflow runs and models: {tracking_uri(settings.paths.models_dir)} (browse: `crmscore ui`)")
@@ -190,7 +191,22 @@ InputOption = Annotated[
 def _print_training(result) -> None:
     typer.echo(f"{result.model_name} version {result.version} (run {result.run_id}) in {result.seconds:.0f} s")
     shown = [
-        k for k in ("test_roc_auc", "test_pr_auc", "test_brier", "test_ece", "test_lift_10", "baseline_test_roc_auc")
+        "test_roc_auc",
+        "test_pr_auc",
+        "test_brier",
+        "test_ece",
+        "test_lift_10",
+        "baseline_test_roc_auc",
+        "ml_test_gini",
+        "btyd_test_gini",
+        "ml_test_spearman",
+        "btyd_test_spearman",
+        "ml_test_bias",
+        "btyd_test_bias",
+        "ml_test_top_decile_capture",
+        "btyd_test_top_decile_capture",
+        "clv_total",
+        "clv_mean",
     ]
     for key in shown:
         if key in result.metrics:
@@ -207,20 +223,43 @@ def train_churn(input_dir: InputOption = None, params: ParamsOption = DEFAULT_PA
     _print_training(train_churn_stage(_settings(params), input_dir))
 
 
-@promote_app.command("churn")
+@train_app.command("clv")
 @_friendly
-def promote_churn(
-    version: Annotated[int, typer.Option("--version", min=1, help="Registered version to make champion.")],
-    params: ParamsOption = DEFAULT_PARAMS_PATH,
-) -> None:
-    """Point the champion alias of crmscore-churn at --version."""
+def train_clv(input_dir: InputOption = None, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Train the CLV models (LightGBM and BG/NBD × Gamma-Gamma, compared on a holdout), register as crmscore-clv."""
+    from crmscore.stages import train_clv_stage
+
+    _print_training(train_clv_stage(_settings(params), input_dir))
+
+
+VersionOption = Annotated[int, typer.Option("--version", min=1, help="Registered version to make champion.")]
+
+
+def _promote(model_name: str, version: int, params: Path) -> None:
     from crmscore import tracking
-    from crmscore.stages import CHURN_MODEL_NAME
 
     settings = _settings(params)
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
-    tracking.promote(CHURN_MODEL_NAME, version)
-    typer.echo(f"{CHURN_MODEL_NAME} version {version} is now the champion")
+    tracking.promote(model_name, version)
+    typer.echo(f"{model_name} version {version} is now the champion")
+
+
+@promote_app.command("churn")
+@_friendly
+def promote_churn(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Point the champion alias of crmscore-churn at --version."""
+    from crmscore.stages import CHURN_MODEL_NAME
+
+    _promote(CHURN_MODEL_NAME, version, params)
+
+
+@promote_app.command("clv")
+@_friendly
+def promote_clv(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Point the champion alias of crmscore-clv at --version."""
+    from crmscore.stages import CLV_MODEL_NAME
+
+    _promote(CLV_MODEL_NAME, version, params)
 
 
 @app.command()

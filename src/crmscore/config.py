@@ -254,6 +254,7 @@ class ClvSettings(_Section):
     tuning: ClvTuningSettings = Field(default_factory=ClvTuningSettings)
     promotion_margin: Annotated[float, BeforeValidator(_non_negative_float)] = 0.002
     min_customers: PositiveInt = 200
+    subscription_churn_horizon_days: PositiveInt = 30
 
 
 class Settings(_Section):

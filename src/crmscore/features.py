@@ -45,6 +45,8 @@ FEATURES: dict[str, str] = {
     "frequency_total": "purchases so far",
     "monetary_total": "total spend so far",
     "avg_order_value": "average value of a purchase",
+    "repeat_purchase_days": "days with a purchase after the first purchase day (repeat purchases)",
+    "repeat_spend_mean": "average spend per repeat purchase day",
     "frequency_{w}d": "purchases in the last {w} days",
     "monetary_{w}d": "spend in the last {w} days",
     "ipt_mean_days": "average days between purchases",
@@ -212,6 +214,16 @@ def _transaction_features(
     out["monetary_total"] = spend
     with np.errstate(invalid="ignore", divide="ignore"):
         out["avg_order_value"] = np.where(has, spend / np.maximum(count, 1), np.nan)
+    # Repeat purchasing counted in purchase days, as the buy-till-you-die models count it.
+    day_key = code.astype(np.int64) * (int(days.max()) + 1 if days.size else 1) + days
+    purchase_days = np.bincount(np.unique(day_key) // (int(days.max()) + 1 if days.size else 1), minlength=n)
+    first_day_spend = np.bincount(
+        code, weights=np.where(days == first[code], amount, 0.0) if days.size else amount, minlength=n
+    )
+    repeat_days = np.maximum(purchase_days - 1, 0).astype(float)
+    out["repeat_purchase_days"] = np.where(has, repeat_days, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["repeat_spend_mean"] = np.where(repeat_days > 0, (spend - first_day_spend) / repeat_days, np.nan)
     for w in settings.windows_days:
         in_window = days < w
         out[f"frequency_{w}d"] = np.bincount(code[in_window], minlength=n).astype(float)

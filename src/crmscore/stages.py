@@ -87,10 +87,11 @@ class RunResult:
     simulated: SimulateResult | None
     loaded: LoadedData
     churn: TrainResult | None = None
+    clv: TrainResult | None = None
 
 
 def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None) -> RunResult:
-    """The main job: simulate when no input is given, validate, then train and register the churn model.
+    """The main job: simulate when no input is given, validate, then train and register churn and CLV models.
 
     ``input_dir`` (or ``data.input_dir``) points at the user's tables; without either, the embedded
     synthetic data is simulated into ``paths.simulated_dir`` first. Validation results go to
@@ -104,8 +105,14 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     validation_dir = Path(settings.paths.reports_dir) / "validation"
     loaded = validate_stage(settings, source, validation_dir)
     churn = train_churn_stage(settings, source, loaded=loaded)
+    clv = train_clv_stage(settings, source, loaded=loaded)
     return RunResult(
-        input_dir=Path(source), validation_dir=validation_dir, simulated=simulated, loaded=loaded, churn=churn
+        input_dir=Path(source),
+        validation_dir=validation_dir,
+        simulated=simulated,
+        loaded=loaded,
+        churn=churn,
+        clv=clv,
     )
 
 
@@ -281,3 +288,354 @@ def _promotion(
     if gain >= margin:
         return True, int(current.version), f"promoted: {verdict}"
     return False, int(current.version), f"kept champion: {verdict}"
+
+
+# --- CLV ---------------------------------------------------------------------------------------------
+
+CLV_MODEL_NAME = "crmscore-clv"
+
+
+def _value_promotion(
+    name: str, version: int, X, y, challenger_score: float, metric: str, margin: float
+) -> tuple[bool, int | None, str]:
+    """Champion against challenger on the same holdout, for value models (direction by metric)."""
+    from crmscore import tracking
+    from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
+
+    current = tracking.version_by_alias(name, tracking.CHAMPION)
+    if current is None:
+        return True, None, "promoted: no champion yet"
+    if int(current.version) == int(version):
+        return True, int(current.version), "promoted: already champion"
+    try:
+        estimator = tracking.load_model(name, version=current.version).unwrap_python_model().estimator
+        champion_score = value_metrics(y, estimator.predict(X))[metric]
+    except Exception as exc:  # a champion of another kind or on other features cannot be judged here
+        return False, int(current.version), f"kept champion v{current.version}: it cannot score this holdout ({exc})"
+    gain = (champion_score - challenger_score) if metric in LOWER_IS_BETTER else (challenger_score - champion_score)
+    verdict = f"{metric} {challenger_score:.4f} vs champion v{current.version} {champion_score:.4f} (margin {margin})"
+    if gain >= margin:
+        return True, int(current.version), f"promoted: {verdict}"
+    return False, int(current.version), f"kept champion: {verdict}"
+
+
+def repeat_transactions_tracking(model, transactions, as_of, end, time_unit: str = "W"):
+    """Cumulative repeat purchases per period, actual against a BTYD model's unconditional expectation.
+
+    Customers are those with a first purchase on or before ``as_of`` (the calibration population);
+    each contributes E[X(t − first purchase)] by period end ``t``. Returns a DataFrame with columns
+    ``period`` (1, 2, …), ``period_end`` (date), ``actual`` and ``predicted`` (cumulative).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from crmscore.clv.btyd import TIME_UNITS
+
+    as_of, end = pd.Timestamp(as_of).normalize(), pd.Timestamp(end).normalize()
+    unit_days = TIME_UNITS[time_unit]
+    daily = transactions.assign(date=pd.to_datetime(transactions["date"]).dt.normalize())[["customer_id", "date"]]
+    daily = daily.drop_duplicates()
+    first = daily.groupby("customer_id")["date"].min()
+    first = first[first <= as_of]
+    daily = daily[daily["customer_id"].isin(first.index) & (daily["date"] <= end)]
+    repeat_dates = daily.loc[daily["date"] > daily["customer_id"].map(first), "date"]
+    start = first.min()
+    n_periods = int(np.ceil(((end - start).days + 1) / unit_days))
+    period_ends = start + pd.to_timedelta(np.arange(1, n_periods + 1) * unit_days - 1, unit="D")
+    period_ends = pd.DatetimeIndex(np.minimum(period_ends.values, end.to_datetime64()))
+    actual = np.searchsorted(np.sort(repeat_dates.to_numpy()), period_ends.values, side="right")
+    first_days = first.to_numpy(dtype="datetime64[ns]")
+    counts = pd.Series(first_days).value_counts()
+    predicted = []
+    for period_end in period_ends.values:
+        age_days = (period_end - counts.index.to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
+        age = np.clip(age_days, 0, None) / unit_days
+        predicted.append(float(np.sum(counts.to_numpy() * model.expected_purchases(age))))
+    return pd.DataFrame(
+        {"period": np.arange(1, n_periods + 1), "period_end": period_ends, "actual": actual, "predicted": predicted}
+    )
+
+
+def train_clv_stage(
+    settings: Settings, input_dir: str | os.PathLike | None = None, loaded: LoadedData | None = None
+) -> TrainResult:
+    """Train, compare, track and register the CLV models; promote by the rules of ``params.yaml``.
+
+    Transaction data: the ML model (LightGBM on the point-in-time features, tuned with Optuna on
+    whole validation customers) and BG/NBD × Gamma-Gamma (fitted on the history up to the test as-of
+    date) predict spend in the test horizon; both are compared on the same holdout — the test
+    customers who had bought by then, the population of the BTYD models — and both are registered as
+    versions of ``crmscore-clv``. The better on ``clv.selection_metric`` (or the one ``clv.model``
+    names) gets the ``challenger`` alias and becomes ``champion`` when there is none or when it beats the
+    champion on the same holdout by ``clv.promotion_margin``. Subscription data without transactions
+    gets contractual CLV from the churn champion's retention (see :mod:`crmscore.clv.contractual`).
+    """
+    if loaded is None:
+        _, loaded = _input_tables(settings, input_dir)
+    tables = loaded.tables
+    if "transactions" not in tables or tables["transactions"].empty:
+        return _train_contractual_clv(settings, loaded)
+    return _train_transaction_clv(settings, loaded)
+
+
+def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResult:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    import pandas as pd
+
+    from crmscore import plots, tracking
+    from crmscore.clv import btyd
+    from crmscore.clv import ml as clv_ml
+    from crmscore.clv.value import BtydClv
+    from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
+    from crmscore.features import describe
+
+    started = time.perf_counter()
+    cfg = settings.clv
+    tables = loaded.tables
+    splits = clv_ml.clv_datasets(tables, cfg, settings.features)
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    test_as_of = test.as_of.iloc[0]
+    log.info(
+        "CLV: %d train / %d valid / %d test rows (test as of %s)", len(train), len(valid), len(test), test_as_of.date()
+    )
+
+    tuning = clv_ml.tune_clv(train, valid, cfg)
+    ml_model = clv_ml.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
+    btyd_model = BtydClv(
+        transaction_model="bgnbd",
+        penalizer=cfg.penalizer,
+        time_unit=cfg.time_unit,
+        horizon_days=cfg.horizon_days,
+        annual_discount_rate=cfg.discount_rate,
+        margin=cfg.margin,
+    ).fit(test.X)
+
+    buyers = test.X["repeat_purchase_days"].notna().to_numpy()
+    X_hold, y_hold = test.X.loc[buyers], test.y.to_numpy()[buyers]
+    predictions = {"ml": ml_model.predict(X_hold), "btyd": btyd_model.predict(X_hold)}
+    metrics: dict[str, float] = {}
+    for name, p in predictions.items():
+        metrics |= {f"{name}_test_{k}": v for k, v in value_metrics(y_hold, p).items()}
+    metrics |= {f"ml_test_all_{k}": v for k, v in value_metrics(test.y.to_numpy(), ml_model.predict(test.X)).items()}
+    metric = cfg.selection_metric
+    lower = metric in LOWER_IS_BETTER
+    if cfg.model == "auto":
+        scores = {name: metrics[f"{name}_test_{metric}"] for name in predictions}
+        chosen = min(scores, key=scores.get) if lower else max(scores, key=scores.get)
+    else:
+        chosen = cfg.model
+    log.info(
+        "CLV holdout %s: ML %.4f, BTYD %.4f → %s proposed",
+        metric,
+        metrics[f"ml_test_{metric}"],
+        metrics[f"btyd_test_{metric}"],
+        chosen,
+    )
+
+    end = test_as_of + pd.Timedelta(days=cfg.horizon_days)
+    holdout_summary = btyd.rfm_summary(tables["transactions"], test_as_of, cfg.time_unit, holdout_end=end)
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    with mlflow.start_run(run_name="clv") as run:
+        mlflow.set_tags(
+            {
+                "crmscore.stage": "train_clv",
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "crmscore.params_fingerprint": settings.fingerprint(),
+                "crmscore.clv_proposed": chosen,
+            }
+        )
+        params = tracking.flatten_params(
+            {"clv": cfg.model_dump(mode="json"), "features": settings.features.model_dump(mode="json")}
+        )
+        params |= {f"lgbm.{k}": str(v) for k, v in tuning.best_params.items()}
+        params |= {
+            "split.train_as_of": ",".join(sorted({str(d.date()) for d in train.as_of})),
+            "split.test_as_of": str(test_as_of.date()),
+            "split.rows": f"{len(train)}/{len(valid)}/{len(test)}",
+            "split.holdout_buyers": str(int(buyers.sum())),
+        }
+        params |= {f"data.{k}": str(v) for k, v in tracking.data_fingerprint(tables).items()}
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        table = btyd_model.parameter_table()
+        mlflow.log_metrics(
+            {f"btyd_{row.parameter}": row.estimate for row in table.itertuples()}
+            | {f"btyd_{row.parameter}_se": row.std_error for row in table.itertuples()}
+            | {
+                "btyd_loglik": btyd_model.transaction_model_.log_likelihood_,
+                "optuna_best_valid": tuning.best_value,
+                "optuna_trials": tuning.trials,
+                "optuna_pruned": tuning.pruned,
+            }
+        )
+        mlflow.log_text(table.to_csv(index=False), "btyd/parameters.csv")
+        mlflow.log_text(tuning.trials_table.to_csv(index=False), "optuna/trials.csv")
+        mlflow.log_dict(
+            {
+                "features": [
+                    {"name": f, "description": describe(f, settings.features.trend_window_days)}
+                    for f in ml_model.feature_names_in_
+                ]
+            },
+            "features.json",
+        )
+        for file_name, draw in (
+            ("value_gains", plots.plot_value_gains),
+            ("value_deciles", plots.plot_value_deciles),
+            ("predicted_vs_actual", plots.plot_predicted_vs_actual),
+        ):
+            fig, ax = plt.subplots(figsize=(6, 4.5))
+            draw(y_hold, predictions["btyd"], ax=ax, label="BG/NBD × Gamma-Gamma")
+            draw(y_hold, predictions["ml"], ax=ax, label="LightGBM")
+            mlflow.log_figure(fig, f"plots/{file_name}.png")
+            plt.close(fig)
+        curve = repeat_transactions_tracking(
+            btyd_model.transaction_model_, tables["transactions"], test_as_of, end, cfg.time_unit
+        )
+        ax = plots.plot_cumulative_transactions(
+            curve["period"].to_numpy(),
+            curve["actual"].to_numpy(),
+            curve["predicted"].to_numpy(),
+            calibration_end=float(curve.loc[curve["period_end"] <= test_as_of, "period"].max()),
+            unit={"W": "week", "D": "day"}[cfg.time_unit],
+        )
+        mlflow.log_figure(ax.figure, "plots/btyd_tracking.png")
+        plt.close(ax.figure)
+        conditional = btyd_model.transaction_model_.conditional_expected_purchases(
+            holdout_summary["duration_holdout"].iloc[0], holdout_summary
+        )
+        ax = plots.plot_conditional_expectations(
+            holdout_summary["frequency"].to_numpy(), holdout_summary["frequency_holdout"].to_numpy(), conditional
+        )
+        mlflow.log_figure(ax.figure, "plots/btyd_conditional_expectations.png")
+        plt.close(ax.figure)
+        holdout_actual = float(holdout_summary["frequency_holdout"].sum())
+        mlflow.log_metrics(
+            {
+                "btyd_holdout_purchases_actual": holdout_actual,
+                "btyd_holdout_purchases_predicted": float(conditional.sum()),
+                "btyd_holdout_rel_error": float(conditional.sum()) / holdout_actual - 1 if holdout_actual else 0.0,
+            }
+        )
+        sample = X_hold.iloc[: min(len(X_hold), 2000)]
+        shap_values, _ = ml_model.shap_values(sample) if cfg.objective == "tweedie" else (None, None)
+        if shap_values is not None:
+            ax = plots.plot_shap_summary(shap_values, sample[list(ml_model.feature_names_in_)])
+            mlflow.log_figure(ax.figure, "plots/shap_summary.png")
+            plt.close(ax.figure)
+
+        versions = {
+            "btyd": tracking.log_estimator(
+                btyd_model, CLV_MODEL_NAME, X_hold.head(5), output="expected_spend", kind="value", name="btyd_model"
+            ),
+            "ml": tracking.log_estimator(
+                ml_model, CLV_MODEL_NAME, X_hold.head(5), output="expected_spend", kind="value", name="ml_model"
+            ),
+        }
+        client = tracking.client()
+        for kind_name, number in versions.items():
+            client.set_model_version_tag(CLV_MODEL_NAME, str(number), "crmscore.clv_model", kind_name)
+        version = versions[chosen]
+        tracking.set_alias(CLV_MODEL_NAME, tracking.CHALLENGER, version)
+        promoted, champion_version, decision = _value_promotion(
+            CLV_MODEL_NAME,
+            version,
+            X_hold,
+            y_hold,
+            metrics[f"{chosen}_test_{metric}"],
+            metric,
+            cfg.promotion_margin,
+        )
+        if promoted:
+            tracking.set_alias(CLV_MODEL_NAME, tracking.CHAMPION, version)
+        decision = f"{chosen} proposed; {decision}"
+        mlflow.set_tags({"crmscore.promoted": str(promoted), "crmscore.decision": decision})
+        run_id = run.info.run_id
+    seconds = time.perf_counter() - started
+    log.info("CLV model version %s: %s (%.0f s)", version, decision, seconds)
+    return TrainResult(CLV_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds)
+
+
+def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResult:
+    import mlflow
+    import numpy as np
+
+    from crmscore import tracking
+    from crmscore.clv.value import ContractualClv
+    from crmscore.errors import DataError
+    from crmscore.evaluation import top_share_of_value
+    from crmscore.features import build_features
+
+    started = time.perf_counter()
+    cfg = settings.clv
+    tables = loaded.tables
+    customers = tables["customers"]
+    if "monthly_revenue" not in customers.columns:
+        raise DataError("customers: column 'monthly_revenue': contractual CLV (data without transactions) needs it")
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    champion = tracking.version_by_alias(CHURN_MODEL_NAME, tracking.CHAMPION)
+    if champion is None:
+        raise DataError(
+            f"contractual CLV needs the retention of a churn model: no {CHURN_MODEL_NAME} champion yet "
+            "(run `crmscore train churn` first)"
+        )
+    churn_model = tracking.load_model(CHURN_MODEL_NAME, version=champion.version).unwrap_python_model().estimator
+    as_of = customers["signup_date"].max().normalize()
+    X = build_features(tables, as_of, settings.features)
+    X = X.assign(churn_probability=churn_model.predict_proba(X)[:, 1])
+    model = ContractualClv(
+        churn_horizon_days=cfg.subscription_churn_horizon_days,
+        horizon_days=cfg.horizon_days,
+        annual_discount_rate=cfg.discount_rate,
+        margin=cfg.margin,
+    ).fit(X)
+    clv = model.clv(X)
+    metrics = {
+        "clv_total": float(np.sum(clv)),
+        "clv_mean": float(np.mean(clv)),
+        "clv_top20_share": float(top_share_of_value(clv, 0.2)),
+        "customers": float(len(clv)),
+    }
+    with mlflow.start_run(run_name="clv-contractual") as run:
+        mlflow.set_tags(
+            {
+                "crmscore.stage": "train_clv",
+                "crmscore.clv_proposed": "contractual",
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "crmscore.params_fingerprint": settings.fingerprint(),
+                "crmscore.churn_version": str(champion.version),
+            }
+        )
+        mlflow.log_params(tracking.flatten_params({"clv": cfg.model_dump(mode="json")}))
+        mlflow.log_metrics(metrics)
+        version = tracking.log_estimator(
+            model, CLV_MODEL_NAME, X.head(5), output="expected_spend", kind="value", name="contractual_model"
+        )
+        tracking.client().set_model_version_tag(CLV_MODEL_NAME, str(version), "crmscore.clv_model", "contractual")
+        tracking.set_alias(CLV_MODEL_NAME, tracking.CHALLENGER, version)
+        current = tracking.version_by_alias(CLV_MODEL_NAME, tracking.CHAMPION)
+        promoted = current is None
+        decision = (
+            "promoted: no champion yet"
+            if promoted
+            else f"kept champion v{current.version}: contractual CLV has no holdout to compare on; promote by hand"
+        )
+        if promoted:
+            tracking.set_alias(CLV_MODEL_NAME, tracking.CHAMPION, version)
+        mlflow.set_tags({"crmscore.promoted": str(promoted), "crmscore.decision": decision})
+        run_id = run.info.run_id
+    seconds = time.perf_counter() - started
+    return TrainResult(
+        CLV_MODEL_NAME,
+        version,
+        run_id,
+        metrics,
+        promoted,
+        None if current is None else int(current.version),
+        decision,
+        seconds,
+    )

@@ -40,6 +40,7 @@ import pandas as pd
 from scipy import optimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 from crmscore.errors import DataError, FitError
 
@@ -97,10 +98,20 @@ def rfm_summary(
     if transactions.empty:
         raise DataError("transactions: no rows; the RFM summary needs at least one purchase")
     as_of = pd.Timestamp(as_of).normalize()
-    dates = pd.to_datetime(transactions[date_col]).dt.normalize()
+    # Rows with a missing key would be dropped silently by the groupby below, so they are refused here.
+    if transactions[customer_col].isna().any():
+        n_missing = int(transactions[customer_col].isna().sum())
+        raise DataError(f"transactions: column {customer_col!r}: {n_missing} value(s) are missing")
+    try:
+        dates = pd.to_datetime(transactions[date_col]).dt.normalize()
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"transactions: column {date_col!r}: values are not dates ({exc})") from exc
+    if dates.isna().any():
+        raise DataError(f"transactions: column {date_col!r}: {int(dates.isna().sum())} value(s) are missing")
     amounts = pd.to_numeric(transactions[amount_col], errors="coerce")
-    if amounts.isna().any():
-        raise DataError(f"transactions: column {amount_col!r}: {int(amounts.isna().sum())} value(s) are not numbers")
+    if not np.isfinite(amounts.to_numpy(dtype=float)).all():
+        n_bad = int((~np.isfinite(amounts.to_numpy(dtype=float))).sum())
+        raise DataError(f"transactions: column {amount_col!r}: {n_bad} value(s) are missing, not numbers or infinite")
     if (amounts < 0).any():
         first = transactions.loc[amounts < 0, customer_col].iloc[0]
         raise DataError(
@@ -147,6 +158,10 @@ def rfm_summary(
 
 def validate_summary(summary: pd.DataFrame, where: str = "summary", monetary: bool = False) -> pd.DataFrame:
     """Check a calibration summary; a one-line :class:`DataError` names the column and the rule."""
+    return _validate_summary(summary, where, monetary, negative_monetary=False)
+
+
+def _validate_summary(summary: pd.DataFrame, where: str, monetary: bool, negative_monetary: bool) -> pd.DataFrame:
     if not isinstance(summary, pd.DataFrame):
         raise TypeError(f"{where}: expected a pandas DataFrame with columns frequency, recency, T")
     columns = (*_SUMMARY_COLUMNS, "monetary_value") if monetary else _SUMMARY_COLUMNS
@@ -171,7 +186,7 @@ def validate_summary(summary: pd.DataFrame, where: str = "summary", monetary: bo
     bad(t_x > T * (1 + 1e-12), "recency", "are after T (a last purchase after the end of calibration)")
     bad((x == 0) & (t_x != 0), "recency", "are not 0 for customers without repeat purchases")
     bad(T < 0, "T", "are negative (a first purchase after the end of calibration)")
-    if monetary:
+    if monetary and not negative_monetary:
         bad(values["monetary_value"] < 0, "monetary_value", "are negative")
     return summary
 
@@ -284,34 +299,54 @@ class _BaseFitter(BaseEstimator):
         if not np.isfinite(value) or not np.all(np.isfinite(result.x)):
             raise FitError(f"{self._label}: the log-likelihood is not finite at the optimum; {hint}")
         if np.any(np.abs(result.x) > 25):
+            worst = int(np.argmax(np.abs(result.x)))
             raise FitError(
-                f"{self._label}: a parameter ran off to {np.exp(np.abs(result.x).max()):.3g} (the likelihood has no "
-                f"finite maximum on this data); {hint}"
+                f"{self._label}: parameter {self._names[worst]} ran off to {np.exp(result.x[worst]):.3g} (the "
+                f"likelihood has no finite maximum on this data); {hint}"
             )
         if grad is not None and not result.success:
             gnorm = float(np.max(np.abs(objective_and_gradient(result.x)[1])))
             if gnorm > 1e-5:
                 raise FitError(f"{self._label}: the optimiser did not converge ({result.message}); {hint}")
-        self._set_fitted(result.x, neg_ll, n_customers)
+        self._set_fitted(result.x, neg_ll, n_customers, hint)
 
-    def _set_fitted(self, u: np.ndarray, neg_ll: Any, n_customers: float) -> None:
+    def _set_fitted(self, u: np.ndarray, neg_ll: Any, n_customers: float, hint: str) -> None:
         theta = np.exp(u)
-        self.params_ = dict(zip(self._names, (float(v) for v in theta), strict=True))
-        self.log_likelihood_ = -float(neg_ll(u))
-        self.n_customers_ = int(round(n_customers))
         penalty = float(self.penalizer)
         with np.errstate(all="ignore"):
             H = _hessian(lambda v: neg_ll(v) + n_customers * penalty * float(v @ v), u)
             try:
-                cov_log = np.linalg.inv(H)
-                se_log = np.sqrt(np.diag(cov_log))
+                # A maximum has a positive definite Hessian of the negative log-likelihood. Where it is
+                # not, the optimiser stopped on a ridge or a plateau running towards the boundary (e.g.
+                # a, b -> inf in BG/NBD, s -> 0 in Pareto/NBD): the "estimates" are arbitrary points on
+                # it and their standard errors NaN, so this is a failed fit, not a result.
+                np.linalg.cholesky(H)
+                se_log = np.sqrt(np.diag(np.linalg.inv(H)))
             except np.linalg.LinAlgError:
                 se_log = np.full(len(u), np.nan)
+        if not np.all(np.isfinite(se_log)):
+            shown = ", ".join(f"{n} = {v:.3g}" for n, v in zip(self._names, theta, strict=True))
+            raise FitError(
+                f"{self._label}: the log-likelihood has no proper maximum ({shown}: flat or not curving down in "
+                f"some direction, so the estimates are not identified by this data); {hint}"
+            )
+        self.params_ = dict(zip(self._names, (float(v) for v in theta), strict=True))
+        self.log_likelihood_ = -float(neg_ll(u))
+        self.n_customers_ = int(round(n_customers))
         self.standard_errors_ = dict(zip(self._names, (float(v) for v in theta * se_log), strict=True))
+
+    def _reset(self) -> None:
+        """Forget a previous fit, so that a failed refit leaves no stale parameters behind."""
+        for name in ("params_", "standard_errors_", "log_likelihood_", "n_customers_", "time_unit_", "n_excluded_"):
+            self.__dict__.pop(name, None)
+
+    def _start_fit(self) -> None:
+        self._reset()
+        _unit_days(self.time_unit)  # a bad time_unit fails here with the list of valid ones
 
     def _theta(self) -> tuple[float, ...]:
         if not hasattr(self, "params_"):
-            raise AttributeError(f"{type(self).__name__} is not fitted yet; call fit(summary) first")
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit(summary) first")
         return tuple(self.params_[n] for n in self._names)
 
     def summary_table(self) -> pd.DataFrame:
@@ -332,9 +367,11 @@ class _BaseFitter(BaseEstimator):
             )
         return pd.DataFrame(rows).set_index("parameter")
 
-    def _check_summary(self, summary: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _check_summary(self, summary: pd.DataFrame, fitting: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         validate_summary(summary, where=self._label)
-        _check_unit(summary, getattr(self, "time_unit_", self.time_unit), self._label)
+        # fit checks against the constructor's unit, never the unit of an earlier fit
+        unit = self.time_unit if fitting else getattr(self, "time_unit_", self.time_unit)
+        _check_unit(summary, unit, self._label)
         return _arrays(summary)
 
 
@@ -420,7 +457,8 @@ class BetaGeoModel(_BaseFitter):
 
     def fit(self, summary: pd.DataFrame, y: Any = None) -> BetaGeoModel:
         """Fit by maximum likelihood on ``summary`` (columns frequency, recency, T)."""
-        x, t_x, T = self._check_summary(summary)
+        self._start_fit()
+        x, t_x, T = self._check_summary(summary, fitting=True)
         (x, t_x, T), w = _compress(x, t_x, T)
         levels = _Levels(x)
 
@@ -431,8 +469,8 @@ class BetaGeoModel(_BaseFitter):
             value, g = self._value_and_grad(np.exp(u), x, t_x, T, w, levels)
             return -value, -g
 
-        self.time_unit_ = summary.attrs.get("time_unit", self.time_unit)
         self._fit_log_params(neg_ll, float(w.sum()), grad, np.zeros(4))
+        self.time_unit_ = self.time_unit
         return self
 
     def log_likelihood_individual(self, summary: pd.DataFrame) -> np.ndarray:
@@ -518,14 +556,15 @@ class ParetoNBDModel(_BaseFitter):
 
     def fit(self, summary: pd.DataFrame, y: Any = None) -> ParetoNBDModel:
         """Fit by maximum likelihood on ``summary`` (columns frequency, recency, T)."""
-        x, t_x, T = self._check_summary(summary)
+        self._start_fit()
+        x, t_x, T = self._check_summary(summary, fitting=True)
         (x, t_x, T), w = _compress(x, t_x, T)
 
         def neg_ll(u: np.ndarray) -> float:
             return -_wsum(w, self._loglik(np.exp(u), x, t_x, T))
 
-        self.time_unit_ = summary.attrs.get("time_unit", self.time_unit)
         self._fit_log_params(neg_ll, float(w.sum()), None, np.zeros(4))
+        self.time_unit_ = self.time_unit
         return self
 
     def log_likelihood_individual(self, summary: pd.DataFrame) -> np.ndarray:
@@ -580,7 +619,8 @@ class GammaGammaModel(_BaseFitter):
 
     Fitted on customers with at least one repeat purchase and a positive mean repeat value; the
     others cannot inform it and are excluded and counted in ``n_excluded_`` (by reason), never an
-    error. Their expected spend is the population mean p·γ/(q − 1).
+    error. The expected spend of a customer without repeats is the population mean p·γ/(q − 1); a
+    repeat buyer whose mean repeat value is negative (refunds) is predicted as if it were 0.
 
     Fitted: ``params_`` (p, q, gamma), ``standard_errors_``, ``log_likelihood_``, ``n_customers_``,
     ``n_excluded_`` ({"no_repeat_purchase": …, "non_positive_value": …}).
@@ -621,7 +661,8 @@ class GammaGammaModel(_BaseFitter):
         return value, np.array([_wsum(w, d_p), _wsum(w, d_q), _wsum(w, d_gamma)]) * theta
 
     def _usable(self, summary: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
-        validate_summary(summary, where=self._label, monetary=True)
+        # Negative mean values are allowed here: they are excluded (and counted), never an error.
+        _validate_summary(summary, self._label, monetary=True, negative_monetary=True)
         x = summary["frequency"].to_numpy(dtype=float)
         m = summary["monetary_value"].to_numpy(dtype=float)
         excluded = {"no_repeat_purchase": int((x == 0).sum()), "non_positive_value": int(((x > 0) & (m <= 0)).sum())}
@@ -629,6 +670,7 @@ class GammaGammaModel(_BaseFitter):
 
     def fit(self, summary: pd.DataFrame, y: Any = None) -> GammaGammaModel:
         """Fit on the repeat buyers of ``summary`` (columns frequency, monetary_value, recency, T)."""
+        self._start_fit()
         usable, excluded = self._usable(summary)
         if usable.sum() < 2:
             raise DataError(
@@ -648,16 +690,18 @@ class GammaGammaModel(_BaseFitter):
             value, g = self._value_and_grad(np.exp(u), x, m, w, levels)
             return -value, -g
 
-        self.n_excluded_ = excluded
-        self.time_unit_ = summary.attrs.get("time_unit", self.time_unit)
         # Start from a moment match of the mean value so the optimiser begins near the data's scale.
         start = np.log(np.array([1.0, 2.0, max(float(np.average(m, weights=w)), 1e-3)]))
         self._fit_log_params(neg_ll, float(w.sum()), grad, start)
         if self.params_["q"] <= 1:
+            q = self.params_["q"]
+            self._reset()
             raise FitError(
-                f"{self._label}: q = {self.params_['q']:.3g} ≤ 1, so the mean spend p·γ/(q − 1) does not exist; "
+                f"{self._label}: q = {q:.3g} ≤ 1, so the mean spend p·γ/(q − 1) does not exist; "
                 "set clv.penalizer (e.g. 0.001) or remove extreme purchase values"
             )
+        self.n_excluded_ = excluded
+        self.time_unit_ = summary.attrs.get("time_unit", self.time_unit)
         return self
 
     def population_mean_spend(self) -> float:
@@ -668,9 +712,9 @@ class GammaGammaModel(_BaseFitter):
     def expected_average_spend(self, summary: pd.DataFrame) -> np.ndarray:
         """E[value of a purchase | x, mean repeat value] (population mean for customers without repeats)."""
         p, q, gamma = self._theta()
-        validate_summary(summary, where=self._label, monetary=True)
+        _validate_summary(summary, self._label, monetary=True, negative_monetary=True)
         x = summary["frequency"].to_numpy(dtype=float)
-        m = summary["monetary_value"].to_numpy(dtype=float)
+        m = np.maximum(summary["monetary_value"].to_numpy(dtype=float), 0.0)
         return (p * (gamma + x * m)) / (p * x + q - 1)
 
 
