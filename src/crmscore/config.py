@@ -257,6 +257,143 @@ class ClvSettings(_Section):
     subscription_churn_horizon_days: PositiveInt = 30
 
 
+class SegmentSettings(_Section):
+    """Decision-tree segments: target, interpretable features and tree size."""
+
+    target: Literal["clv", "churn", "tier"] = "clv"
+    features: list[Text] = Field(
+        default_factory=lambda: [
+            "tenure_days",
+            "recency_days",
+            "frequency_365d",
+            "monetary_365d",
+            "product_breadth",
+            "collection_rate",
+            "complaints_365d",
+            "contacts_365d",
+        ]
+    )
+    max_depth: PositiveInt = 3
+    min_leaf_share: Fraction = 0.05
+    seed: NonNegativeInt = 42
+
+
+_TIERS = ("A", "B", "C", "D", "E")
+_BANDS = ("low", "medium", "high")
+
+
+class ScorecardSettings(_Section):
+    """Weighted scorecard: which feature measures each metric, its weight, and the tier cut-offs."""
+
+    metrics: dict[str, Text] = Field(
+        default_factory=lambda: {
+            "sales": "monetary_365d",
+            "payment_collection": "collection_rate",
+            "repurchase_frequency": "frequency_365d",
+            "product_breadth": "product_breadth_365d",
+            "interactions": "contacts_365d",
+        }
+    )
+    weights: dict[str, Fraction] = Field(
+        default_factory=lambda: {
+            "sales": 0.50,
+            "payment_collection": 0.20,
+            "repurchase_frequency": 0.15,
+            "product_breadth": 0.10,
+            "interactions": 0.05,
+        }
+    )
+    cutoffs: dict[str, Annotated[float, BeforeValidator(_non_negative_float)]] = Field(
+        default_factory=lambda: {"A": 90.0, "B": 80.0, "C": 70.0, "D": 60.0}
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScorecardSettings:
+        if set(self.weights) != set(self.metrics):
+            raise PydanticCustomError(
+                "scorecard",
+                "weights and metrics must name the same metrics, got {got}",
+                {"got": f"{sorted(self.weights)} vs {sorted(self.metrics)}"},
+            )
+        total = sum(self.weights.values())
+        if abs(total - 1) > 1e-6:
+            raise PydanticCustomError("scorecard", "weights must add up to 1, got {got}", {"got": round(total, 6)})
+        if set(self.cutoffs) != set(_TIERS[:-1]):
+            raise PydanticCustomError(
+                "scorecard", "cutoffs must give A, B, C and D (E is the rest), got {got}", {"got": sorted(self.cutoffs)}
+            )
+        values = [self.cutoffs[t] for t in _TIERS[:-1]]
+        if any(a <= b for a, b in zip(values[:-1], values[1:], strict=True)) or values[0] > 100:
+            raise PydanticCustomError(
+                "scorecard", "cutoffs must fall strictly from A to D within 0-100, got {got}", {"got": values}
+            )
+        return self
+
+
+class TierSettings(_Section):
+    """Value tiers A-E, churn risk bands, lifecycle stages and the action matrix."""
+
+    method: Literal["scorecard", "pyramid"] = "scorecard"
+    scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
+    pyramid_shares: dict[str, Fraction] = Field(default_factory=lambda: {"A": 0.01, "B": 0.04, "C": 0.15, "D": 0.30})
+    risk_thresholds: dict[str, Fraction] = Field(default_factory=lambda: {"medium": 0.2, "high": 0.5})
+    new_days: PositiveInt = 90
+    active_days: PositiveInt = 90
+    dormant_days: PositiveInt = 365
+    actions: dict[str, dict[str, Text]] = Field(
+        default_factory=lambda: {
+            "A": {
+                "low": "grow: loyalty benefits",
+                "medium": "personal check-in",
+                "high": "personal retention plan now",
+            },
+            "B": {"low": "grow: cross-sell", "medium": "personal check-in", "high": "personal retention plan now"},
+            "C": {
+                "low": "cross-sell campaign",
+                "medium": "targeted retention offer",
+                "high": "targeted retention offer",
+            },
+            "D": {"low": "automated nurture", "medium": "automated low-cost offer", "high": "automated low-cost offer"},
+            "E": {"low": "automated nurture", "medium": "automated low-cost offer", "high": "let go: no spend"},
+        }
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TierSettings:
+        if set(self.pyramid_shares) != set(_TIERS[:-1]) or sum(self.pyramid_shares.values()) >= 1:
+            raise PydanticCustomError(
+                "pyramid",
+                "pyramid_shares must give the customer shares of A, B, C and D, adding up to less than 1, got {got}",
+                {"got": dict(self.pyramid_shares)},
+            )
+        if set(self.risk_thresholds) != {"medium", "high"} or not (
+            0 < self.risk_thresholds["medium"] < self.risk_thresholds["high"] < 1
+        ):
+            raise PydanticCustomError(
+                "risk", "risk_thresholds must be 0 < medium < high < 1, got {got}", {"got": dict(self.risk_thresholds)}
+            )
+        if not self.active_days <= self.dormant_days:
+            raise PydanticCustomError(
+                "stages",
+                "expected active_days <= dormant_days, got {got}",
+                {"got": f"{self.active_days} / {self.dormant_days}"},
+            )
+        missing = [f"{t}.{b}" for t in _TIERS for b in _BANDS if b not in self.actions.get(t, {})]
+        if missing:
+            raise PydanticCustomError(
+                "actions", "the action matrix needs every tier × risk band, missing {got}", {"got": ", ".join(missing)}
+            )
+        return self
+
+
+class ScoringSettings(_Section):
+    """Batch scoring: chunking, reasons and where the scores go."""
+
+    chunk_size: PositiveInt = 100_000
+    top_reasons: PositiveInt = 3
+    out_dir: Text = "reports/scores"
+
+
 class Settings(_Section):
     """All of ``params.yaml``."""
 
@@ -267,6 +404,9 @@ class Settings(_Section):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     clv: ClvSettings = Field(default_factory=ClvSettings)
+    segments: SegmentSettings = Field(default_factory=SegmentSettings)
+    tiers: TierSettings = Field(default_factory=TierSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
 
     def fingerprint(self) -> str:
         """A short hash of every setting, for manifests and run tags."""
