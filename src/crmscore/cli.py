@@ -169,7 +169,7 @@ def run(
         )
     _print_validation(result.loaded)
     typer.echo(f"validation results: {result.validation_dir}")
-    for trained in (result.churn, result.clv):
+    for trained in (result.churn, result.clv, result.segments):
         if trained is not None:
             _print_training(trained)
     from crmscore.tracking import tracking_uri
@@ -207,10 +207,12 @@ def _print_training(result) -> None:
         "btyd_test_top_decile_capture",
         "clv_total",
         "clv_mean",
+        "segments",
+        "r2",
     ]
     for key in shown:
         if key in result.metrics:
-            typer.echo(f"  {key:<22} {result.metrics[key]:.4f}")
+            typer.echo(f"  {key:<30} {result.metrics[key]:.4f}")
     typer.echo(f"  {result.decision}")
 
 
@@ -230,6 +232,15 @@ def train_clv(input_dir: InputOption = None, params: ParamsOption = DEFAULT_PARA
     from crmscore.stages import train_clv_stage
 
     _print_training(train_clv_stage(_settings(params), input_dir))
+
+
+@train_app.command("segments")
+@_friendly
+def train_segments(input_dir: InputOption = None, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Fit the decision-tree segments on the champions' CLV / churn and register them as crmscore-segments."""
+    from crmscore.stages import train_segments_stage
+
+    _print_training(train_segments_stage(_settings(params), input_dir))
 
 
 VersionOption = Annotated[int, typer.Option("--version", min=1, help="Registered version to make champion.")]
@@ -260,6 +271,15 @@ def promote_clv(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PA
     from crmscore.stages import CLV_MODEL_NAME
 
     _promote(CLV_MODEL_NAME, version, params)
+
+
+@promote_app.command("segments")
+@_friendly
+def promote_segments(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Point the champion alias of crmscore-segments at --version."""
+    from crmscore.stages import SEGMENTS_MODEL_NAME
+
+    _promote(SEGMENTS_MODEL_NAME, version, params)
 
 
 @app.command()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from crmscore.config import Settings
 from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tables
@@ -88,6 +89,7 @@ class RunResult:
     loaded: LoadedData
     churn: TrainResult | None = None
     clv: TrainResult | None = None
+    segments: TrainResult | None = None
 
 
 def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None) -> RunResult:
@@ -106,6 +108,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     loaded = validate_stage(settings, source, validation_dir)
     churn = train_churn_stage(settings, source, loaded=loaded)
     clv = train_clv_stage(settings, source, loaded=loaded)
+    segments = train_segments_stage(settings, source, loaded=loaded)
     return RunResult(
         input_dir=Path(source),
         validation_dir=validation_dir,
@@ -113,6 +116,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
         loaded=loaded,
         churn=churn,
         clv=clv,
+        segments=segments,
     )
 
 
@@ -639,3 +643,139 @@ def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResul
         decision,
         seconds,
     )
+
+
+# --- segments ----------------------------------------------------------------------------------------
+
+SEGMENTS_MODEL_NAME = "crmscore-segments"
+
+
+def _champion_estimator(name: str, version: int | None = None):
+    """The champion (or ``version``) of a registered model, its version and run id; a clear error without."""
+    from crmscore import tracking
+    from crmscore.errors import DataError
+
+    if version is None:
+        found = tracking.version_by_alias(name, tracking.CHAMPION)
+        if found is None:
+            kind = name.removeprefix("crmscore-")
+            raise DataError(
+                f"no champion of {name} is registered: run `crmscore train {kind}` (or `crmscore run`), or "
+                f"`crmscore promote {kind} --version N`"
+            )
+        version = int(found.version)
+    model = tracking.load_model(name, version=version)
+    info = tracking.client().get_model_version(name, str(version))
+    return model.unwrap_python_model().estimator, int(version), info.run_id
+
+
+def _current_values(settings: Settings, tables, as_of):
+    """Features at ``as_of`` with the champions' churn probability and CLV (for segments and tiers)."""
+    from crmscore.clv.value import lifetime_value
+    from crmscore.features import build_features
+
+    churn_model, churn_version, _ = _champion_estimator(CHURN_MODEL_NAME)
+    clv_model, clv_version, _ = _champion_estimator(CLV_MODEL_NAME)
+    X = build_features(tables, as_of, settings.features)
+    p = churn_model.predict_proba(X)[:, 1]
+    cfg = settings.clv
+    clv = lifetime_value(clv_model, X.assign(churn_probability=p), cfg.horizon_days, cfg.discount_rate, cfg.margin)
+    return X, p, clv, {"churn": churn_version, "clv": clv_version}
+
+
+def _scoring_as_of(tables) -> pd.Timestamp:
+    """The latest date the data covers: the last transaction, else the last signup (snapshot data)."""
+    if "transactions" in tables and not tables["transactions"].empty:
+        return pd.Timestamp(tables["transactions"]["date"].max()).normalize()
+    return pd.Timestamp(tables["customers"]["signup_date"].max()).normalize()
+
+
+def train_segments_stage(
+    settings: Settings, input_dir: str | os.PathLike | None = None, loaded: LoadedData | None = None
+) -> TrainResult:
+    """Fit the segment tree on the current customers, track it and register it as ``crmscore-segments``.
+
+    The target (``segments.target``: CLV, churn probability or scorecard points) comes from the churn
+    and CLV champions at the latest date of the data. The run logs the profile table, the rules as SQL
+    and JSON, and the tree plot. The new version is ``challenger``; it becomes ``champion`` when there is
+    none or when its segments explain at least as much of the target's variance (R²) as the champion's
+    on the same customers.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from crmscore import segments, tiers, tracking
+
+    started = time.perf_counter()
+    if loaded is None:
+        _, loaded = _input_tables(settings, input_dir)
+    tables = loaded.tables
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    as_of = _scoring_as_of(tables)
+    X, p, clv, used = _current_values(settings, tables, as_of)
+    cfg = settings.segments
+    points = tiers.scorecard_points(X, settings.tiers.scorecard)["total"] if cfg.target == "tier" else None
+    y = segments.target_values(
+        cfg.target,
+        clv=pd.Series(clv, index=X.index),
+        churn_probability=pd.Series(p, index=X.index),
+        points=points,
+    )
+    model = segments.segment_tree_from_settings(cfg).fit(X, y)
+    ids = model.predict(X)
+    profile = model.profile(X, ids, pd.Series(clv, index=X.index), pd.Series(p, index=X.index))
+
+    def r_squared(assigned: pd.Series) -> float:
+        means = y.groupby(assigned.to_numpy()).transform("mean")
+        total = float(((y - y.mean()) ** 2).sum())
+        return 1.0 - float(((y - means) ** 2).sum()) / total if total > 0 else 0.0
+
+    score = r_squared(ids)
+    metrics = {"segments": float(len(model.leaves_)), "r2": score, "customers": float(len(X))}
+    with mlflow.start_run(run_name="segments") as run:
+        mlflow.set_tags(
+            {
+                "crmscore.stage": "train_segments",
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "crmscore.params_fingerprint": settings.fingerprint(),
+                "crmscore.as_of": str(as_of.date()),
+                "crmscore.churn_version": str(used["churn"]),
+                "crmscore.clv_version": str(used["clv"]),
+            }
+        )
+        mlflow.log_params(tracking.flatten_params({"segments": cfg.model_dump(mode="json")}))
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(profile.to_csv(index=False), "segments/profile.csv")
+        mlflow.log_text(model.to_sql() + "\n", "segments/rules.sql")
+        mlflow.log_dict(model.to_json(), "segments/rules.json")
+        ax = segments.plot_segment_tree(model)
+        mlflow.log_figure(ax.figure, "plots/segment_tree.png")
+        plt.close(ax.figure)
+        version = tracking.log_estimator(model, SEGMENTS_MODEL_NAME, X.head(5), output="segment_id", kind="value")
+        tracking.set_alias(SEGMENTS_MODEL_NAME, tracking.CHALLENGER, version)
+        current = tracking.version_by_alias(SEGMENTS_MODEL_NAME, tracking.CHAMPION)
+        if current is None:
+            promoted, decision = True, "promoted: no champion yet"
+        else:
+            try:
+                champion = tracking.load_model(SEGMENTS_MODEL_NAME, version=current.version).unwrap_python_model()
+                champion_score = r_squared(champion.estimator.predict(X))
+            except Exception as exc:  # a champion on other features cannot be judged here
+                champion_score = -np.inf
+                log.warning("segments champion v%s cannot segment these customers: %s", current.version, exc)
+            promoted = score >= champion_score
+            verdict = f"R² {score:.4f} vs champion v{current.version} {champion_score:.4f}"
+            decision = f"promoted: {verdict}" if promoted else f"kept champion: {verdict}"
+        if promoted:
+            tracking.set_alias(SEGMENTS_MODEL_NAME, tracking.CHAMPION, version)
+        mlflow.set_tags({"crmscore.promoted": str(promoted), "crmscore.decision": decision})
+        run_id = run.info.run_id
+    seconds = time.perf_counter() - started
+    champion_version = None if current is None else int(current.version)
+    log.info("segments version %s: %s (%.0f s)", version, decision, seconds)
+    return TrainResult(SEGMENTS_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds)
