@@ -284,6 +284,49 @@ def promote_segments(version: VersionOption, params: ParamsOption = DEFAULT_PARA
 
 @app.command()
 @_friendly
+def score(
+    as_of: Annotated[str, typer.Option("--as-of", help="Score the customers as of this date (YYYY-MM-DD).")],
+    input_dir: InputOption = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default scoring.out_dir); one as_of=DATE folder a run.")
+    ] = None,
+    model_version: Annotated[
+        list[str] | None,
+        typer.Option("--model-version", help="Pin a version instead of the champion, e.g. churn=3 (repeatable)."),
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Score every customer: churn risk, CLV, tier, segment, stage, action and top reasons, written atomically."""
+    import datetime as dt
+
+    from crmscore.errors import SettingsError
+    from crmscore.stages import score_stage
+
+    try:
+        when = dt.date.fromisoformat(as_of)
+    except ValueError:
+        raise SettingsError(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}") from None
+    versions: dict[str, int] = {}
+    for item in model_version or []:
+        role, _, number = item.partition("=")
+        if role not in {"churn", "clv", "segments"} or not number.isdigit():
+            raise SettingsError(f"--model-version: expected churn=N, clv=N or segments=N, got {item!r}")
+        versions[role] = int(number)
+    result = score_stage(_settings(params), when, input_dir, out_dir, versions)
+    manifest = result.manifest
+    typer.echo(
+        f"scored {result.scored:,} customers as of {manifest['as_of']} in {manifest['seconds']['total']:.1f} s "
+        f"({manifest['customers_per_second']:,.0f} customers/s)"
+    )
+    for role, model in manifest["models"].items():
+        typer.echo(f"  {role:<9} {model['name']} v{model['version']}")
+    rejected = sum(result.rejected.values())
+    typer.echo(f"  rejected rows: {rejected:,}" + (f" (see {result.out_dir / 'rejects'})" if rejected else ""))
+    typer.echo(f"scores: {result.out_dir / 'scores.parquet'}")
+
+
+@app.command()
+@_friendly
 def ui(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port of the MLflow UI.")] = 5000,

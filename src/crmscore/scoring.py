@@ -21,16 +21,94 @@ all customers, so the results are identical for any chunk size.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-__all__ = ["customer_chunks", "atomic_dir", "scoring_dir", "previous_scoring"]
+from crmscore import tiers
+from crmscore.clv.value import lifetime_value
+from crmscore.config import Settings
+from crmscore.errors import DataError
+from crmscore.explain import REASON_COLUMNS, top_reasons
+from crmscore.features import build_features
+
+__all__ = [
+    "ModelRef",
+    "ScoringModels",
+    "ScoreResult",
+    "customer_chunks",
+    "score",
+    "score_chunk",
+    "atomic_dir",
+    "scoring_dir",
+    "previous_scoring",
+    "SCORE_COLUMNS",
+]
+
+log = logging.getLogger("crmscore")
+
+#: Columns of scores.parquet, in order.
+SCORE_COLUMNS = [
+    "customer_id",
+    "as_of",
+    "churn_probability",
+    "risk_band",
+    "expected_spend",
+    "clv",
+    "points",
+    "tier",
+    "segment_id",
+    "segment",
+    "lifecycle_stage",
+    "value_at_risk",
+    "action",
+    "churn_model_version",
+    "clv_model_version",
+    "segments_model_version",
+]
+
+
+@dataclasses.dataclass
+class ModelRef:
+    """A registered model version as scoring uses it."""
+
+    name: str
+    version: int
+    run_id: str
+    estimator: Any
+
+
+@dataclasses.dataclass
+class ScoringModels:
+    """The three models of a scoring (segments optional)."""
+
+    churn: ModelRef
+    clv: ModelRef
+    segments: ModelRef | None = None
+
+
+@dataclasses.dataclass
+class ScoreResult:
+    """Where a scoring went and what it counted."""
+
+    out_dir: Path
+    customers_in: int
+    scored: int
+    rejected: dict[str, int]
+    seconds: dict[str, float]
+    manifest: dict[str, Any]
 
 
 def customer_chunks(
@@ -108,3 +186,219 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# --- one chunk --------------------------------------------------------------------------------------
+
+
+def _explain(estimator: Any, X: pd.DataFrame) -> tuple[np.ndarray, float, list[str]] | None:
+    """SHAP values of a model's raw output, or None when it has none (e.g. a BTYD or contractual model)."""
+    if not hasattr(estimator, "shap_values"):
+        return None
+    try:
+        values, base = estimator.shap_values(X)
+    except ValueError as exc:  # e.g. a two-part CLV model: no additive decomposition
+        log.debug("no SHAP reasons: %s", exc)
+        return None
+    return values, base, list(estimator.feature_names_in_)
+
+
+def score_chunk(
+    tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, models: ScoringModels, settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """Features, churn probability, CLV, segment and top reasons of one chunk of customers.
+
+    Returns the per-customer frame (with the features the tiers need), the reasons (long format) and
+    seconds per step.
+    """
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    X = build_features(tables, as_of, settings.features)
+    seconds["features"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    p = models.churn.estimator.predict_proba(X)[:, 1]
+    X_clv = X.assign(churn_probability=p)
+    cfg = settings.clv
+    spend = np.asarray(models.clv.estimator.predict(X_clv), dtype=float)
+    value = lifetime_value(models.clv.estimator, X_clv, cfg.horizon_days, cfg.discount_rate, cfg.margin)
+    segment_ids = (
+        models.segments.estimator.predict(X).to_numpy() if models.segments is not None else np.zeros(len(X), int)
+    )
+    seconds["predict"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    reasons = []
+    k = settings.scoring.top_reasons
+    for name, ref, kind in (("churn", models.churn, "log_odds"), ("clv", models.clv, "log_spend")):
+        explained = _explain(ref.estimator, X_clv if name == "clv" else X)
+        if explained is None:
+            continue
+        values, base, names = explained
+        reasons.append(
+            top_reasons(
+                values,
+                X[names] if set(names) <= set(X.columns) else X,
+                feature_names=names,
+                k=k,
+                model=name,
+                base=base,
+                kind=kind,
+                trend_window_days=settings.features.trend_window_days,
+            )
+        )
+    explanations = pd.concat(reasons, ignore_index=True) if reasons else pd.DataFrame(columns=REASON_COLUMNS)
+    seconds["explain"] = time.perf_counter() - t0
+
+    keep = [c for c in _tier_features(settings) if c in X.columns]
+    frame = X[keep].copy()
+    frame["churn_probability"] = p
+    frame["expected_spend"] = spend
+    frame["clv"] = value
+    frame["segment_id"] = segment_ids.astype(np.int64)
+    return frame, explanations, seconds
+
+
+def _tier_features(settings: Settings) -> list[str]:
+    return [*dict.fromkeys([*settings.tiers.scorecard.metrics.values(), "tenure_days", "recency_days"])]
+
+
+# --- the whole scoring ----------------------------------------------------------------------------
+
+
+def score(
+    tables: Mapping[str, pd.DataFrame],
+    as_of: pd.Timestamp,
+    models: ScoringModels,
+    settings: Settings,
+    out_dir: str | os.PathLike,
+    rejects: Mapping[str, pd.DataFrame] | None = None,
+    rows_in: Mapping[str, int] | None = None,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> ScoreResult:
+    """Score every customer known on ``as_of`` and write the scoring folder atomically.
+
+    ``rejects`` are the rows validation refused (written to ``rejects/`` and counted in the manifest);
+    ``rows_in`` the row counts read per table. See the module docstring for the outputs.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    as_of = pd.Timestamp(as_of).normalize()
+    chunk_size = chunk_size or settings.scoring.chunk_size
+    customers = tables["customers"]
+    known = int((customers["signup_date"] <= as_of).sum())
+    if known == 0:
+        raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
+    target = scoring_dir(out_dir, as_of)
+    previous = previous_scoring(out_dir, as_of)
+    seconds = {"features": 0.0, "predict": 0.0, "explain": 0.0}
+    with atomic_dir(target) as tmp:
+        frames = []
+        writer: pq.ParquetWriter | None = None
+        explanation_rows = 0
+        n_chunks = -(-known // chunk_size)
+        chunks = customer_chunks(tables, as_of, chunk_size)
+        for chunk in tqdm(chunks, total=n_chunks, desc="scoring", unit="chunk", disable=not progress):
+            frame, explanations, spent = score_chunk(chunk, as_of, models, settings)
+            for key, value in spent.items():
+                seconds[key] += value
+            frames.append(frame)
+            table = pa.Table.from_pandas(_reason_frame(explanations), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp / "explanations.parquet", table.schema)
+            writer.write_table(table)
+            explanation_rows += len(explanations)
+        if writer is not None:
+            writer.close()
+
+        t0 = time.perf_counter()
+        everyone = pd.concat(frames)
+        cfg = settings.tiers
+        scorecard = tiers.fit_scorecard(everyone, cfg.scorecard)
+        pyramid = tiers.fit_pyramid(everyone["clv"], cfg.pyramid_shares)
+        assigned = tiers.assign(everyone, everyone["clv"], everyone["churn_probability"], cfg, scorecard, pyramid)
+        scores = pd.DataFrame(
+            {
+                "customer_id": everyone.index.to_numpy(),
+                "as_of": as_of,
+                "churn_probability": everyone["churn_probability"].to_numpy(),
+                "risk_band": assigned["risk_band"].to_numpy(),
+                "expected_spend": everyone["expected_spend"].to_numpy(),
+                "clv": everyone["clv"].to_numpy(),
+                "points": assigned["points"].to_numpy(),
+                "tier": assigned["tier"].to_numpy(),
+                "segment_id": everyone["segment_id"].to_numpy(),
+                "segment": _segment_names(models.segments, everyone["segment_id"].to_numpy()),
+                "lifecycle_stage": assigned["lifecycle_stage"].to_numpy(),
+                "value_at_risk": assigned["value_at_risk"].to_numpy(),
+                "action": assigned["action"].astype(str).to_numpy(),
+                "churn_model_version": models.churn.version,
+                "clv_model_version": models.clv.version,
+                "segments_model_version": models.segments.version if models.segments is not None else 0,
+            }
+        )
+        scores.to_parquet(tmp / "scores.parquet", index=False)
+        migration = _migration(previous, scores)
+        migration.to_csv(tmp / "tier_migration.csv")
+        rejected = {}
+        if rejects:
+            (tmp / "rejects").mkdir()
+            for name, frame in rejects.items():
+                if frame is not None and len(frame):
+                    frame.to_parquet(tmp / "rejects" / f"{name}.parquet", index=False)
+                rejected[name] = 0 if frame is None else int(len(frame))
+        seconds["tiers_and_write"] = time.perf_counter() - t0
+        seconds["total"] = time.perf_counter() - started
+        manifest = {
+            "as_of": str(as_of.date()),
+            "params_hash": settings.fingerprint(),
+            "models": {
+                role: {"name": ref.name, "version": ref.version, "run_id": ref.run_id}
+                for role, ref in (("churn", models.churn), ("clv", models.clv), ("segments", models.segments))
+                if ref is not None
+            },
+            "rows_in": dict(rows_in or {}),
+            "customers_known": known,
+            "scored": int(len(scores)),
+            "rejected": rejected,
+            "explanations": explanation_rows,
+            "chunk_size": chunk_size,
+            "chunks": n_chunks,
+            "previous_scoring": None if previous is None else previous.name,
+            "tiers": {"method": cfg.method, "scorecard": scorecard.to_dict(), "pyramid": pyramid},
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "customers_per_second": round(len(scores) / seconds["total"], 1) if seconds["total"] > 0 else None,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return ScoreResult(target, known, int(len(scores)), rejected, seconds, manifest)
+
+
+def _reason_frame(explanations: pd.DataFrame) -> pd.DataFrame:
+    """Stable column types, so every chunk writes the same Parquet schema."""
+    out = explanations.reindex(columns=REASON_COLUMNS)
+    out["customer_id"] = out["customer_id"].astype(np.int64) if len(out) else out["customer_id"].astype("int64")
+    for column in ("model", "feature", "value", "text"):
+        out[column] = out[column].astype(str)
+    out["rank"] = out["rank"].astype(np.int64)
+    for column in ("contribution", "probability_change", "relative_spend_change"):
+        out[column] = out[column].astype(float)
+    return out
+
+
+def _segment_names(segments: ModelRef | None, ids: np.ndarray) -> np.ndarray:
+    if segments is None:
+        return np.full(len(ids), "", dtype=object)
+    names = segments.estimator.leaves_.set_index("segment_id")["name"]
+    return names.reindex(ids).fillna("").to_numpy(dtype=object)
+
+
+def _migration(previous: Path | None, scores: pd.DataFrame) -> pd.DataFrame:
+    current = pd.Series(scores["tier"].to_numpy(), index=scores["customer_id"].to_numpy())
+    if previous is None:
+        before = pd.Series([], dtype=current.dtype)
+    else:
+        old = pd.read_parquet(previous / "scores.parquet", columns=["customer_id", "tier"])
+        before = pd.Series(old["tier"].to_numpy(), index=old["customer_id"].to_numpy())
+    return tiers.tier_migration(before, current)

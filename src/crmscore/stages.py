@@ -779,3 +779,88 @@ def train_segments_stage(
     champion_version = None if current is None else int(current.version)
     log.info("segments version %s: %s (%.0f s)", version, decision, seconds)
     return TrainResult(SEGMENTS_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds)
+
+
+# --- scoring -----------------------------------------------------------------------------------------
+
+
+def load_scoring_models(settings: Settings, versions: dict[str, int] | None = None):
+    """The champions (or the given versions) of the churn, CLV and segments models.
+
+    Churn and CLV are required; segments are optional (without a champion every customer gets segment 0).
+    """
+    from crmscore import tracking
+    from crmscore.scoring import ModelRef, ScoringModels
+
+    versions = versions or {}
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    refs = {}
+    for role, name in (("churn", CHURN_MODEL_NAME), ("clv", CLV_MODEL_NAME), ("segments", SEGMENTS_MODEL_NAME)):
+        if role == "segments" and role not in versions and not tracking.version_by_alias(name, tracking.CHAMPION):
+            log.warning("no %s champion: every customer gets segment 0", name)
+            refs[role] = None
+            continue
+        estimator, version, run_id = _champion_estimator(name, versions.get(role))
+        refs[role] = ModelRef(name, version, run_id, estimator)
+    return ScoringModels(churn=refs["churn"], clv=refs["clv"], segments=refs["segments"])
+
+
+def score_stage(
+    settings: Settings,
+    as_of,
+    input_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+    versions: dict[str, int] | None = None,
+    loaded: LoadedData | None = None,
+    progress: bool = True,
+):
+    """Batch scoring as of a date: validate the input, load the champions, score, write atomically.
+
+    Writes ``<out_dir>/as_of=YYYY-MM-DD/`` (``out_dir`` defaults to ``scoring.out_dir``) with
+    ``scores.parquet``, ``explanations.parquet``, ``rejects/``, ``tier_migration.csv`` and
+    ``manifest.json`` (see :mod:`crmscore.scoring`). ``versions`` pins model versions by role
+    (``{"churn": 3}``) instead of the champions.
+    """
+    from crmscore.scoring import score
+
+    models = load_scoring_models(settings, versions)
+    if loaded is None:
+        source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
+        loaded = load_tables(source, settings.data)
+    _check_model_inputs(models, loaded.tables)
+    rows_in = {name: report.rows_in for name, report in loaded.reports.items()}
+    result = score(
+        loaded.tables,
+        pd.Timestamp(as_of),
+        models,
+        settings,
+        out_dir or settings.scoring.out_dir,
+        rejects=loaded.rejects,
+        rows_in=rows_in,
+        progress=progress,
+    )
+    log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
+    return result
+
+
+def _check_model_inputs(models, tables) -> None:
+    """Fail with one line when the input cannot give the features a model was trained on."""
+    from crmscore.errors import DataError
+    from crmscore.features import build_features
+
+    probe_as_of = pd.Timestamp(tables["customers"]["signup_date"].max())
+    ids = tables["customers"]["customer_id"].head(200)
+    sample = {name: df.loc[df["customer_id"].isin(ids)] for name, df in tables.items()}
+    columns = set(build_features(sample, probe_as_of).columns)
+    for ref in (models.churn, models.clv, models.segments):
+        if ref is None:
+            continue
+        needed = getattr(ref.estimator, "feature_names_in_", None)
+        if needed is None:
+            continue
+        missing = [str(f) for f in needed if f not in columns and f != "churn_probability"]
+        if missing:
+            raise DataError(
+                f"{ref.name} v{ref.version} needs feature(s) {', '.join(missing[:5])} that the input tables do not "
+                "give (a table or column is missing); score with data like the training data or retrain"
+            )
