@@ -183,9 +183,10 @@ def _validate_summary(summary: pd.DataFrame, where: str, monetary: bool, negativ
     bad(x < 0, "frequency", "are negative")
     bad(x != np.round(x), "frequency", "are not whole numbers")
     bad(t_x < 0, "recency", "are negative")
+    # before recency > T, which a negative T would otherwise always trip first
+    bad(T < 0, "T", "are negative (a first purchase after the end of calibration)")
     bad(t_x > T * (1 + 1e-12), "recency", "are after T (a last purchase after the end of calibration)")
     bad((x == 0) & (t_x != 0), "recency", "are not 0 for customers without repeat purchases")
-    bad(T < 0, "T", "are negative (a first purchase after the end of calibration)")
     if monetary and not negative_monetary:
         bad(values["monetary_value"] < 0, "monetary_value", "are negative")
     return summary
