@@ -26,7 +26,8 @@ def _small_params(folder: Path, customers: int = 400) -> Path:
     text = (REPO / "params.yaml").read_text()
     text = text.replace("customers: 20000", f"customers: {customers}")
     text = text.replace("max_date: null ", "max_date: 2026-11-23")
-    text = text.replace("trials: 30 ", "trials: 2  ")
+    text = text.replace("trials: 30 ", "trials: 2  ").replace("trials: 20 ", "trials: 2  ")
+    text = text.replace("max_trees: 2000 ", "max_trees: 200  ")
     path = folder / "params.yaml"
     path.write_text(text)
     return path
@@ -73,15 +74,20 @@ def test_simulate_then_validate(tmp_path):
     assert len(pd.read_parquet(tmp_path / "val" / "rejects" / "customers.parquet")) == 0
 
 
-def test_run_simulates_validates_and_trains(tmp_path):
-    params = _small_params(tmp_path)
+def test_run_simulates_validates_trains_and_scores(tmp_path):
+    params = _small_params(tmp_path, customers=1200)
     result = _run(["run", "--params", str(params)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "simulated" / "customers.parquet").exists()
     assert (tmp_path / "reports" / "validation" / "validation.json").exists()
-    assert "simulated 400 customers" in result.stdout
-    assert "crmscore-churn version 1" in result.stdout and "promoted: no champion yet" in result.stdout
+    assert "simulated 1,200 customers" in result.stdout
+    for name in ("crmscore-churn", "crmscore-clv", "crmscore-segments"):
+        assert f"{name} version" in result.stdout
+    assert result.stdout.count("promoted: no champion yet") == 3
     assert (tmp_path / "models" / "mlflow.db").exists()
+    scores = pd.read_parquet(tmp_path / "reports" / "scores" / "as_of=2026-10-31" / "scores.parquet")
+    assert scores["customer_id"].is_unique and len(scores) > 1000
+    assert "scored" in result.stdout and "scores.parquet" in result.stdout
 
 
 def test_bad_params_exit_2_with_one_line(tmp_path):

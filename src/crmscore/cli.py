@@ -157,7 +157,7 @@ def run(
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
-    """Run the main job: simulate when no input is given, validate, train and register the churn and CLV models."""
+    """Run the main job: simulate when no input is given, validate, train and register all models, score."""
     from crmscore.stages import run_main_job
 
     settings = _settings(params)
@@ -172,6 +172,8 @@ def run(
     for trained in (result.churn, result.clv, result.segments):
         if trained is not None:
             _print_training(trained)
+    if result.scores is not None:
+        typer.echo(f"scored {result.scores.scored:,} customers: {result.scores.out_dir / 'scores.parquet'}")
     from crmscore.tracking import tracking_uri
 
     typer.echo(f"MLflow runs and models: {tracking_uri(settings.paths.models_dir)} (browse: `crmscore ui`)")

@@ -90,10 +90,12 @@ class RunResult:
     churn: TrainResult | None = None
     clv: TrainResult | None = None
     segments: TrainResult | None = None
+    scores: object | None = None
 
 
 def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None) -> RunResult:
-    """The main job: simulate when no input is given, validate, then train and register churn and CLV models.
+    """The main job: simulate when no input is given, validate, train and register the churn, CLV and segment
+    models (promoting by the rules of ``params.yaml``), then score every customer as of the data's last day.
 
     ``input_dir`` (or ``data.input_dir``) points at the user's tables; without either, the embedded
     synthetic data is simulated into ``paths.simulated_dir`` first. Validation results go to
@@ -109,6 +111,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     churn = train_churn_stage(settings, source, loaded=loaded)
     clv = train_clv_stage(settings, source, loaded=loaded)
     segments = train_segments_stage(settings, source, loaded=loaded)
+    scores = score_stage(settings, _scoring_as_of(loaded.tables), loaded=loaded)
     return RunResult(
         input_dir=Path(source),
         validation_dir=validation_dir,
@@ -117,6 +120,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
         churn=churn,
         clv=clv,
         segments=segments,
+        scores=scores,
     )
 
 
