@@ -24,3 +24,25 @@ def main(description: str, stage: Callable[[Settings, argparse.Namespace], objec
     except CrmscoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+
+
+def stamped(name: str, train: Callable[[Settings], object]) -> Callable[[Settings, argparse.Namespace], object]:
+    """Run a training stage and write ``<models_dir>/<name>.done`` (version, run id, decision) for DVC."""
+    from pathlib import Path
+
+    from crmscore.io import write_json
+
+    def run(settings: Settings, args: argparse.Namespace) -> object:
+        result = train(settings)
+        write_json(
+            {
+                "model": result.model_name,
+                "version": result.version,
+                "run_id": result.run_id,
+                "decision": result.decision,
+            },
+            Path(settings.paths.models_dir) / f"{name}.done",
+        )
+        return result
+
+    return run

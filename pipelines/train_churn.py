@@ -1,7 +1,7 @@
-"""Stage: train, track, register (and maybe promote) the churn model on the input tables."""
+"""Stage: train, track and register (and maybe promote) the churn model; stamp models/churn.done for DVC."""
 
 from crmscore.stages import train_churn_stage
-from pipelines._common import main
+from pipelines._common import main, stamped
 
 if __name__ == "__main__":
-    main(__doc__, lambda settings, args: train_churn_stage(settings))
+    main(__doc__, stamped("churn", train_churn_stage))

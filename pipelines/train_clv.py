@@ -1,7 +1,7 @@
-"""Stage: train, compare, track and register (and maybe promote) the CLV models on the input tables."""
+"""Stage: train, track and register (and maybe promote) the clv model; stamp models/clv.done for DVC."""
 
 from crmscore.stages import train_clv_stage
-from pipelines._common import main
+from pipelines._common import main, stamped
 
 if __name__ == "__main__":
-    main(__doc__, lambda settings, args: train_clv_stage(settings))
+    main(__doc__, stamped("clv", train_clv_stage))
