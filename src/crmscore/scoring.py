@@ -25,8 +25,8 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -164,6 +164,15 @@ def previous_scoring(out_dir: str | os.PathLike, as_of: pd.Timestamp) -> Path | 
     return max(earlier)[1] if earlier else None
 
 
+def _recover(target: Path) -> None:
+    """Put back a replaced folder that a kill between the two renames of :func:`atomic_dir` left hidden."""
+    if target.exists():
+        return
+    for old in sorted(target.parent.glob(f".{target.name}.*.old")):
+        os.replace(old, target)
+        return
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; on success it replaces ``target`` whole.
@@ -173,7 +182,10 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _recover(target)
+    # Not tempfile.mkdtemp: its folders are private (0700); a scoring folder gets the usual permissions.
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp.mkdir()
     try:
         yield tmp
     except BaseException:
@@ -231,14 +243,15 @@ def score_chunk(
     reasons = []
     k = settings.scoring.top_reasons
     for name, ref, kind in (("churn", models.churn, "log_odds"), ("clv", models.clv, "log_spend")):
-        explained = _explain(ref.estimator, X_clv if name == "clv" else X)
+        inputs = X_clv if name == "clv" else X
+        explained = _explain(ref.estimator, inputs)
         if explained is None:
             continue
         values, base, names = explained
         reasons.append(
             top_reasons(
                 values,
-                X[names] if set(names) <= set(X.columns) else X,
+                inputs[names],
                 feature_names=names,
                 k=k,
                 model=name,
@@ -248,6 +261,8 @@ def score_chunk(
             )
         )
     explanations = pd.concat(reasons, ignore_index=True) if reasons else pd.DataFrame(columns=REASON_COLUMNS)
+    # One order whatever the chunking: customers (chunks follow customer id), then model, then rank.
+    explanations = explanations.sort_values(["customer_id", "model", "rank"], kind="stable", ignore_index=True)
     seconds["explain"] = time.perf_counter() - t0
 
     keep = [c for c in _tier_features(settings) if c in X.columns]
@@ -276,11 +291,14 @@ def score(
     rows_in: Mapping[str, int] | None = None,
     chunk_size: int | None = None,
     progress: bool = True,
+    extra_seconds: Mapping[str, float] | None = None,
 ) -> ScoreResult:
     """Score every customer known on ``as_of`` and write the scoring folder atomically.
 
     ``rejects`` are the rows validation refused (written to ``rejects/`` and counted in the manifest);
-    ``rows_in`` the row counts read per table. See the module docstring for the outputs.
+    ``rows_in`` the row counts read per table; ``extra_seconds`` the time of steps done before (loading
+    models, reading and validating input), reported in the manifest and counted in its total. See the
+    module docstring for the outputs.
     """
     from tqdm.auto import tqdm
 
@@ -293,7 +311,8 @@ def score(
         raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
     target = scoring_dir(out_dir, as_of)
     previous = previous_scoring(out_dir, as_of)
-    seconds = {"features": 0.0, "predict": 0.0, "explain": 0.0}
+    seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "explain": 0.0}
+    before = sum(seconds.values())
     with atomic_dir(target) as tmp:
         frames = []
         writer: pq.ParquetWriter | None = None
@@ -350,7 +369,8 @@ def score(
                     frame.to_parquet(tmp / "rejects" / f"{name}.parquet", index=False)
                 rejected[name] = 0 if frame is None else int(len(frame))
         seconds["tiers_and_write"] = time.perf_counter() - t0
-        seconds["total"] = time.perf_counter() - started
+        seconds["scoring"] = time.perf_counter() - started
+        seconds["total"] = seconds["scoring"] + before
         manifest = {
             "as_of": str(as_of.date()),
             "params_hash": settings.fingerprint(),

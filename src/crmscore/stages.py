@@ -827,11 +827,15 @@ def score_stage(
     """
     from crmscore.scoring import score
 
+    t0 = time.perf_counter()
     models = load_scoring_models(settings, versions)
+    load_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if loaded is None:
         source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
         loaded = load_tables(source, settings.data)
-    _check_model_inputs(models, loaded.tables)
+    _check_model_inputs(models, loaded.tables, settings.features)
+    validate_seconds = time.perf_counter() - t0
     rows_in = {name: report.rows_in for name, report in loaded.reports.items()}
     result = score(
         loaded.tables,
@@ -842,12 +846,13 @@ def score_stage(
         rejects=loaded.rejects,
         rows_in=rows_in,
         progress=progress,
+        extra_seconds={"load_models": load_seconds, "read_and_validate": validate_seconds},
     )
     log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
     return result
 
 
-def _check_model_inputs(models, tables) -> None:
+def _check_model_inputs(models, tables, features=None) -> None:
     """Fail with one line when the input cannot give the features a model was trained on."""
     from crmscore.errors import DataError
     from crmscore.features import build_features
@@ -855,7 +860,7 @@ def _check_model_inputs(models, tables) -> None:
     probe_as_of = pd.Timestamp(tables["customers"]["signup_date"].max())
     ids = tables["customers"]["customer_id"].head(200)
     sample = {name: df.loc[df["customer_id"].isin(ids)] for name, df in tables.items()}
-    columns = set(build_features(sample, probe_as_of).columns)
+    columns = set(build_features(sample, probe_as_of, features).columns)
     for ref in (models.churn, models.clv, models.segments):
         if ref is None:
             continue
