@@ -57,6 +57,7 @@ from crmscore.churn import TuningResult
 from crmscore.config import ClvSettings, FeatureSettings
 from crmscore.errors import DataError, SettingsError
 from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
+from crmscore.explain import TreeShap
 from crmscore.features import build_features, feature_columns
 from crmscore.labels import future_value, last_labelable_as_of
 
@@ -407,11 +408,24 @@ class ClvModel(RegressorMixin, BaseEstimator):
                 "(P(purchase) × E[spend | purchase]), so its contributions cannot add up exactly"
             )
         prepared = self._prepare(X)
-        contrib = self.boosters_["spend"].predict(prepared, num_iteration=self.n_trees_["spend"], pred_contrib=True)
+        contrib = self._explainer("spend").contrib(prepared)
         values = np.asarray(contrib)[:, :-1]
         # The balance factor multiplies the spend, so its log joins the (constant) base value.
         base = (float(contrib[0, -1]) if len(contrib) else 0.0) + float(np.log(self.balance_factor_))
         return values, base
+
+    def _explainer(self, part: str) -> TreeShap:
+        """The exact TreeSHAP explainer of one booster, built once (equal to ``pred_contrib``, faster)."""
+        cache = self.__dict__.setdefault("_explainers", {})
+        if part not in cache:
+            cache[part] = TreeShap(self.boosters_[part], num_iteration=self.n_trees_[part], n_jobs=self.n_jobs)
+        return cache[part]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Explainers are a cache of the boosters: never pickled (nor logged to MLflow) with the model.
+        state = super().__getstate__()
+        state.pop("_explainers", None)
+        return state
 
     def feature_importance(self) -> pd.Series:
         """Share of the total split gain per feature (averaged over the parts of a two-part model), largest first."""
