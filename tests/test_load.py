@@ -259,3 +259,20 @@ def test_rejects_are_written_per_table_with_reasons(sim_tables, tmp_path):
     assert len(pd.read_parquet(stale)) == 0  # replaced, not left stale
     assert (tmp_path / "validation.json").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_large_tables_are_validated_in_slices_with_file_row_numbers(sim_tables, monkeypatch):
+    """Slicing bounds memory; it must change nothing: same rows kept, same rejects, file row numbers."""
+    from crmscore.data import load
+
+    tx = sim_tables["transactions"]
+    tx.loc[[3, 2500, 7001], "amount"] = -1.0
+    tx.loc[5002, "customer_id"] = 10**9
+    whole = load.validate_tables(sim_tables, MAX_DATE)
+    monkeypatch.setattr(load, "VALIDATION_SLICE_ROWS", 1000)
+    sliced = load.validate_tables(sim_tables, MAX_DATE)
+    for name in sim_tables:
+        pd.testing.assert_frame_equal(sliced.tables[name], whole.tables[name])
+        pd.testing.assert_frame_equal(sliced.rejects[name], whole.rejects[name])
+    assert sliced.rejects["transactions"]["row_number"].tolist() == [4, 2501, 5003, 7002]
+    assert isinstance(sliced.tables["transactions"]["product"].dtype, pd.CategoricalDtype)

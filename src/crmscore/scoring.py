@@ -128,7 +128,10 @@ def customer_chunks(
     for name, table in tables.items():
         if name == "customers" or table is None:
             continue
-        ordered = table.sort_values("customer_id", kind="stable")
+        # Sorting copies the table; input already in customer order (as the simulator writes it) is used as is.
+        ordered = (
+            table if table["customer_id"].is_monotonic_increasing else table.sort_values("customer_id", kind="stable")
+        )
         others[name] = (ordered, ordered["customer_id"].to_numpy())
     for start in range(0, len(ids), chunk_size):
         chunk_ids = ids[start : start + chunk_size]

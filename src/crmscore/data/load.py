@@ -413,31 +413,80 @@ def validate_tables(
     missing = [t for t in REQUIRED_TABLES if t not in raw_tables]
     if missing:
         raise DataError(f"{missing[0]}: table is required but was not given")
-    tables: dict[str, pd.DataFrame] = {}
-    rejects: dict[str, pd.DataFrame] = {}
-    reports: dict[str, TableReport] = {}
+    validator = _Validator(max_date, date_formats, sources)
     for table in TABLE_NAMES:
-        if table not in raw_tables:
-            continue
-        raw = raw_tables[table].reset_index(drop=True)
-        source = sources.get(table, table)
-        kept, rej = validate_table(raw, table, source, max_date, date_formats.get(table))
-        if table != "customers":
-            kept, rej = _check_customers(raw, kept, rej, tables["customers"], rejects["customers"])
-        tables[table] = kept
-        rejects[table] = rej
+        if table in raw_tables:
+            validator.add(table, raw_tables[table])
+    return validator.result()
+
+
+#: Rows validated at a time: large tables are validated in slices, so the temporary copies of
+#: coercion and schema checks stay bounded whatever the table size (rules are per row).
+VALIDATION_SLICE_ROWS = 2_000_000
+
+
+class _Validator:
+    """Validates tables one at a time (customers first), so a caller can free each raw table after it."""
+
+    def __init__(self, max_date: dt.date, date_formats: Mapping[str, str | None], sources: Mapping[str, str]) -> None:
+        self.max_date = max_date
+        self.date_formats = date_formats
+        self.sources = sources
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.rejects: dict[str, pd.DataFrame] = {}
+        self.reports: dict[str, TableReport] = {}
+
+    def add(self, table: str, raw: pd.DataFrame) -> None:
+        source = self.sources.get(table, table)
+        if table != "customers" and "customers" not in self.tables:
+            raise DataError(f"{table}: the customers table must be validated first")
+        n = len(raw)
+        step = n if table == "customers" else VALIDATION_SLICE_ROWS
+        kept_parts, rejected_parts = [], []
+        for start in range(0, max(n, 1), max(step, 1)):
+            part = raw.iloc[start : start + step].reset_index(drop=True)
+            kept, rej = validate_table(part, table, source, self.max_date, self.date_formats.get(table))
+            if table != "customers":
+                kept, rej = _check_customers(part, kept, rej, self.tables["customers"], self.rejects["customers"])
+            if start and len(rej):
+                rej["row_number"] = rej["row_number"] + start
+            kept_parts.append(kept)
+            rejected_parts.append(rej)
+        kept = _concat_parts(kept_parts)
+        found = [r for r in rejected_parts if len(r)] or rejected_parts[:1]
+        rej = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0].reset_index(drop=True)
+        for column in rej.columns:  # rejects hold the rows as read: text, whichever slice they came from
+            if column != "row_number":
+                rej[column] = rej[column].astype("string")
+        self.tables[table] = kept
+        self.rejects[table] = rej
         reasons = Counter(r for reason in rej["reason"].tolist() for r in reason.split("; "))
-        reports[table] = TableReport(
+        self.reports[table] = TableReport(
             table=table,
             source=source,
-            rows_in=len(raw),
+            rows_in=n,
             rows_kept=len(kept),
             rows_rejected=len(rej),
             reasons=dict(reasons.most_common()),
         )
-        if len(raw) != len(kept) + len(rej):  # the contract's promise; never silently lose a row
-            raise AssertionError(f"{table}: {len(raw)} rows in, {len(kept)} kept + {len(rej)} rejected")
-    return LoadedData(tables=tables, rejects=rejects, reports=reports)
+        if n != len(kept) + len(rej):  # the contract's promise; never silently lose a row
+            raise AssertionError(f"{table}: {n} rows in, {len(kept)} kept + {len(rej)} rejected")
+
+    def result(self) -> LoadedData:
+        return LoadedData(tables=self.tables, rejects=self.rejects, reports=self.reports)
+
+
+def _concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate validated slices, keeping categorical columns categorical (categories united)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = pd.concat(parts, ignore_index=True)
+    for column in parts[0].columns:
+        if isinstance(parts[0][column].dtype, pd.CategoricalDtype) and not isinstance(
+            out[column].dtype, pd.CategoricalDtype
+        ):
+            out[column] = out[column].astype("category")
+    return out
 
 
 def _check_customers(
@@ -481,8 +530,10 @@ def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = No
     folder = Path(input_dir)
     if not folder.is_dir():
         raise DataError(f"{folder}: input folder not found")
-    raw_tables: dict[str, pd.DataFrame] = {}
     sources: dict[str, str] = {}
+    date_formats = {t: settings.tables[t].date_format for t in settings.tables}
+    # Read and validate one table at a time and let go of its raw copy before the next.
+    validator = _Validator(settings.max_date or dt.date.today(), date_formats, sources)
     for table in TABLE_NAMES:
         table_settings = settings.tables.get(table, TableSettings())
         path = find_table_file(folder, table, table_settings)
@@ -493,10 +544,11 @@ def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = No
                     f"or set data.tables.{table}.file)"
                 )
             continue
-        raw_tables[table] = read_table(path, table, table_settings.columns, settings.format, settings.csv_separator)
+        raw = read_table(path, table, table_settings.columns, settings.format, settings.csv_separator)
         sources[table] = str(path)
-    date_formats = {t: settings.tables[t].date_format for t in settings.tables}
-    return validate_tables(raw_tables, settings.max_date, date_formats, sources)
+        validator.add(table, raw)
+        del raw
+    return validator.result()
 
 
 # --- writing ----------------------------------------------------------------------------------------------
