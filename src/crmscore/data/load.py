@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.parquet as pq
 
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES, ColumnSpec, table_schema
@@ -138,7 +139,9 @@ def read_table(
     kind = _format_of(path, fmt)
     try:
         if kind == "parquet":
-            raw = pd.read_parquet(path)
+            # Convert column by column, releasing each Arrow buffer as it goes: a large table is then
+            # never held twice (Arrow and pandas) in memory.
+            raw = pq.read_table(path).to_pandas(self_destruct=True, split_blocks=True)
         else:
             raw = pd.read_csv(path, sep=csv_separator, dtype=str, keep_default_na=False, na_values=[""])
     except FileNotFoundError:
@@ -422,7 +425,7 @@ def validate_tables(
 
 #: Rows validated at a time: large tables are validated in slices, so the temporary copies of
 #: coercion and schema checks stay bounded whatever the table size (rules are per row).
-VALIDATION_SLICE_ROWS = 2_000_000
+VALIDATION_SLICE_ROWS = 1_000_000
 
 
 class _Validator:
@@ -452,7 +455,11 @@ class _Validator:
                 rej["row_number"] = rej["row_number"] + start
             kept_parts.append(kept)
             rejected_parts.append(rej)
+        # Let go of the raw rows before concatenating: a caller that passed its table without keeping
+        # a reference (as load_tables does) frees it here, so raw and kept rows never coexist twice.
+        del raw, part
         kept = _concat_parts(kept_parts)
+        del kept_parts
         found = [r for r in rejected_parts if len(r)] or rejected_parts[:1]
         rej = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0].reset_index(drop=True)
         for column in rej.columns:  # rejects hold the rows as read: text, whichever slice they came from
@@ -544,10 +551,8 @@ def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = No
                     f"or set data.tables.{table}.file)"
                 )
             continue
-        raw = read_table(path, table, table_settings.columns, settings.format, settings.csv_separator)
         sources[table] = str(path)
-        validator.add(table, raw)
-        del raw
+        validator.add(table, read_table(path, table, table_settings.columns, settings.format, settings.csv_separator))
     return validator.result()
 
 
