@@ -223,8 +223,9 @@ def compare_explanations(
 
     Also times the scoring's own explain step on them (the models' ``shap_values``, then ``top_reasons``).
     """
-    from crmscore.explain import TreeShap
+    from crmscore.explain import TreeShap, top_reasons
     from crmscore.features import build_features
+    from crmscore.scoring import _explain
 
     X = build_features(chunk, as_of, settings.features)
     churn_model, clv_model = models.churn.estimator, models.clv.estimator
@@ -235,15 +236,10 @@ def compare_explanations(
             name = "churn" if len(churn_model.boosters_) == 1 else f"churn[{i}]"
             targets.append((name, booster, booster.best_iteration or None, prepared))
     if hasattr(clv_model, "boosters_") and "spend" in clv_model.boosters_:
-        X_clv = X.assign(churn_probability=churn_model.predict_proba(X)[:, 1])
-        prepared = clv_model._prepare(X_clv)
+        prepared = clv_model._prepare(X.assign(churn_probability=churn_model.predict_proba(X)[:, 1]))
         targets.append(("clv spend", clv_model.boosters_["spend"], clv_model.n_trees_["spend"], prepared))
 
-    results = []
     # The scoring's own explain step on these customers: the models' shap_values, then the reason rows.
-    from crmscore.explain import top_reasons
-    from crmscore.scoring import _explain
-
     X_clv = X.assign(churn_probability=churn_model.predict_proba(X)[:, 1])
     step = {"rows": len(X), "shap_values_s": 0.0, "top_reasons_s": 0.0}
     for name, estimator, kind in (("churn", churn_model, "log_odds"), ("clv", clv_model, "log_spend")):
@@ -269,6 +265,7 @@ def compare_explanations(
         f"  the scoring's explain step on them: shap_values {step['shap_values_s']:.1f} s, top_reasons "
         f"{step['top_reasons_s']:.1f} s"
     )
+    results = []
     for name, booster, num_iteration, prepared in targets:
         shape = booster_shape(booster, num_iteration)
         lgb_seconds, expected = best_time(

@@ -116,34 +116,38 @@ def customer_chunks(
 ) -> Iterator[dict[str, pd.DataFrame]]:
     """The tables restricted to consecutive chunks of the customers signed up by ``as_of``.
 
-    Customers are taken in id order; every other table is sorted by customer once, and each chunk gets
-    the slice of rows of its customers (all dates: the feature builder itself ignores later rows).
+    Customers are taken in id order. Every other table is ordered by customer once — through an index of
+    row positions, never a sorted copy of the table (input already in customer order, as the simulator
+    writes it, needs not even that) — and each chunk gets the rows of its customers (all dates: the
+    feature builder itself ignores later rows), in their original order.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size {chunk_size}: expected a positive integer")
     customers = tables["customers"]
     known = customers.loc[customers["signup_date"] <= as_of].sort_values("customer_id", kind="stable")
     ids = known["customer_id"].to_numpy()
-    others: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
+    others: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray | None]] = {}
     for name, table in tables.items():
         if name == "customers" or table is None:
             continue
-        # Sorting copies the table; input already in customer order (as the simulator writes it) is used as is.
-        ordered = (
-            table if table["customer_id"].is_monotonic_increasing else table.sort_values("customer_id", kind="stable")
-        )
-        others[name] = (ordered, ordered["customer_id"].to_numpy())
+        keys = table["customer_id"].to_numpy()
+        if table["customer_id"].is_monotonic_increasing:
+            others[name] = (table, keys, None)
+        else:
+            order = np.argsort(keys, kind="stable")
+            others[name] = (table, keys[order], order)
     for start in range(0, len(ids), chunk_size):
         chunk_ids = ids[start : start + chunk_size]
         lo_id, hi_id = chunk_ids[0], chunk_ids[-1]
         chunk = {"customers": known.iloc[start : start + chunk_size]}
-        for name, (ordered, keys) in others.items():
+        for name, (table, keys, order) in others.items():
             lo = np.searchsorted(keys, lo_id, side="left")
             hi = np.searchsorted(keys, hi_id, side="right")
-            part = ordered.iloc[lo:hi]
+            rows = np.arange(lo, hi) if order is None else np.sort(order[lo:hi])
             # Ids are contiguous in the sorted customers, but another table may hold ids of customers who
             # signed up after as_of; keep only this chunk's customers.
-            chunk[name] = part.loc[part["customer_id"].isin(chunk_ids)] if len(part) else part
+            mine = np.isin(table["customer_id"].to_numpy()[rows], chunk_ids)
+            chunk[name] = table.iloc[rows[mine]]
         yield chunk
 
 
