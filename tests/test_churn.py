@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
 
 from crmscore import churn
 from crmscore.config import ChurnSettings, TuningSettings
@@ -233,6 +234,25 @@ def test_calibrated_probabilities_match_observed_churn_on_held_out_customers(dat
     assert ece_weighted <= expected_calibration_error(y, weighted_raw.predict_proba(test.X)[:, 1]) + 0.01
 
 
+def test_isotonic_calibration_keeps_the_ranking():
+    # Plain isotonic regression ties customers inside each step; the centred version must not.
+    rng = np.random.default_rng(5)
+    raw = rng.normal(size=6_000)
+    y = (rng.random(6_000) < 1 / (1 + np.exp(-(1.5 * raw - 1.0)))).astype(int)
+    calibrator = churn.CenteredIsotonic().fit(raw, y)
+    new = rng.normal(size=2_000)
+    p = calibrator.predict(new)
+    inside = (new > calibrator.centres_[0]) & (new < calibrator.centres_[-1])
+    assert inside.mean() > 0.95
+    order = np.argsort(new[inside])
+    assert np.all(np.diff(p[inside][order]) > 0)  # strictly increasing: no ties, the ranking survives
+    assert np.all((p >= 0) & (p <= 1))
+    # Calibrated like the isotonic fit it is built on.
+    y_new = (rng.random(2_000) < 1 / (1 + np.exp(-(1.5 * new - 1.0)))).astype(int)
+    assert expected_calibration_error(y_new, p) < 0.04
+    assert abs(calibrator.predict(raw).mean() - y.mean()) < 0.005
+
+
 def test_cross_fitted_model_is_reproducible(data):
     def fit() -> churn.ChurnModel:
         model = churn.ChurnModel(max_trees=60, early_stopping_rounds=10, n_folds=3)
@@ -257,6 +277,34 @@ def test_tuning_and_fitting_twice_give_identical_results(data):
     assert first[0].best_value == second[0].best_value
     assert first[1] == second[1]
     np.testing.assert_array_equal(first[2], second[2])
+
+
+def test_auc_standard_error_matches_the_spread_of_the_auc_across_samples():
+    rng = np.random.default_rng(0)
+    positives, negatives = 120, 360
+    aucs = []
+    for _ in range(400):
+        y = np.r_[np.ones(positives), np.zeros(negatives)].astype(int)
+        score = rng.normal(size=len(y)) + 1.3 * y
+        aucs.append(roc_auc_score(y, score))
+    expected = churn.auc_standard_error(float(np.mean(aucs)), positives, negatives)
+    assert expected == pytest.approx(np.std(aucs, ddof=1), rel=0.2)
+    # More customers, a smaller error.
+    assert churn.auc_standard_error(0.8, 1_200, 3_600) < expected / 3
+
+
+def test_tuning_keeps_the_default_unless_the_best_trial_beats_it_by_one_standard_error(data):
+    tuning = churn.tune_lightgbm(data["train"], data["valid"], TUNING, seed=SETTINGS.seed)
+    default_value = float(tuning.trials_table.loc[tuning.trials_table["number"] == 0, "value"].iloc[0])
+    assert tuning.search_best_value == tuning.trials_table["value"].max()
+    assert tuning.standard_error > 0
+    gain = tuning.search_best_value - default_value
+    assert tuning.kept_default == (gain < tuning.standard_error)
+    if tuning.kept_default:
+        assert tuning.best_params == churn.DEFAULT_LGBM_PARAMS
+        assert tuning.best_value == default_value
+    else:
+        assert tuning.best_value == tuning.search_best_value
 
 
 # --- bad input -------------------------------------------------------------------------------------------

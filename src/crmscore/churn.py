@@ -10,8 +10,8 @@
 * **LightGBM.** :func:`tune_lightgbm` searches hyper-parameters with Optuna (seeded TPE, median
   pruning on the validation AUC, early stopping, trial and time budgets from ``params.yaml``).
   :class:`ChurnModel` is a scikit-learn classifier: it fits the booster with early stopping and then
-  calibrates its scores (isotonic or sigmoid) on data it did not train on, so that a 30 % churn
-  probability means 30 % of such customers leave.
+  calibrates its scores (centred isotonic or sigmoid, both keep the ranking) on data it did not train
+  on, so that a 30 % churn probability means 30 % of such customers leave.
 
 Unseen categories at prediction time are treated as missing (LightGBM routes missing values along the
 branch learned for them) and counted in a warning; features that are entirely missing in training
@@ -58,7 +58,9 @@ __all__ = [
     "evaluate",
     "model_from_settings",
     "ChurnModel",
+    "CenteredIsotonic",
     "TuningResult",
+    "auc_standard_error",
     "tune_lightgbm",
     "cross_validate",
     "DEFAULT_LGBM_PARAMS",
@@ -264,8 +266,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         learning_rate: boosting learning rate.
         max_trees: upper bound on boosting rounds; early stopping picks the number.
         early_stopping_rounds: rounds without improvement of the validation AUC before stopping.
-        calibration: ``isotonic``, ``sigmoid``, ``auto`` (isotonic from 5,000 calibration rows,
-            sigmoid below) or ``none``.
+        calibration: ``isotonic`` (centred, so that it keeps the ranking: :class:`CenteredIsotonic`),
+            ``sigmoid``, ``auto`` (isotonic from 5,000 calibration rows, sigmoid below) or ``none``.
         class_weight: ``balanced`` weighs churners by non-churners / churners; ``none`` does not.
         n_folds: boosters cross-fitted when ``fit`` gets no validation set.
         linear_blend: also fit the logistic baseline and blend the two models' log-odds with the
@@ -462,10 +464,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "boosters_")
         prepared = self._prepare(X)
-        contrib = np.mean(
-            [b.predict(prepared, num_iteration=b.best_iteration or None, pred_contrib=True) for b in self.boosters_],
-            axis=0,
-        )
+        contrib = np.mean([self._explainer(i).contrib(prepared) for i in range(len(self.boosters_))], axis=0)
         values, base = contrib[:, :-1], float(contrib[0, -1]) if len(contrib) else 0.0
         if self.blend_weight_ < 1.0:
             features = list(self.feature_names_in_)
@@ -475,6 +474,22 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             values = self.blend_weight_ * values + (1.0 - self.blend_weight_) * linear_values
             base = self.blend_weight_ * base + (1.0 - self.blend_weight_) * linear_base
         return values, base
+
+    def _explainer(self, i: int) -> Any:
+        """Exact TreeSHAP of booster ``i`` (equal to ``pred_contrib``, several times faster), built once."""
+        from crmscore.explain import TreeShap
+
+        cache = self.__dict__.setdefault("_explainers", {})
+        if i not in cache:
+            booster = self.boosters_[i]
+            cache[i] = TreeShap(booster, num_iteration=booster.best_iteration or None, n_jobs=self.n_jobs)
+        return cache[i]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Explainers are a cache of the boosters: never pickled (nor logged to MLflow) with the model.
+        state = super().__getstate__()
+        state.pop("_explainers", None)
+        return state
 
     def feature_importance(self) -> pd.Series:
         """Total gain per feature summed over the boosters, largest first."""
@@ -498,18 +513,42 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _resolve_calibration(method: str, n: int) -> str:
-    # Isotonic regression needs many rows; on few it makes steps that tie scores and cost ranking
-    # quality, where a sigmoid keeps the order.
+    # Isotonic regression needs many rows to follow an irregular shape; on few a sigmoid is the
+    # steadier fit. (Both keep the order of the scores: see CenteredIsotonic.)
     if method == "auto":
         return "isotonic" if n >= 5000 else "sigmoid"
     return method
+
+
+class CenteredIsotonic:
+    """Isotonic calibration that keeps the ranking (centred isotonic regression, Oron & Flournoy 2017).
+
+    Plain isotonic regression is a step function: customers inside one step get the same probability
+    although their scores differ, which throws ranking away (on Telco's 5×5 cross-validation it cost
+    0.0011 AUC). This calibrator keeps the pooled step values of the isotonic fit but places each at
+    the mean score of its step and interpolates linearly between them: strictly increasing between the
+    outermost step centres, constant beyond them. Calibration is as good as the isotonic fit's; only
+    the ties go.
+    """
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> CenteredIsotonic:
+        raw = np.asarray(raw, dtype=float)
+        fitted = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y).predict(raw)
+        # Equal fitted values form one contiguous run of scores (the fit is monotone, tied scores pooled).
+        values, step = np.unique(fitted, return_inverse=True)
+        self.centres_ = np.bincount(step, weights=raw) / np.bincount(step)
+        self.values_ = values
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(raw, dtype=float), self.centres_, self.values_)
 
 
 def _fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
     if method == "none":
         return None
     if method == "isotonic":
-        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        return CenteredIsotonic().fit(raw, y)
     if method == "sigmoid":
         return LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
     raise ValueError(f"unknown calibration {method!r} (isotonic, sigmoid or none)")
@@ -518,7 +557,7 @@ def _fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
 def _apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
     if calibrator is None:
         return 1.0 / (1.0 + np.exp(-raw))
-    if isinstance(calibrator, IsotonicRegression):
+    if isinstance(calibrator, (CenteredIsotonic, IsotonicRegression)):
         return np.clip(calibrator.predict(raw), 0.0, 1.0)
     return calibrator.predict_proba(raw.reshape(-1, 1))[:, 1]
 
@@ -528,7 +567,13 @@ def _apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class TuningResult:
-    """Best parameters of the search and a summary of the study."""
+    """Chosen parameters of the search and a summary of the study.
+
+    ``best_params`` / ``best_value`` are the chosen configuration and its validation AUC: the best
+    trial's, or the default's when the best trial does not beat it by one standard error
+    (``kept_default``; see :func:`tune_lightgbm`). ``search_best_value`` is the best trial's AUC and
+    ``standard_error`` its standard error.
+    """
 
     best_params: dict[str, Any]
     best_value: float
@@ -536,6 +581,20 @@ class TuningResult:
     pruned: int
     seconds: float
     trials_table: pd.DataFrame
+    search_best_value: float = float("nan")
+    standard_error: float = float("nan")
+    kept_default: bool = False
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of an AUC measured on ``positives`` × ``negatives`` (Hanley & McNeil, 1982)."""
+    if positives < 1 or negatives < 1:
+        return float("nan")
+    q1, q2 = auc / (2.0 - auc), 2.0 * auc**2 / (1.0 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+        positives * negatives
+    )
+    return float(np.sqrt(max(variance, 0.0)))
 
 
 def _search_space(trial: optuna.Trial) -> dict[str, Any]:
@@ -563,9 +622,18 @@ def tune_lightgbm(
 ) -> TuningResult:
     """Search LightGBM hyper-parameters on the validation AUC (seeded TPE, median pruning).
 
-    The first trial is :data:`DEFAULT_LGBM_PARAMS`, so the search never ends worse than the default.
-    The search stops after ``tuning.trials`` trials or ``tuning.timeout_seconds``, whichever comes
-    first; with a generous timeout the same data and seed give the same result.
+    The first trial is :data:`DEFAULT_LGBM_PARAMS`. The search stops after ``tuning.trials`` trials or
+    ``tuning.timeout_seconds``, whichever comes first; with a generous timeout the same data and seed
+    give the same result.
+
+    The best of many trials on one validation set is an optimistic pick: on a small set the trials'
+    AUCs differ mostly by noise, and the winner is the configuration that fitted that noise best (on
+    Telco's 1,409 validation customers 30 trials spanned 0.825–0.832, and the winner ranked worse
+    than the default in cross-validation). So the one-standard-error rule (Breiman et al., 1984;
+    Hastie et al., *Elements of Statistical Learning*, §7.10) applies: the default is kept unless the
+    best trial beats it by at least one standard error of the best validation AUC
+    (:func:`auc_standard_error`). On large validation sets that error is small and the search
+    decides.
     """
     started = time.perf_counter()
     probe = ChurnModel(seed=seed, class_weight=class_weight, n_jobs=n_jobs)
@@ -615,14 +683,24 @@ def tune_lightgbm(
     if not completed:
         raise DataError("churn tuning: no trial completed; raise churn.tuning.timeout_seconds")
     table = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration", "user_attrs"))
-    best = {**DEFAULT_LGBM_PARAMS, **study.best_params}
+    positives = int(y_valid.sum())
+    standard_error = auc_standard_error(float(study.best_value), positives, len(y_valid) - positives)
+    default = study.trials[0]
+    kept_default = (
+        default.state == optuna.trial.TrialState.COMPLETE
+        and float(study.best_value) - float(default.value) < standard_error
+    )
+    chosen = default if kept_default else study.best_trial
     return TuningResult(
-        best_params=best,
-        best_value=float(study.best_value),
+        best_params={**DEFAULT_LGBM_PARAMS, **chosen.params},
+        best_value=float(chosen.value),
         trials=len(study.trials),
         pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         seconds=time.perf_counter() - started,
         trials_table=table,
+        search_best_value=float(study.best_value),
+        standard_error=standard_error,
+        kept_default=bool(kept_default),
     )
 
 
