@@ -389,7 +389,7 @@ class TierSettings(_Section):
 class ScoringSettings(_Section):
     """Batch scoring: chunking, reasons and where the scores go."""
 
-    chunk_size: PositiveInt = 100_000
+    chunk_size: PositiveInt = 50_000
     top_reasons: PositiveInt = 3
     out_dir: Text = "reports/scores"
 

@@ -224,7 +224,14 @@ def train_churn_stage(
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.log_metrics(
-            {"optuna_best_valid_auc": tuning.best_value, "optuna_trials": tuning.trials, "optuna_pruned": tuning.pruned}
+            {
+                "optuna_best_valid_auc": tuning.best_value,
+                "optuna_search_best_valid_auc": tuning.search_best_value,
+                "optuna_valid_auc_standard_error": tuning.standard_error,
+                "optuna_kept_default": float(tuning.kept_default),
+                "optuna_trials": tuning.trials,
+                "optuna_pruned": tuning.pruned,
+            }
         )
         mlflow.log_text(tuning.trials_table.to_csv(index=False), "optuna/trials.csv")
         mlflow.log_dict(
