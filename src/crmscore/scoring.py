@@ -43,6 +43,7 @@ from crmscore.config import Settings
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS, top_reasons
 from crmscore.features import build_features
+from crmscore.io import release_memory
 
 __all__ = [
     "ModelRef",
@@ -336,6 +337,8 @@ def score(
                 writer = pq.ParquetWriter(tmp / "explanations.parquet", table.schema)
             writer.write_table(table)
             explanation_rows += len(explanations)
+            del chunk, frame, explanations, table
+            release_memory()
         if writer is not None:
             writer.close()
 

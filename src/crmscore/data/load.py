@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES, ColumnSpec, table_schema
 from crmscore.errors import DataError
-from crmscore.io import write_csv, write_json, write_parquet
+from crmscore.io import release_memory, write_csv, write_json, write_parquet
 
 __all__ = [
     "TableReport",
@@ -460,6 +460,7 @@ class _Validator:
         del raw, part
         kept = _concat_parts(kept_parts)
         del kept_parts
+        release_memory()
         found = [r for r in rejected_parts if len(r)] or rejected_parts[:1]
         rej = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0].reset_index(drop=True)
         for column in rej.columns:  # rejects hold the rows as read: text, whichever slice they came from
