@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,7 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 from crmscore.config import ChurnSettings, FeatureSettings, TuningSettings
 from crmscore.errors import DataError
 from crmscore.evaluation import classification_metrics, roc_auc
-from crmscore.features import build_features, feature_columns
+from crmscore.features import FeatureEncoder, build_features, feature_columns
 from crmscore.labels import label_kind, last_labelable_as_of, subscription_churn, transaction_churn
 
 __all__ = [
@@ -258,7 +257,7 @@ def _baseline_input(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
 # --- LightGBM ----------------------------------------------------------------------------------------
 
 
-class ChurnModel(ClassifierMixin, BaseEstimator):
+class ChurnModel(FeatureEncoder, ClassifierMixin, BaseEstimator):
     """Calibrated LightGBM churn classifier (scikit-learn conventions, never stores training data).
 
     Args:
@@ -282,6 +281,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
     ``feature_names_in_``,
     ``categories_`` (training categories per categorical column), ``dropped_features_``, ``classes_``.
     """
+
+    _label = "churn model"
 
     def __init__(
         self,
@@ -327,42 +328,6 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             positives = max(int(y.sum()), 1)
             params["scale_pos_weight"] = (len(y) - positives) / positives
         return params
-
-    def _prepare(self, X: pd.DataFrame, fitting: bool = False) -> pd.DataFrame:
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError("ChurnModel expects a pandas DataFrame of features")
-        if fitting:
-            _, categorical = feature_columns(X)
-            all_missing = [c for c in X.columns if X[c].isna().all()]
-            if all_missing:
-                warnings.warn(
-                    f"dropping features with no value at all: {', '.join(all_missing)}", UserWarning, stacklevel=3
-                )
-            self.dropped_features_ = all_missing
-            self.feature_names_in_ = np.array([c for c in X.columns if c not in all_missing], dtype=object)
-            self.categories_ = {
-                c: list(X[c].cat.categories)
-                if isinstance(X[c].dtype, pd.CategoricalDtype)
-                else sorted(X[c].dropna().unique())
-                for c in categorical
-                if c not in all_missing
-            }
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise DataError(f"churn model: input lacks feature column(s) {', '.join(missing[:5])}")
-        X = X.loc[:, list(self.feature_names_in_)].copy()
-        for column, categories in self.categories_.items():
-            values = X[column].astype(object) if isinstance(X[column].dtype, pd.CategoricalDtype) else X[column]
-            known = pd.Series(values, index=X.index).where(pd.Series(values, index=X.index).isin(categories))
-            coded = pd.Categorical(known, categories=categories)
-            unseen = int((pd.isna(coded) & pd.notna(values)).sum())
-            if unseen and not fitting:
-                log.warning("%s: %d value(s) never seen in training; treated as missing", column, unseen)
-            X[column] = coded
-        for column in X.columns:
-            if column not in self.categories_:
-                X[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
-        return X
 
     # -- estimator API ----------------------------------------------------------------------------
 

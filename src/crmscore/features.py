@@ -25,7 +25,9 @@ Every feature has a short human description in :data:`FEATURES` (windowed names 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -35,7 +37,9 @@ from crmscore.config import FeatureSettings
 from crmscore.data.schemas import CONTRACT
 from crmscore.errors import DataError
 
-__all__ = ["FEATURES", "LABEL_COLUMNS", "build_features", "describe", "feature_columns"]
+__all__ = ["FEATURES", "LABEL_COLUMNS", "FeatureEncoder", "build_features", "describe", "feature_columns"]
+
+log = logging.getLogger("crmscore")
 
 # Descriptions; "{w}" stands for a window length in days.
 FEATURES: dict[str, str] = {
@@ -324,3 +328,51 @@ def feature_columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:
     categorical = [c for c in features.columns if isinstance(features[c].dtype, pd.CategoricalDtype)]
     numeric = [c for c in features.columns if c not in categorical]
     return numeric, categorical
+
+
+class FeatureEncoder:
+    """Mixin of the models: remembers the training features and categories and encodes frames alike.
+
+    ``_prepare(X, fitting=True)`` records ``feature_names_in_``, ``categories_`` (training categories per
+    categorical column) and ``dropped_features_`` (features with no value at all, dropped with a
+    warning); at prediction it selects those columns, codes categories against the training ones (an
+    unseen value becomes missing, with a logged count) and makes every other column float.
+    """
+
+    _label = "model"
+
+    def _prepare(self, X: pd.DataFrame, fitting: bool = False) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"{type(self).__name__} expects a pandas DataFrame of features")
+        if fitting:
+            _, categorical = feature_columns(X)
+            all_missing = [c for c in X.columns if X[c].isna().all()]
+            if all_missing:
+                warnings.warn(
+                    f"dropping features with no value at all: {', '.join(all_missing)}", UserWarning, stacklevel=3
+                )
+            self.dropped_features_ = all_missing
+            self.feature_names_in_ = np.array([c for c in X.columns if c not in all_missing], dtype=object)
+            self.categories_ = {
+                c: list(X[c].cat.categories)
+                if isinstance(X[c].dtype, pd.CategoricalDtype)
+                else sorted(X[c].dropna().unique())
+                for c in categorical
+                if c not in all_missing
+            }
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise DataError(f"{self._label}: input lacks feature column(s) {', '.join(missing[:5])}")
+        X = X.loc[:, list(self.feature_names_in_)].copy()
+        for column, categories in self.categories_.items():
+            values = X[column].astype(object) if isinstance(X[column].dtype, pd.CategoricalDtype) else X[column]
+            values = pd.Series(values, index=X.index)
+            coded = pd.Categorical(values.where(values.isin(categories)), categories=categories)
+            unseen = int((pd.isna(coded) & pd.notna(values)).sum())
+            if unseen and not fitting:
+                log.warning("%s: %d value(s) never seen in training; treated as missing", column, unseen)
+            X[column] = coded
+        for column in X.columns:
+            if column not in self.categories_:
+                X[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
+        return X

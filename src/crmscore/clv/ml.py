@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -58,7 +57,7 @@ from crmscore.config import ClvSettings, FeatureSettings
 from crmscore.errors import DataError, SettingsError
 from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
 from crmscore.explain import TreeShap
-from crmscore.features import build_features, feature_columns
+from crmscore.features import FeatureEncoder, build_features
 from crmscore.labels import future_value, last_labelable_as_of
 
 __all__ = [
@@ -220,7 +219,7 @@ def clv_datasets(
 # --- model ---------------------------------------------------------------------------------------
 
 
-class ClvModel(RegressorMixin, BaseEstimator):
+class ClvModel(FeatureEncoder, RegressorMixin, BaseEstimator):
     """LightGBM model of the spend expected over the horizon (scikit-learn conventions, no training data kept).
 
     Args:
@@ -239,6 +238,8 @@ class ClvModel(RegressorMixin, BaseEstimator):
     ``feature_names_in_``, ``categories_`` (training categories per categorical column),
     ``dropped_features_``.
     """
+
+    _label = "clv model"
 
     def __init__(
         self,
@@ -281,42 +282,6 @@ class ClvModel(RegressorMixin, BaseEstimator):
             verbosity=-1,
         )
         return merged
-
-    def _prepare(self, X: pd.DataFrame, fitting: bool = False) -> pd.DataFrame:
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError("ClvModel expects a pandas DataFrame of features")
-        if fitting:
-            _, categorical = feature_columns(X)
-            all_missing = [c for c in X.columns if X[c].isna().all()]
-            if all_missing:
-                warnings.warn(
-                    f"dropping features with no value at all: {', '.join(all_missing)}", UserWarning, stacklevel=3
-                )
-            self.dropped_features_ = all_missing
-            self.feature_names_in_ = np.array([c for c in X.columns if c not in all_missing], dtype=object)
-            self.categories_ = {
-                c: list(X[c].cat.categories)
-                if isinstance(X[c].dtype, pd.CategoricalDtype)
-                else sorted(X[c].dropna().unique())
-                for c in categorical
-                if c not in all_missing
-            }
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise DataError(f"clv model: input lacks feature column(s) {', '.join(missing[:5])}")
-        X = X.loc[:, list(self.feature_names_in_)].copy()
-        for column, categories in self.categories_.items():
-            values = X[column].astype(object) if isinstance(X[column].dtype, pd.CategoricalDtype) else X[column]
-            values = pd.Series(values, index=X.index)
-            coded = pd.Categorical(values.where(values.isin(categories)), categories=categories)
-            unseen = int((pd.isna(coded) & pd.notna(values)).sum())
-            if unseen and not fitting:
-                log.warning("%s: %d value(s) never seen in training; treated as missing", column, unseen)
-            X[column] = coded
-        for column in X.columns:
-            if column not in self.categories_:
-                X[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
-        return X
 
     def _categorical(self) -> list[str] | str:
         return list(self.categories_) or "auto"
