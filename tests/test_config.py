@@ -85,6 +85,23 @@ def test_every_settings_field_is_in_params_yaml():
             "params.yaml: simulate: expected start_date < truth_as_of <= end_date",
         ),
         ({"paths": 5}, "params.yaml: paths: expected a mapping of keys, got 5"),
+        (
+            {"tiers": {"scorecard": {"weights": {"sales": 0.9}}}},
+            "params.yaml: tiers.scorecard: weights and metrics must name the same metrics",
+        ),
+        (
+            {"tiers": {"scorecard": {"cutoffs": {"A": 80, "B": 90, "C": 70, "D": 60}}}},
+            "params.yaml: tiers.scorecard: cutoffs must fall strictly from A to D",
+        ),
+        (
+            {"tiers": {"risk_thresholds": {"medium": 0.6, "high": 0.5}}},
+            "params.yaml: tiers: risk_thresholds must be 0 < medium < high < 1",
+        ),
+        (
+            {"tiers": {"actions": {"A": {"low": "x"}}}},
+            "params.yaml: tiers: the action matrix needs every tier × risk band, missing A.medium",
+        ),
+        ({"clv": {"time_unit": "M"}}, "params.yaml: clv.time_unit: expected one of 'D' or 'W', got 'M'"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(raw, message):
