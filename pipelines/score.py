@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from crmscore.data.load import load_tables
-from crmscore.stages import _scoring_as_of, score_stage
+from crmscore.stages import score_stage, scoring_as_of
 from pipelines._common import main
 
 
@@ -18,7 +18,7 @@ def _score(settings, args):
         return score_stage(settings, pd.Timestamp(args.as_of), progress=False)
     source = Path(settings.data.input_dir or settings.paths.simulated_dir)
     loaded = load_tables(source, settings.data)
-    return score_stage(settings, _scoring_as_of(loaded.tables), loaded=loaded, progress=False)
+    return score_stage(settings, scoring_as_of(loaded.tables), loaded=loaded, progress=False)
 
 
 if __name__ == "__main__":

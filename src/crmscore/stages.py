@@ -22,7 +22,23 @@ from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tab
 from crmscore.data.simulate import SimulatedData, simulate_crm
 from crmscore.io import write_parquet
 
-__all__ = ["SimulateResult", "simulate_stage", "validate_stage", "RunResult", "run_main_job"]
+__all__ = [
+    "SimulateResult",
+    "simulate_stage",
+    "validate_stage",
+    "RunResult",
+    "run_main_job",
+    "TrainResult",
+    "train_churn_stage",
+    "train_clv_stage",
+    "train_segments_stage",
+    "load_scoring_models",
+    "score_stage",
+    "scoring_as_of",
+    "CHURN_MODEL_NAME",
+    "CLV_MODEL_NAME",
+    "SEGMENTS_MODEL_NAME",
+]
 
 log = logging.getLogger("crmscore")
 
@@ -111,7 +127,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     churn = train_churn_stage(settings, source, loaded=loaded)
     clv = train_clv_stage(settings, source, loaded=loaded)
     segments = train_segments_stage(settings, source, loaded=loaded)
-    scores = score_stage(settings, _scoring_as_of(loaded.tables), loaded=loaded)
+    scores = score_stage(settings, scoring_as_of(loaded.tables), loaded=loaded)
     return RunResult(
         input_dir=Path(source),
         validation_dir=validation_dir,
@@ -694,7 +710,7 @@ def _current_values(settings: Settings, tables, as_of):
     return X, p, clv, {"churn": churn_version, "clv": clv_version}
 
 
-def _scoring_as_of(tables) -> pd.Timestamp:
+def scoring_as_of(tables) -> pd.Timestamp:
     """The latest date the data covers: the last transaction, else the last signup (snapshot data)."""
     if "transactions" in tables and not tables["transactions"].empty:
         return pd.Timestamp(tables["transactions"]["date"].max()).normalize()
@@ -727,7 +743,7 @@ def train_segments_stage(
         _, loaded = _input_tables(settings, input_dir)
     tables = loaded.tables
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
-    as_of = _scoring_as_of(tables)
+    as_of = scoring_as_of(tables)
     X, p, clv, used = _current_values(settings, tables, as_of)
     cfg = settings.segments
     points = tiers.scorecard_points(X, settings.tiers.scorecard)["total"] if cfg.target == "tier" else None
