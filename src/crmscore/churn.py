@@ -43,7 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 from crmscore.config import ChurnSettings, FeatureSettings, TuningSettings
 from crmscore.errors import DataError
 from crmscore.evaluation import classification_metrics, roc_auc
-from crmscore.features import FeatureEncoder, build_features, feature_columns
+from crmscore.features import FeatureEncoder, build_features, feature_columns, stack_frames
 from crmscore.labels import label_kind, last_labelable_as_of, subscription_churn, transaction_churn
 
 __all__ = [
@@ -116,11 +116,7 @@ def _frame(
 
 
 def _stack(parts: list[ChurnData]) -> ChurnData:
-    X = pd.concat([p.X for p in parts])
-    # Categories can differ between cutoffs (a region first seen later); unify them.
-    for column in X.columns:
-        if any(isinstance(p.X[column].dtype, pd.CategoricalDtype) for p in parts):
-            X[column] = X[column].astype("category")
+    X = stack_frames([p.X for p in parts])
     return ChurnData(X=X, y=pd.concat([p.y for p in parts]), as_of=pd.concat([p.as_of for p in parts]))
 
 
@@ -562,10 +558,11 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
     return float(np.sqrt(max(variance, 0.0)))
 
 
-def _search_space(trial: optuna.Trial) -> dict[str, Any]:
+def lightgbm_search_space(trial: optuna.Trial, min_child_samples_low: int = 10) -> dict[str, Any]:
+    """The LightGBM hyper-parameters Optuna searches (tree shape and regularisation), shared by the models."""
     return {
         "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 10, 200, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", min_child_samples_low, 200, log=True),
         "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
         "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
         "bagging_freq": 1,
@@ -616,7 +613,7 @@ def tune_lightgbm(
     )
 
     def objective(trial: optuna.Trial) -> float:
-        params = probe._lgb_params(y_train) | _search_space(trial) | {"learning_rate": tuning.learning_rate}
+        params = probe._lgb_params(y_train) | lightgbm_search_space(trial) | {"learning_rate": tuning.learning_rate}
 
         def report(env: lgb.callback.CallbackEnv) -> None:
             if env.iteration % 25 == 0 and env.evaluation_result_list:

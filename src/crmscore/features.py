@@ -37,7 +37,15 @@ from crmscore.config import FeatureSettings
 from crmscore.data.schemas import CONTRACT
 from crmscore.errors import DataError
 
-__all__ = ["FEATURES", "LABEL_COLUMNS", "FeatureEncoder", "build_features", "describe", "feature_columns"]
+__all__ = [
+    "FEATURES",
+    "LABEL_COLUMNS",
+    "FeatureEncoder",
+    "build_features",
+    "describe",
+    "feature_columns",
+    "stack_frames",
+]
 
 log = logging.getLogger("crmscore")
 
@@ -376,3 +384,15 @@ class FeatureEncoder:
             if column not in self.categories_:
                 X[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
         return X
+
+
+def stack_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Feature frames of several as-of dates, one under the other, with categoricals kept categorical.
+
+    Categories can differ between dates (a region first seen later); they are united.
+    """
+    X = pd.concat(frames)
+    for column in X.columns:
+        if any(isinstance(f[column].dtype, pd.CategoricalDtype) for f in frames):
+            X[column] = X[column].astype("category")
+    return X

@@ -52,12 +52,12 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 
-from crmscore.churn import TuningResult
+from crmscore.churn import DEFAULT_LGBM_PARAMS, TuningResult, lightgbm_search_space
 from crmscore.config import ClvSettings, FeatureSettings
 from crmscore.errors import DataError, SettingsError
 from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
 from crmscore.explain import TreeShap
-from crmscore.features import FeatureEncoder, build_features
+from crmscore.features import FeatureEncoder, build_features, stack_frames
 from crmscore.labels import future_value, last_labelable_as_of
 
 __all__ = [
@@ -74,19 +74,7 @@ log = logging.getLogger("crmscore.clv.ml")
 
 # Sensible starting point, also the first tuning trial. ``tweedie_variance_power`` is used by the
 # tweedie objective only (1 = Poisson-like, 2 = gamma-like; spend with many zeros sits in between).
-DEFAULT_CLV_PARAMS: dict[str, Any] = {
-    "num_leaves": 15,
-    "min_child_samples": 20,
-    "feature_fraction": 0.8,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "lambda_l1": 0.001,
-    "lambda_l2": 1.0,
-    "min_split_gain": 0.0,
-    "cat_smooth": 10.0,
-    "max_cat_to_onehot": 8,
-    "tweedie_variance_power": 1.5,
-}
+DEFAULT_CLV_PARAMS: dict[str, Any] = {**DEFAULT_LGBM_PARAMS, "min_child_samples": 20, "tweedie_variance_power": 1.5}
 
 # The LightGBM models behind each objective: part name → (LightGBM objective, validation loss).
 OBJECTIVES: dict[str, dict[str, tuple[str, str]]] = {
@@ -126,11 +114,7 @@ def _frame(
 
 
 def _stack(parts: list[ClvData]) -> ClvData:
-    X = pd.concat([p.X for p in parts])
-    # Categories can differ between cutoffs (a region first seen later); unify them.
-    for column in X.columns:
-        if any(isinstance(p.X[column].dtype, pd.CategoricalDtype) for p in parts):
-            X[column] = X[column].astype("category")
+    X = stack_frames([p.X for p in parts])
     return ClvData(X=X, y=pd.concat([p.y for p in parts]), as_of=pd.concat([p.as_of for p in parts]))
 
 
@@ -443,18 +427,7 @@ def _expected_spend(raw: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def _search_space(trial: optuna.Trial, objective: str) -> dict[str, Any]:
-    space = {
-        "num_leaves": trial.suggest_int("num_leaves", 4, 63, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
-        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-        "bagging_freq": 1,
-        "lambda_l1": trial.suggest_float("lambda_l1", 1e-3, 10.0, log=True),
-        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
-        "min_split_gain": trial.suggest_float("min_split_gain", 0.0, 0.5),
-        "cat_smooth": trial.suggest_float("cat_smooth", 1.0, 50.0, log=True),
-        "max_cat_to_onehot": 8,
-    }
+    space = lightgbm_search_space(trial, min_child_samples_low=5)
     if objective == "tweedie":
         space["tweedie_variance_power"] = trial.suggest_float("tweedie_variance_power", 1.05, 1.95)
     return space
