@@ -22,3 +22,20 @@ def small_sim() -> SimulatedData:
 def sim_tables(small_sim: SimulatedData) -> dict:
     """Fresh copies of the four simulated tables, safe to corrupt in a test."""
     return {name: df.copy() for name, df in small_sim.tables().items()}
+
+
+def workspace_settings(folder, **sections):
+    """Settings whose every generated path lies in ``folder``, with 1,500 simulated customers (seed 3)
+    and the future-date rule pinned; ``sections`` override whole sections (e.g. tiny tuning budgets)."""
+    from crmscore.config import Settings
+
+    return Settings(
+        paths={
+            "models_dir": str(folder / "models"),
+            "reports_dir": str(folder / "reports"),
+            "simulated_dir": str(folder / "sim"),
+        },
+        data={"max_date": str(MAX_DATE)},
+        simulate={"customers": 1500, "seed": 3},
+        **sections,
+    )

@@ -12,6 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
+from tests.plot_helpers import assert_labelled, legend_texts, overlay  # noqa: E402
 
 from crmscore import evaluation, plots  # noqa: E402
 
@@ -30,26 +31,6 @@ def predictions() -> dict[str, np.ndarray]:
     y = rng.binomial(1, p)
     challenger = np.clip(0.6 * p + rng.normal(0, 0.08, 600) + 0.05, 0, 1)
     return {"y": y, "champion": p, "challenger": challenger}
-
-
-def legend_texts(ax: Axes) -> list[str]:
-    legend = ax.get_legend()
-    assert legend is not None, "the plot should show a legend"
-    return [text.get_text() for text in legend.get_texts()]
-
-
-def assert_labelled(ax: Axes) -> None:
-    assert ax.get_title()
-    assert ax.get_xlabel()
-    assert ax.get_ylabel()
-
-
-def overlay(plot, predictions, **kwargs) -> Axes:
-    """Draw the champion, then the challenger on the same Axes."""
-    ax = plot(predictions["y"], predictions["champion"], label="champion", **kwargs)
-    returned = plot(predictions["y"], predictions["challenger"], ax=ax, label="challenger", **kwargs)
-    assert returned is ax
-    return ax
 
 
 # ---------------------------------------------------------------------------------------------------

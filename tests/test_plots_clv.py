@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from tests.plot_helpers import assert_labelled, legend_texts, overlay  # noqa: E402
 
 from crmscore import evaluation, plots  # noqa: E402
 
@@ -28,26 +29,6 @@ def values() -> dict[str, np.ndarray]:
     champion = y * rng.lognormal(0.0, 0.5, 800) + rng.uniform(0.0, 5.0, 800)
     challenger = np.clip(0.5 * y + rng.normal(30.0, 20.0, 800), 0.0, None)
     return {"y": y, "champion": champion, "challenger": challenger}
-
-
-def legend_texts(ax: Axes) -> list[str]:
-    legend = ax.get_legend()
-    assert legend is not None, "the plot should show a legend"
-    return [text.get_text() for text in legend.get_texts()]
-
-
-def assert_labelled(ax: Axes) -> None:
-    assert ax.get_title()
-    assert ax.get_xlabel()
-    assert ax.get_ylabel()
-
-
-def overlay(plot, values, **kwargs) -> Axes:
-    """Draw the champion, then the challenger on the same Axes."""
-    ax = plot(values["y"], values["champion"], label="champion", **kwargs)
-    returned = plot(values["y"], values["challenger"], ax=ax, label="challenger", **kwargs)
-    assert returned is ax
-    return ax
 
 
 # ---------------------------------------------------------------------------------------------------

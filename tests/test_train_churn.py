@@ -8,6 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from tests.conftest import workspace_settings
 from typer.testing import CliRunner
 
 from crmscore import tracking
@@ -21,16 +22,7 @@ def workspace(tmp_path, monkeypatch):
     """Settings whose every path lies in tmp_path, with simulated input and a tiny trial budget."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    settings = Settings(
-        paths={
-            "models_dir": str(tmp_path / "models"),
-            "reports_dir": str(tmp_path / "reports"),
-            "simulated_dir": str(tmp_path / "sim"),
-        },
-        data={"max_date": "2026-11-23"},
-        simulate={"customers": 1500, "seed": 3},
-        churn={"tuning": {"trials": 2, "timeout_seconds": 600, "max_trees": 150}},
-    )
+    settings = workspace_settings(tmp_path, churn={"tuning": {"trials": 2, "timeout_seconds": 600, "max_trees": 150}})
     simulate_stage(settings)
     yield settings
     mlflow.set_tracking_uri(None)

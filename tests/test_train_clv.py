@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.base import clone
+from tests.conftest import workspace_settings
 from typer.testing import CliRunner
 
 from crmscore import tracking
@@ -134,16 +135,7 @@ def test_tracking_curve_counts_every_repeat_purchase(small_sim):
 def workspace(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
-    settings = Settings(
-        paths={
-            "models_dir": str(tmp_path / "models"),
-            "reports_dir": str(tmp_path / "reports"),
-            "simulated_dir": str(tmp_path / "sim"),
-        },
-        data={"max_date": "2026-11-23"},
-        simulate={"customers": 1500, "seed": 3},
-        clv={"tuning": {"trials": 2, "timeout_seconds": 600, "max_trees": 150}},
-    )
+    settings = workspace_settings(tmp_path, clv={"tuning": {"trials": 2, "timeout_seconds": 600, "max_trees": 150}})
     simulate_stage(settings)
     yield settings
     mlflow.set_tracking_uri(None)
