@@ -885,19 +885,26 @@ class NoTranspose(pd.DataFrame):
 
 
 def test_column_T_is_never_read_as_the_transpose(bg_sim):
-    guarded = NoTranspose(bg_sim.iloc[:500])
+    plain = bg_sim.iloc[:500].copy()
+    plain.attrs["time_unit"] = "W"
+    guarded = NoTranspose(plain)
     guarded.attrs["time_unit"] = "W"
     for cls in (BetaGeoModel, ParetoNBDModel):
         model = cls(penalizer=0.01).fit(guarded)
-        model.probability_alive(guarded)
-        model.conditional_expected_purchases(5, guarded)
-        model.log_likelihood_individual(guarded)
+        reference = cls(penalizer=0.01).fit(plain)
+        assert model.params_ == reference.params_
+        np.testing.assert_array_equal(model.probability_alive(guarded), reference.probability_alive(plain))
+        expected = model.conditional_expected_purchases(5, guarded)
+        assert np.all(np.isfinite(expected)) and np.all(expected >= 0)
+        assert model.log_likelihood_individual(guarded).sum() == pytest.approx(model.log_likelihood_)
     spend = NoTranspose(bg_sim.iloc[:500].assign(monetary_value=np.where(bg_sim["frequency"].iloc[:500] > 0, 9.0, 0)))
     spend.iloc[::3, spend.columns.get_loc("monetary_value")] *= 2
     gg = GammaGammaModel().fit(spend)
-    btyd.customer_lifetime_value(model, gg, spend, 100, 0.1)
-    btyd.validate_summary(guarded)
-    btyd.rfm_summary(NoTranspose(tiny_log()), "2024-02-05")
+    value = btyd.customer_lifetime_value(model, gg, spend, 100, 0.1)
+    assert value.shape == (500,) and np.all(np.isfinite(value)) and np.all(value >= 0)
+    assert btyd.validate_summary(guarded) is guarded
+    summary = btyd.rfm_summary(NoTranspose(tiny_log()), "2024-02-05")
+    pd.testing.assert_frame_equal(summary, btyd.rfm_summary(tiny_log(), "2024-02-05"))
 
 
 def test_source_has_no_attribute_named_T():

@@ -30,7 +30,6 @@ from crmscore.features import build_features
 from crmscore.stages import (
     CHURN_MODEL_NAME,
     CLV_MODEL_NAME,
-    repeat_transactions_tracking,
     simulate_stage,
     train_churn_stage,
     train_clv_stage,
@@ -119,7 +118,7 @@ def test_contractual_clv_needs_churn_probability():
 def test_tracking_curve_counts_every_repeat_purchase(small_sim):
     model = btyd.BetaGeoModel().fit(btyd.rfm_summary(small_sim.transactions, AS_OF, "W"))
     end = AS_OF + pd.Timedelta(days=365)
-    curve = repeat_transactions_tracking(model, small_sim.transactions, AS_OF, end, "W")
+    curve = btyd.repeat_transactions_tracking(model, small_sim.transactions, AS_OF, end, "W")
     assert curve["actual"].is_monotonic_increasing and curve["predicted"].is_monotonic_increasing
     assert curve["period_end"].iloc[-1] == end
     holdout = btyd.rfm_summary(small_sim.transactions, AS_OF, "W", holdout_end=end)

@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 from crmscore.config import ChurnSettings, FeatureSettings, TuningSettings
 from crmscore.errors import DataError
 from crmscore.evaluation import classification_metrics, roc_auc
+from crmscore.explain import TreeShapCache
 from crmscore.features import FeatureEncoder, build_features, feature_columns, stack_frames
 from crmscore.labels import label_kind, last_labelable_as_of, subscription_churn, transaction_churn
 
@@ -253,7 +254,7 @@ def _baseline_input(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
 # --- LightGBM ----------------------------------------------------------------------------------------
 
 
-class ChurnModel(FeatureEncoder, ClassifierMixin, BaseEstimator):
+class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
     """Calibrated LightGBM churn classifier (scikit-learn conventions, never stores training data).
 
     Args:
@@ -425,7 +426,10 @@ class ChurnModel(FeatureEncoder, ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "boosters_")
         prepared = self._prepare(X)
-        contrib = np.mean([self._explainer(i).contrib(prepared) for i in range(len(self.boosters_))], axis=0)
+        contrib = np.mean(
+            [self._tree_shap(i, b, b.best_iteration or None).contrib(prepared) for i, b in enumerate(self.boosters_)],
+            axis=0,
+        )
         values, base = contrib[:, :-1], float(contrib[0, -1]) if len(contrib) else 0.0
         if self.blend_weight_ < 1.0:
             features = list(self.feature_names_in_)
@@ -435,22 +439,6 @@ class ChurnModel(FeatureEncoder, ClassifierMixin, BaseEstimator):
             values = self.blend_weight_ * values + (1.0 - self.blend_weight_) * linear_values
             base = self.blend_weight_ * base + (1.0 - self.blend_weight_) * linear_base
         return values, base
-
-    def _explainer(self, i: int) -> Any:
-        """Exact TreeSHAP of booster ``i`` (equal to ``pred_contrib``, several times faster), built once."""
-        from crmscore.explain import TreeShap
-
-        cache = self.__dict__.setdefault("_explainers", {})
-        if i not in cache:
-            booster = self.boosters_[i]
-            cache[i] = TreeShap(booster, num_iteration=booster.best_iteration or None, n_jobs=self.n_jobs)
-        return cache[i]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Explainers are a cache of the boosters: never pickled (nor logged to MLflow) with the model.
-        state = super().__getstate__()
-        state.pop("_explainers", None)
-        return state
 
     def feature_importance(self) -> pd.Series:
         """Total gain per feature summed over the boosters, largest first."""

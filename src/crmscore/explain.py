@@ -37,6 +37,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -45,7 +46,7 @@ from numba import njit
 
 from crmscore.features import describe
 
-__all__ = ["TreeShap", "tree_shap", "top_reasons", "REASON_COLUMNS"]
+__all__ = ["TreeShap", "TreeShapCache", "tree_shap", "top_reasons", "REASON_COLUMNS"]
 
 # Decision-type bits of LightGBM's model format (include/LightGBM/tree.h).
 _CATEGORICAL_MASK = 1
@@ -811,6 +812,25 @@ class TreeShap:
 def _cores() -> int:
     """Cores this process may run on (the affinity mask where the OS has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class TreeShapCache:
+    """Mixin of the models: one :class:`TreeShap` per booster, built on first use and never pickled.
+
+    The explainers are derived from the boosters, so they are left out of the pickled model (and so of
+    the model logged to MLflow) and rebuilt after loading.
+    """
+
+    def _tree_shap(self, key: Any, booster: lgb.Booster, num_iteration: int | None = None) -> TreeShap:
+        cache = self.__dict__.setdefault("_explainers", {})
+        if key not in cache:
+            cache[key] = TreeShap(booster, num_iteration=num_iteration, n_jobs=getattr(self, "n_jobs", -1))
+        return cache[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_explainers", None)
+        return state
 
 
 def tree_shap(booster: lgb.Booster, X: pd.DataFrame | np.ndarray, num_iteration: int | None = None) -> np.ndarray:

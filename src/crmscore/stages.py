@@ -280,10 +280,13 @@ def train_churn_stage(
 
         version = tracking.log_estimator(model, CHURN_MODEL_NAME, test.X.head(5), output="churn_probability")
         tracking.set_alias(CHURN_MODEL_NAME, tracking.CHALLENGER, version)
+        y_holdout = test.y.to_numpy().astype(int)
         promoted, champion_version, decision = _promotion(
             CHURN_MODEL_NAME,
             version,
-            test,
+            lambda champion: classification_metrics(y_holdout, champion.predict_proba(test.X)[:, 1])[
+                cfg.promotion_metric
+            ],
             metrics[f"test_{cfg.promotion_metric}"],
             cfg.promotion_metric,
             cfg.promotion_margin,
@@ -298,24 +301,26 @@ def train_churn_stage(
 
 
 def _promotion(
-    name: str, version: int, holdout, challenger_score: float, metric: str, margin: float
+    name: str, version: int, champion_score, challenger_score: float, metric: str, margin: float
 ) -> tuple[bool, int | None, str]:
-    """Decide whether the new version replaces the champion, judged on the same holdout."""
+    """Decide whether the new version replaces the champion, judged on the same holdout.
+
+    ``champion_score(estimator)`` scores the current champion's estimator on the holdout the challenger
+    was scored on; lower is better for the metrics in :data:`crmscore.evaluation.LOWER_IS_BETTER`.
+    """
     from crmscore import tracking
-    from crmscore.evaluation import classification_metrics
+    from crmscore.evaluation import LOWER_IS_BETTER
 
     current = tracking.version_by_alias(name, tracking.CHAMPION)
     if current is None:
         return True, None, "promoted: no champion yet"
     try:
         estimator = tracking.load_model(name, version=current.version).unwrap_python_model().estimator
-        p = estimator.predict_proba(holdout.X)[:, 1]
-        champion_score = classification_metrics(holdout.y.to_numpy().astype(int), p)[metric]
-    except Exception as exc:  # a champion built on other features cannot be judged here
+        champion = champion_score(estimator)
+    except Exception as exc:  # a champion of another kind or on other features cannot be judged here
         return False, int(current.version), f"kept champion v{current.version}: it cannot score this holdout ({exc})"
-    lower_is_better = metric in {"log_loss", "brier"}
-    gain = (champion_score - challenger_score) if lower_is_better else (challenger_score - champion_score)
-    verdict = f"{metric} {challenger_score:.4f} vs champion v{current.version} {champion_score:.4f} (margin {margin})"
+    gain = (champion - challenger_score) if metric in LOWER_IS_BETTER else (challenger_score - champion)
+    verdict = f"{metric} {challenger_score:.4f} vs champion v{current.version} {champion:.4f} (margin {margin})"
     if gain >= margin:
         return True, int(current.version), f"promoted: {verdict}"
     return False, int(current.version), f"kept champion: {verdict}"
@@ -324,67 +329,6 @@ def _promotion(
 # --- CLV ---------------------------------------------------------------------------------------------
 
 CLV_MODEL_NAME = "crmscore-clv"
-
-
-def _value_promotion(
-    name: str, version: int, X, y, challenger_score: float, metric: str, margin: float
-) -> tuple[bool, int | None, str]:
-    """Champion against challenger on the same holdout, for value models (direction by metric)."""
-    from crmscore import tracking
-    from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
-
-    current = tracking.version_by_alias(name, tracking.CHAMPION)
-    if current is None:
-        return True, None, "promoted: no champion yet"
-    if int(current.version) == int(version):
-        return True, int(current.version), "promoted: already champion"
-    try:
-        estimator = tracking.load_model(name, version=current.version).unwrap_python_model().estimator
-        champion_score = value_metrics(y, estimator.predict(X))[metric]
-    except Exception as exc:  # a champion of another kind or on other features cannot be judged here
-        return False, int(current.version), f"kept champion v{current.version}: it cannot score this holdout ({exc})"
-    gain = (champion_score - challenger_score) if metric in LOWER_IS_BETTER else (challenger_score - champion_score)
-    verdict = f"{metric} {challenger_score:.4f} vs champion v{current.version} {champion_score:.4f} (margin {margin})"
-    if gain >= margin:
-        return True, int(current.version), f"promoted: {verdict}"
-    return False, int(current.version), f"kept champion: {verdict}"
-
-
-def repeat_transactions_tracking(model, transactions, as_of, end, time_unit: str = "W"):
-    """Cumulative repeat purchases per period, actual against a BTYD model's unconditional expectation.
-
-    Customers are those with a first purchase on or before ``as_of`` (the calibration population);
-    each contributes E[X(t − first purchase)] by period end ``t``. Returns a DataFrame with columns
-    ``period`` (1, 2, …), ``period_end`` (date), ``actual`` and ``predicted`` (cumulative).
-    """
-    import numpy as np
-    import pandas as pd
-
-    from crmscore.clv.btyd import TIME_UNITS
-
-    as_of, end = pd.Timestamp(as_of).normalize(), pd.Timestamp(end).normalize()
-    unit_days = TIME_UNITS[time_unit]
-    daily = transactions.assign(date=pd.to_datetime(transactions["date"]).dt.normalize())[["customer_id", "date"]]
-    daily = daily.drop_duplicates()
-    first = daily.groupby("customer_id")["date"].min()
-    first = first[first <= as_of]
-    daily = daily[daily["customer_id"].isin(first.index) & (daily["date"] <= end)]
-    repeat_dates = daily.loc[daily["date"] > daily["customer_id"].map(first), "date"]
-    start = first.min()
-    n_periods = int(np.ceil(((end - start).days + 1) / unit_days))
-    period_ends = start + pd.to_timedelta(np.arange(1, n_periods + 1) * unit_days - 1, unit="D")
-    period_ends = pd.DatetimeIndex(np.minimum(period_ends.values, end.to_datetime64()))
-    actual = np.searchsorted(np.sort(repeat_dates.to_numpy()), period_ends.values, side="right")
-    first_days = first.to_numpy(dtype="datetime64[ns]")
-    counts = pd.Series(first_days).value_counts()
-    predicted = []
-    for period_end in period_ends.values:
-        age_days = (period_end - counts.index.to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
-        age = np.clip(age_days, 0, None) / unit_days
-        predicted.append(float(np.sum(counts.to_numpy() * model.expected_purchases(age))))
-    return pd.DataFrame(
-        {"period": np.arange(1, n_periods + 1), "period_end": period_ends, "actual": actual, "predicted": predicted}
-    )
 
 
 def train_clv_stage(
@@ -524,7 +468,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
             draw(y_hold, predictions["ml"], ax=ax, label="LightGBM")
             mlflow.log_figure(fig, f"plots/{file_name}.png")
             plt.close(fig)
-        curve = repeat_transactions_tracking(
+        curve = btyd.repeat_transactions_tracking(
             btyd_model.transaction_model_, tables["transactions"], test_as_of, end, cfg.time_unit
         )
         ax = plots.plot_cumulative_transactions(
@@ -572,11 +516,10 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
             client.set_model_version_tag(CLV_MODEL_NAME, str(number), "crmscore.clv_model", kind_name)
         version = versions[chosen]
         tracking.set_alias(CLV_MODEL_NAME, tracking.CHALLENGER, version)
-        promoted, champion_version, decision = _value_promotion(
+        promoted, champion_version, decision = _promotion(
             CLV_MODEL_NAME,
             version,
-            X_hold,
-            y_hold,
+            lambda champion: value_metrics(y_hold, champion.predict(X_hold))[metric],
             metrics[f"{chosen}_test_{metric}"],
             metric,
             cfg.promotion_margin,

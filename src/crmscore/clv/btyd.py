@@ -52,6 +52,8 @@ __all__ = [
     "ParetoNBDModel",
     "GammaGammaModel",
     "discount_factors",
+    "customer_lifetime_value",
+    "repeat_transactions_tracking",
 ]
 
 TimeUnit = Literal["D", "W"]
@@ -764,4 +766,39 @@ def customer_lifetime_value(
     return margin * spend_model.expected_average_spend(summary) * purchases
 
 
-__all__ += ["customer_lifetime_value"]
+def repeat_transactions_tracking(
+    model: BetaGeoModel | ParetoNBDModel,
+    transactions: pd.DataFrame,
+    as_of: dt.date | str | pd.Timestamp,
+    end: dt.date | str | pd.Timestamp,
+    time_unit: TimeUnit = "W",
+) -> pd.DataFrame:
+    """Cumulative repeat purchases per period, actual against a BTYD model's unconditional expectation.
+
+    Customers are those with a first purchase on or before ``as_of`` (the calibration population);
+    each contributes E[X(t − first purchase)] by period end ``t``. Returns a DataFrame with columns
+    ``period`` (1, 2, …), ``period_end`` (date), ``actual`` and ``predicted`` (cumulative).
+    """
+    as_of, end = pd.Timestamp(as_of).normalize(), pd.Timestamp(end).normalize()
+    unit_days = _unit_days(time_unit)
+    daily = transactions.assign(date=pd.to_datetime(transactions["date"]).dt.normalize())[["customer_id", "date"]]
+    daily = daily.drop_duplicates()
+    first = daily.groupby("customer_id")["date"].min()
+    first = first[first <= as_of]
+    daily = daily[daily["customer_id"].isin(first.index) & (daily["date"] <= end)]
+    repeat_dates = daily.loc[daily["date"] > daily["customer_id"].map(first), "date"]
+    start = first.min()
+    n_periods = int(np.ceil(((end - start).days + 1) / unit_days))
+    period_ends = start + pd.to_timedelta(np.arange(1, n_periods + 1) * unit_days - 1, unit="D")
+    period_ends = pd.DatetimeIndex(np.minimum(period_ends.values, end.to_datetime64()))
+    actual = np.searchsorted(np.sort(repeat_dates.to_numpy()), period_ends.values, side="right")
+    first_days = first.to_numpy(dtype="datetime64[ns]")
+    counts = pd.Series(first_days).value_counts()
+    predicted = []
+    for period_end in period_ends.values:
+        age_days = (period_end - counts.index.to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
+        age = np.clip(age_days, 0, None) / unit_days
+        predicted.append(float(np.sum(counts.to_numpy() * model.expected_purchases(age))))
+    return pd.DataFrame(
+        {"period": np.arange(1, n_periods + 1), "period_end": period_ends, "actual": actual, "predicted": predicted}
+    )

@@ -56,7 +56,7 @@ from crmscore.churn import DEFAULT_LGBM_PARAMS, TuningResult, lightgbm_search_sp
 from crmscore.config import ClvSettings, FeatureSettings
 from crmscore.errors import DataError, SettingsError
 from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
-from crmscore.explain import TreeShap
+from crmscore.explain import TreeShapCache
 from crmscore.features import FeatureEncoder, build_features, stack_frames
 from crmscore.labels import future_value, last_labelable_as_of
 
@@ -203,7 +203,7 @@ def clv_datasets(
 # --- model ---------------------------------------------------------------------------------------
 
 
-class ClvModel(FeatureEncoder, RegressorMixin, BaseEstimator):
+class ClvModel(FeatureEncoder, TreeShapCache, RegressorMixin, BaseEstimator):
     """LightGBM model of the spend expected over the horizon (scikit-learn conventions, no training data kept).
 
     Args:
@@ -357,24 +357,11 @@ class ClvModel(FeatureEncoder, RegressorMixin, BaseEstimator):
                 "(P(purchase) × E[spend | purchase]), so its contributions cannot add up exactly"
             )
         prepared = self._prepare(X)
-        contrib = self._explainer("spend").contrib(prepared)
+        contrib = self._tree_shap("spend", self.boosters_["spend"], self.n_trees_["spend"]).contrib(prepared)
         values = np.asarray(contrib)[:, :-1]
         # The balance factor multiplies the spend, so its log joins the (constant) base value.
         base = (float(contrib[0, -1]) if len(contrib) else 0.0) + float(np.log(self.balance_factor_))
         return values, base
-
-    def _explainer(self, part: str) -> TreeShap:
-        """The exact TreeSHAP explainer of one booster, built once (equal to ``pred_contrib``, faster)."""
-        cache = self.__dict__.setdefault("_explainers", {})
-        if part not in cache:
-            cache[part] = TreeShap(self.boosters_[part], num_iteration=self.n_trees_[part], n_jobs=self.n_jobs)
-        return cache[part]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Explainers are a cache of the boosters: never pickled (nor logged to MLflow) with the model.
-        state = super().__getstate__()
-        state.pop("_explainers", None)
-        return state
 
     def feature_importance(self) -> pd.Series:
         """Share of the total split gain per feature (averaged over the parts of a two-part model), largest first."""
