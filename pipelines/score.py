@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crmscore.data.load import load_tables
-from crmscore.stages import score_stage, scoring_as_of
+from crmscore.data.stream import last_event_date
+from crmscore.stages import score_stage
 from pipelines._common import main
 
 
@@ -14,11 +14,9 @@ def _arguments(parser):
 
 
 def _score(settings, args):
-    if args.as_of:
-        return score_stage(settings, pd.Timestamp(args.as_of), progress=False)
     source = Path(settings.data.input_dir or settings.paths.simulated_dir)
-    loaded = load_tables(source, settings.data)
-    return score_stage(settings, scoring_as_of(loaded.tables), loaded=loaded, progress=False)
+    as_of = pd.Timestamp(args.as_of) if args.as_of else last_event_date(source, settings.data)
+    return score_stage(settings, as_of, input_dir=source, progress=False)
 
 
 if __name__ == "__main__":

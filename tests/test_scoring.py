@@ -515,6 +515,59 @@ def test_rejected_rows_are_written_and_counted(ws, tmp_path):
     assert corrupted_customer in set(got.scores["customer_id"]) and 999_999 not in set(got.scores["customer_id"])
 
 
+def _write_layout(tables: dict[str, pd.DataFrame], folder: Path, layout: str) -> None:
+    """Write the tables as sorted Parquet in small row groups, shuffled Parquet, or CSV."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if layout == "csv":
+        write_tables(tables, folder, "csv")
+        return
+    folder.mkdir(parents=True)
+    for name, df in tables.items():
+        if layout == "shuffled parquet" and name != "customers":
+            df = df.sample(frac=1.0, random_state=5).reset_index(drop=True)
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), folder / f"{name}.parquet", row_group_size=2_000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("layout", "reader"), [("sorted parquet", "_RowGroups"), ("shuffled parquet", "_Spilled"), ("csv", "_Spilled")]
+)
+def test_streamed_input_scores_exactly_as_tables_loaded_whole(ws, tmp_path, layout, reader):
+    from crmscore.data.load import load_tables
+    from crmscore.data.stream import StreamedInput
+
+    tables = {name: df.copy() for name, df in ws.tables.items()}
+    tx = tables["transactions"]
+    tx.loc[5, "amount"] = -3.0
+    tx.loc[len(tx) - 3, "date"] = pd.Timestamp("2031-01-01")  # future: rejected
+    tables["transactions"] = pd.concat([tx, tx.iloc[[0]].assign(customer_id=999_999)], ignore_index=True)
+    folder = tmp_path / "in"
+    _write_layout(tables, folder, layout)
+    settings = _with_scoring(ws.settings, chunk_size=300)
+    with StreamedInput(folder, settings.data, pd.Timestamp(AS_OF), 300, spill_dir=tmp_path) as probe:
+        assert type(probe._readers["transactions"]).__name__ == reader  # the path this layout takes
+        spilled = list(tmp_path.glob("crmscore-stream-*/*.parquet"))
+        assert bool(spilled) == (reader == "_Spilled")
+    assert not list(tmp_path.glob("crmscore-stream-*"))  # spill files go when the input is closed
+
+    streamed = _score(settings, tmp_path / "streamed", input_dir=folder)
+    whole = _score(settings, tmp_path / "whole", loaded=load_tables(folder, settings.data))
+    assert len(streamed.scores) == len(ws.known(AS_OF)) and streamed.manifest["chunks"] > 3
+    pd.testing.assert_frame_equal(streamed.scores, whole.scores, check_exact=True)
+    pd.testing.assert_frame_equal(streamed.explanations, whole.explanations, check_exact=True)
+    for key in ("rows_in", "rejected", "scored", "customers_known"):
+        assert streamed.manifest[key] == whole.manifest[key], key
+    assert streamed.manifest["rejected"]["transactions"] == 3
+    assert _visible(streamed.folder / "rejects") == _visible(whole.folder / "rejects") == ["transactions.parquet"]
+    rejects = pd.read_parquet(streamed.folder / "rejects" / "transactions.parquet")
+    pd.testing.assert_frame_equal(rejects, pd.read_parquet(whole.folder / "rejects" / "transactions.parquet"))
+    assert rejects["row_number"].tolist() == sorted(rejects["row_number"])
+    assert set(rejects["reason"].str.split(":").str[0]) == {"amount", "date", "customer_id"}
+    assert "read_and_validate" in streamed.manifest["seconds"]
+
+
 @pytest.mark.slow
 def test_model_version_pins_a_registered_version(ws, scored, tmp_path):
     out = tmp_path / "out"

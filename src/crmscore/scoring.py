@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 from crmscore import tiers
 from crmscore.clv.value import lifetime_value
 from crmscore.config import Settings
+from crmscore.data.stream import StreamedInput
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS, top_reasons
 from crmscore.features import build_features
@@ -150,6 +152,31 @@ def customer_chunks(
             mine = np.isin(table["customer_id"].to_numpy()[rows], chunk_ids)
             chunk[name] = table.iloc[rows[mine]]
         yield chunk
+
+
+class _TablesInMemory:
+    """Tables loaded whole, handed out per chunk like :class:`crmscore.data.stream.StreamedInput`."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, pd.DataFrame],
+        as_of: pd.Timestamp,
+        chunk_size: int,
+        rejects: Mapping[str, pd.DataFrame] | None,
+        rows_in: Mapping[str, int] | None,
+    ) -> None:
+        self.tables = tables
+        self.as_of = as_of
+        self.chunk_size = chunk_size
+        customers = tables["customers"]
+        self.known = int((customers["signup_date"] <= as_of).sum())
+        self.n_chunks = -(-self.known // chunk_size)
+        self.rejects = dict(rejects or {})
+        self.rows_in = dict(rows_in or {})
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[dict[str, pd.DataFrame]]:
+        return customer_chunks(self.tables, self.as_of, self.chunk_size)
 
 
 def scoring_dir(out_dir: str | os.PathLike, as_of: pd.Timestamp) -> Path:
@@ -290,7 +317,7 @@ def _tier_features(settings: Settings) -> list[str]:
 
 
 def score(
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame] | StreamedInput,
     as_of: pd.Timestamp,
     models: ScoringModels,
     settings: Settings,
@@ -300,33 +327,50 @@ def score(
     chunk_size: int | None = None,
     progress: bool = True,
     extra_seconds: Mapping[str, float] | None = None,
+    check_chunk: Callable[[Mapping[str, pd.DataFrame]], None] | None = None,
 ) -> ScoreResult:
     """Score every customer known on ``as_of`` and write the scoring folder atomically.
 
-    ``rejects`` are the rows validation refused (written to ``rejects/`` and counted in the manifest);
-    ``rows_in`` the row counts read per table; ``extra_seconds`` the time of steps done before (loading
-    models, reading and validating input), reported in the manifest and counted in its total. See the
-    module docstring for the outputs.
+    ``tables`` are validated tables loaded whole, or a :class:`~crmscore.data.stream.StreamedInput`
+    that reads and validates them one chunk at a time (its chunk size and rejects then apply). For
+    tables loaded whole, ``rejects`` are the rows validation refused (written to ``rejects/`` and counted
+    in the manifest) and ``rows_in`` the row counts read per table. ``extra_seconds`` are the times of
+    steps done before (loading models, reading and validating input), reported in the manifest and
+    counted in its total. ``check_chunk`` is called with the first chunk's tables before it is scored
+    (e.g. to check the input gives the features the models need). See the module docstring for the
+    outputs.
     """
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     as_of = pd.Timestamp(as_of).normalize()
-    chunk_size = chunk_size or settings.scoring.chunk_size
-    customers = tables["customers"]
-    known = int((customers["signup_date"] <= as_of).sum())
+    if isinstance(tables, StreamedInput):
+        if tables.as_of != as_of:
+            raise ValueError(f"the streamed input was opened for {tables.as_of.date()}, not {as_of.date()}")
+        source: StreamedInput | _TablesInMemory = tables
+        known = len(tables.ids)
+    else:
+        source = _TablesInMemory(tables, as_of, chunk_size or settings.scoring.chunk_size, rejects, rows_in)
+        known = source.known
+    chunk_size = source.chunk_size
     if known == 0:
         raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
     target = scoring_dir(out_dir, as_of)
     previous = previous_scoring(out_dir, as_of)
     seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "explain": 0.0}
-    before = sum(seconds.values())
+    # Time spent before this call: the given steps, and opening a streamed input.
+    before = sum(seconds.values()) + (source.open_seconds if isinstance(source, StreamedInput) else 0.0)
     with atomic_dir(target) as tmp:
         frames = []
         writer: pq.ParquetWriter | None = None
         explanation_rows = 0
-        n_chunks = -(-known // chunk_size)
-        chunks = customer_chunks(tables, as_of, chunk_size)
+        n_chunks = source.n_chunks
+        chunks = iter(source)
+        first = next(chunks)
+        if check_chunk is not None:
+            check_chunk(first)  # before the progress bar: a failed check is the only line printed
+        chunks = itertools.chain([first], chunks)
+        del first
         for chunk in tqdm(chunks, total=n_chunks, desc="scoring", unit="chunk", disable=not progress):
             frame, explanations, spent = score_chunk(chunk, as_of, models, settings)
             for key, value in spent.items():
@@ -371,6 +415,14 @@ def score(
         scores.to_parquet(tmp / "scores.parquet", index=False)
         migration = _migration(previous, scores)
         migration.to_csv(tmp / "tier_migration.csv")
+        rejects = source.rejects
+        rows_in = (
+            {name: report.rows_in for name, report in source.reports.items()}
+            if isinstance(source, StreamedInput)
+            else source.rows_in
+        )
+        if source.seconds:
+            seconds["read_and_validate"] = seconds.get("read_and_validate", 0.0) + source.seconds
         rejected = {}
         if rejects:
             (tmp / "rejects").mkdir()

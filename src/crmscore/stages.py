@@ -784,36 +784,57 @@ def score_stage(
     loaded: LoadedData | None = None,
     progress: bool = True,
 ):
-    """Batch scoring as of a date: validate the input, load the champions, score, write atomically.
+    """Batch scoring as of a date: load the champions, read and validate the input, score, write atomically.
+
+    Without ``loaded`` tables, the input (``input_dir``, else ``data.input_dir``, else the simulated
+    data) is streamed: the customers are read whole, the other tables one chunk of customers at a time
+    (:class:`crmscore.data.stream.StreamedInput`), so memory follows ``scoring.chunk_size``, not the
+    size of the customer base.
 
     Writes ``<out_dir>/as_of=YYYY-MM-DD/`` (``out_dir`` defaults to ``scoring.out_dir``) with
     ``scores.parquet``, ``explanations.parquet``, ``rejects/``, ``tier_migration.csv`` and
     ``manifest.json`` (see :mod:`crmscore.scoring`). ``versions`` pins model versions by role
     (``{"churn": 3}``) instead of the champions.
     """
+    from crmscore.data.stream import StreamedInput
     from crmscore.scoring import score
 
     t0 = time.perf_counter()
     models = load_scoring_models(settings, versions)
-    load_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if loaded is None:
+    extra_seconds = {"load_models": time.perf_counter() - t0}
+    as_of = pd.Timestamp(as_of).normalize()
+    out_dir = out_dir or settings.scoring.out_dir
+
+    def check(tables) -> None:
+        _check_model_inputs(models, tables, settings.features)
+
+    if loaded is not None:
+        rows_in = {name: report.rows_in for name, report in loaded.reports.items()}
+        result = score(
+            loaded.tables,
+            as_of,
+            models,
+            settings,
+            out_dir,
+            rejects=loaded.rejects,
+            rows_in=rows_in,
+            progress=progress,
+            extra_seconds=extra_seconds,
+            check_chunk=check,
+        )
+    else:
         source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
-        loaded = load_tables(source, settings.data)
-    _check_model_inputs(models, loaded.tables, settings.features)
-    validate_seconds = time.perf_counter() - t0
-    rows_in = {name: report.rows_in for name, report in loaded.reports.items()}
-    result = score(
-        loaded.tables,
-        pd.Timestamp(as_of),
-        models,
-        settings,
-        out_dir or settings.scoring.out_dir,
-        rejects=loaded.rejects,
-        rows_in=rows_in,
-        progress=progress,
-        extra_seconds={"load_models": load_seconds, "read_and_validate": validate_seconds},
-    )
+        with StreamedInput(source, settings.data, as_of, settings.scoring.chunk_size) as streamed:
+            result = score(
+                streamed,
+                as_of,
+                models,
+                settings,
+                out_dir,
+                progress=progress,
+                extra_seconds=extra_seconds,
+                check_chunk=check,
+            )
     log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
     return result
 

@@ -20,13 +20,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+
+with warnings.catch_warnings():
+    # pandera imports pyspark.pandas when pyspark is installed (the Spark extra), and pyspark warns
+    # about the pandas version on import; that warning says nothing about crmscore's own use of pandas.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)
+    import pandera.pandas as pa
 import pyarrow.parquet as pq
 
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
@@ -149,8 +155,15 @@ def read_table(
     except Exception as exc:  # any reader failure is a whole-file problem for the user
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {kind}: {detail}") from None
-    raw.columns = [str(c).strip() for c in raw.columns]
+    return map_columns(raw, path, table, columns).reset_index(drop=True)
 
+
+def map_columns(
+    raw: pd.DataFrame, path: str | os.PathLike, table: str, columns: Mapping[str, str] | None
+) -> pd.DataFrame:
+    """Rename the user's columns of ``raw`` (read from ``path``) to the contract's names and check that
+    every required column is there; raises :class:`DataError` naming the file and column otherwise."""
+    raw.columns = [str(c).strip() for c in raw.columns]
     mapping = dict(columns or {})
     unknown = sorted(set(mapping) - {c.name for c in CONTRACT[table]})
     if unknown:
@@ -175,7 +188,7 @@ def read_table(
     if raw.columns.duplicated().any():
         dup = raw.columns[raw.columns.duplicated()][0]
         raise DataError(f"{path}: column '{dup}': appears twice after mapping")
-    return raw.reset_index(drop=True)
+    return raw
 
 
 # --- coercion -----------------------------------------------------------------------------------------
@@ -448,9 +461,7 @@ class _Validator:
         kept_parts, rejected_parts = [], []
         for start in range(0, max(n, 1), max(step, 1)):
             part = raw.iloc[start : start + step].reset_index(drop=True)
-            kept, rej = validate_table(part, table, source, self.max_date, self.date_formats.get(table))
-            if table != "customers":
-                kept, rej = _check_customers(part, kept, rej, self.tables["customers"], self.rejects["customers"])
+            kept, rej = self.validate_rows(table, part)
             if start and len(rej):
                 rej["row_number"] = rej["row_number"] + start
             kept_parts.append(kept)
@@ -479,6 +490,23 @@ class _Validator:
         )
         if n != len(kept) + len(rej):  # the contract's promise; never silently lose a row
             raise AssertionError(f"{table}: {n} rows in, {len(kept)} kept + {len(rej)} rejected")
+
+    def validate_rows(
+        self, table: str, raw: pd.DataFrame, row_numbers: np.ndarray | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Validate some rows of ``table`` (after the customers): ``(kept, rejects)``.
+
+        ``row_numbers`` are the rows' 1-based numbers in the file (default: their positions in ``raw``);
+        the rejects carry them.
+        """
+        raw = raw.reset_index(drop=True)
+        source = self.sources.get(table, table)
+        kept, rej = validate_table(raw, table, source, self.max_date, self.date_formats.get(table))
+        if table != "customers":
+            kept, rej = _check_customers(raw, kept, rej, self.tables["customers"], self.rejects["customers"])
+        if row_numbers is not None and len(rej):
+            rej["row_number"] = np.asarray(row_numbers, dtype=np.int64)[rej["row_number"].to_numpy() - 1]
+        return kept, rej
 
     def result(self) -> LoadedData:
         return LoadedData(tables=self.tables, rejects=self.rejects, reports=self.reports)

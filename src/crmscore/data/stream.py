@@ -1,0 +1,499 @@
+"""Input tables streamed per customer range, so that scoring never holds every customer's rows at once.
+
+:class:`StreamedInput` reads and validates the customers table whole (it is small: one row a
+customer), splits the customers known on the as-of date into chunks of consecutive ids, and then gives
+the other tables (transactions, invoices, interactions) one chunk at a time — each chunk validated
+through the same data contract as :func:`crmscore.data.load.load_tables`, its rejected rows kept with
+their row number in the file and their reason.
+
+How a table is read per chunk depends on its file:
+
+* **Parquet sorted by customer** (as the simulator and most exports partitioned by customer write it):
+  the row-group statistics of ``customer_id`` tell which row groups hold a chunk's customers, and only
+  those are read;
+* **anything else** (unsorted Parquet, CSV): one pass reads the file in batches and spills each row,
+  with its row number, to the part of a temporary Parquet file that belongs to its chunk; each chunk then
+  reads its part.
+
+Every row of a table belongs to exactly one chunk — rows of unknown customers and rows whose customer
+cannot be read go to the last chunk, where validation rejects them — so the rows read, kept and
+rejected add up as they do for the whole-table loader, and the kept rows of a chunk are exactly the
+rows :func:`crmscore.scoring.customer_chunks` would give it from the whole tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
+from crmscore.data.load import (
+    TableReport,
+    _coerce_date,
+    _coerce_id,
+    _format_of,
+    _harmonise_ids,
+    _rejects_frame,
+    _Validator,
+    find_table_file,
+    map_columns,
+    read_table,
+)
+from crmscore.data.schemas import REQUIRED_TABLES
+from crmscore.errors import DataError
+from crmscore.io import release_memory
+
+__all__ = ["StreamedInput", "last_event_date", "STREAM_BATCH_ROWS", "MAX_SPILL_PARTS"]
+
+log = logging.getLogger("crmscore")
+
+#: Rows read at a time when a table is spilled.
+STREAM_BATCH_ROWS = 500_000
+#: At most this many spill files per table (consecutive chunks share one when there are more chunks).
+MAX_SPILL_PARTS = 64
+
+_ROW = "__crmscore_row__"
+_CHUNK = "__crmscore_chunk__"
+
+
+def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None = None) -> pd.Timestamp:
+    """The latest valid transaction date in ``input_dir`` (else the latest signup), reading one column.
+
+    What :func:`crmscore.stages.scoring_as_of` gives for tables loaded whole, without loading them:
+    dates that validation would reject (unreadable, or after ``data.max_date``) are ignored.
+    """
+    settings = settings or DataSettings()
+    folder = Path(input_dir)
+    max_date = pd.Timestamp(settings.max_date or dt.date.today())
+    for table, column in (("transactions", "date"), ("customers", "signup_date")):
+        cfg = settings.tables.get(table, TableSettings())
+        path = find_table_file(folder, table, cfg)
+        if path is None:
+            continue
+        name = dict(cfg.columns or {}).get(column, column)
+        if _format_of(path, settings.format) == "parquet":
+            batches = (
+                b.column(0).to_pandas() for b in pq.ParquetFile(path).iter_batches(STREAM_BATCH_ROWS, columns=[name])
+            )
+        else:
+            reader = pd.read_csv(
+                path,
+                sep=settings.csv_separator,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                usecols=lambda c: str(c).strip() == name,
+                chunksize=STREAM_BATCH_ROWS,
+            )
+            batches = (frame.iloc[:, 0] for frame in reader)
+        latest = None
+        for values in batches:
+            dates = _coerce_date(values, cfg.date_format)
+            dates = dates[dates <= max_date]
+            if len(dates) and (latest is None or dates.max() > latest):
+                latest = dates.max()
+        if latest is not None:
+            return pd.Timestamp(latest).normalize()
+    raise DataError(f"{folder}: no valid transaction or signup date to score as of; pass the as-of date")
+
+
+class _RowGroups:
+    """A Parquet table sorted by customer: each chunk reads the row groups that can hold its customers."""
+
+    def __init__(self, path: Path, file: pq.ParquetFile, id_column: str, mins: np.ndarray, maxs: np.ndarray):
+        self.path = path
+        self.file = file
+        self.id_column = id_column
+        self.mins = mins
+        self.maxs = maxs
+        sizes = np.array([file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self.rows = int(self.offsets[-1])
+        self._cache: dict[int, pa.Table] = {}
+
+    @classmethod
+    def open(cls, path: Path, id_column: str, integer_ids: bool) -> _RowGroups | None:
+        """The reader when the file's row groups are ordered by customer id, else None."""
+        if not integer_ids:
+            return None
+        file = pq.ParquetFile(path)
+        schema = file.schema_arrow
+        if schema.get_field_index(id_column) < 0 or not pa.types.is_integer(schema.field(id_column).type):
+            return None
+        names = [file.metadata.schema.column(j).path for j in range(file.metadata.num_columns)]
+        if id_column not in names:
+            return None
+        j = names.index(id_column)
+        mins, maxs = [], []
+        for i in range(file.num_row_groups):
+            stats = file.metadata.row_group(i).column(j).statistics
+            if stats is None or not stats.has_min_max or stats.null_count:
+                return None
+            mins.append(stats.min)
+            maxs.append(stats.max)
+        mins_a, maxs_a = np.asarray(mins, dtype=np.int64), np.asarray(maxs, dtype=np.int64)
+        if len(mins_a) > 1 and np.any(maxs_a[:-1] > mins_a[1:]):
+            return None
+        return cls(path, file, id_column, mins_a, maxs_a)
+
+    def read(self, lo: float, hi: float) -> tuple[pa.Table, np.ndarray]:
+        """Rows with ``lo < customer_id <= hi`` and their 1-based row numbers, in file order."""
+        groups = np.flatnonzero((self.maxs > lo) & (self.mins <= hi)).tolist()
+        pieces, numbers = [], []
+        cache = {}
+        for i in groups:
+            table = self._cache.get(i)
+            if table is None:
+                table = self.file.read_row_group(i)
+            cache[i] = table
+            ids = table.column(self.id_column)
+            mask = pc.is_valid(ids)
+            if math.isfinite(lo):
+                mask = pc.and_(mask, pc.greater(ids, int(lo)))
+            if math.isfinite(hi):
+                mask = pc.and_(mask, pc.less_equal(ids, int(hi)))
+            mask_np = mask.to_numpy(zero_copy_only=False)
+            pieces.append(table.filter(mask))
+            numbers.append(self.offsets[i] + 1 + np.flatnonzero(mask_np))
+        # Keep only the last group read: the next chunk starts where this one ended.
+        self._cache = {groups[-1]: cache[groups[-1]]} if groups else {}
+        if not pieces:
+            return self.file.schema_arrow.empty_table(), np.empty(0, dtype=np.int64)
+        return pa.concat_tables(pieces), np.concatenate(numbers)
+
+
+class _Spilled:
+    """A table split once into per-chunk parts of temporary Parquet files."""
+
+    def __init__(self, files: dict[int, Path], group: int, rows: int, is_csv: bool):
+        self.files = files
+        self.group = group
+        self.rows = rows
+        self.is_csv = is_csv
+        self._part: tuple[int, pa.Table] | None = None
+
+    def read(self, chunk: int) -> tuple[pa.Table, np.ndarray]:
+        part = chunk // self.group
+        if self._part is None or self._part[0] != part:
+            path = self.files.get(part)
+            self._part = (part, pq.read_table(path) if path is not None else None)
+        table = self._part[1]
+        if table is None:
+            return None, np.empty(0, dtype=np.int64)
+        mine = table.filter(pc.equal(table.column(_CHUNK), chunk))
+        numbers = mine.column(_ROW).to_numpy()
+        return mine.drop_columns([_ROW, _CHUNK]), numbers
+
+
+class StreamedInput:
+    """The input tables of a scoring, validated and handed out one chunk of customers at a time.
+
+    ``StreamedInput(input_dir, settings.data, as_of, chunk_size)`` reads and validates the customers at
+    once; iterating gives, per chunk, the validated tables restricted to the chunk's customers — the
+    same rows :func:`crmscore.scoring.customer_chunks` takes from tables loaded whole. After the
+    iteration, :attr:`rejects` and :attr:`reports` cover every row of every table. Use it as a context
+    manager (or call :meth:`close`) to remove the spill files.
+    """
+
+    def __init__(
+        self,
+        input_dir: str | os.PathLike,
+        settings: DataSettings | None,
+        as_of: pd.Timestamp,
+        chunk_size: int,
+        spill_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size {chunk_size}: expected a positive integer")
+        started = time.perf_counter()
+        self.settings = settings or DataSettings()
+        self.as_of = pd.Timestamp(as_of).normalize()
+        self.chunk_size = int(chunk_size)
+        folder = Path(input_dir)
+        if not folder.is_dir():
+            raise DataError(f"{folder}: input folder not found")
+        self._spill_root: Path | None = None
+        self._spill_parent = spill_dir
+        self._paths: dict[str, Path] = {}
+        for table in TABLE_NAMES:
+            path = find_table_file(folder, table, self._table_settings(table))
+            if path is None:
+                if table in REQUIRED_TABLES:
+                    raise DataError(
+                        f"{folder}: table '{table}' not found (expected {table}.parquet or {table}.csv, "
+                        f"or set data.tables.{table}.file)"
+                    )
+                continue
+            self._paths[table] = path
+        date_formats = {t: self.settings.tables[t].date_format for t in self.settings.tables}
+        self._validator = _Validator(
+            self.settings.max_date or dt.date.today(), date_formats, {t: str(p) for t, p in self._paths.items()}
+        )
+        self._validator.add("customers", self._read_whole("customers"))
+        customers = self._validator.tables["customers"]
+        known = customers.loc[customers["signup_date"] <= self.as_of].sort_values("customer_id", kind="stable")
+        self.customers = known
+        self.ids = known["customer_id"].to_numpy()
+        self.n_chunks = -(-len(self.ids) // self.chunk_size)
+        # Chunk k holds the ids in (upper[k-1], upper[k]]; the last chunk also takes every id above.
+        self._upper = self.ids[self.chunk_size - 1 :: self.chunk_size].copy() if len(self.ids) else self.ids
+        if len(self.ids) and len(self._upper) < self.n_chunks:
+            self._upper = np.append(self._upper, self.ids[-1])
+        self._integer_ids = pd.api.types.is_integer_dtype(customers["customer_id"].dtype)
+        self._readers: dict[str, _RowGroups | _Spilled] = {}
+        self._kept_counts: Counter = Counter()
+        self._reject_parts: dict[str, list[pd.DataFrame]] = {t: [] for t in self._paths if t != "customers"}
+        self._first: dict[str, pd.DataFrame] | None = None
+        self._consumed = False
+        try:
+            for table in self._paths:
+                if table != "customers":
+                    self._readers[table] = self._open(table)
+        except BaseException:
+            self.close()
+            raise
+        #: Seconds spent reading, spilling and validating: on opening, and in total so far.
+        self.open_seconds = time.perf_counter() - started
+        self.seconds = self.open_seconds
+
+    # --- set-up -----------------------------------------------------------------------------------------
+
+    def _table_settings(self, table: str) -> TableSettings:
+        return self.settings.tables.get(table, TableSettings())
+
+    def _read_whole(self, table: str) -> pd.DataFrame:
+        cfg = self._table_settings(table)
+        return read_table(self._paths[table], table, cfg.columns, self.settings.format, self.settings.csv_separator)
+
+    def _kind(self, table: str) -> str:
+        return _format_of(self._paths[table], self.settings.format)
+
+    def _mapped_id(self, table: str) -> str:
+        return dict(self._table_settings(table).columns or {}).get("customer_id", "customer_id")
+
+    def _check_columns(self, table: str, empty: pd.DataFrame) -> None:
+        map_columns(empty, self._paths[table], table, self._table_settings(table).columns)
+
+    def _open(self, table: str) -> _RowGroups | _Spilled:
+        path = self._paths[table]
+        kind = self._kind(table)
+        try:
+            if kind == "parquet":
+                file = pq.ParquetFile(path)
+                self._check_columns(table, file.schema_arrow.empty_table().to_pandas())
+                reader = _RowGroups.open(path, self._mapped_id(table), self._integer_ids)
+                if reader is not None:
+                    log.debug("%s: row groups ordered by customer; read per chunk", path)
+                    return reader
+            else:
+                header = pd.read_csv(path, sep=self.settings.csv_separator, dtype=str, nrows=0)
+                self._check_columns(table, header)
+        except DataError:
+            raise
+        except Exception as exc:  # any reader failure is a whole-file problem for the user
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(f"{path}: cannot be read as {kind}: {detail}") from None
+        return self._spill(table, kind)
+
+    def chunk_of(self, ids: pd.Series) -> np.ndarray:
+        """The chunk of each raw customer id, read as validation reads it (unreadable: the last chunk)."""
+        customer_ids = self._validator.tables["customers"]["customer_id"]
+        values = _harmonise_ids(customer_ids, _coerce_id(ids.reset_index(drop=True)))
+        last = max(self.n_chunks - 1, 0)
+        out = np.full(len(values), last, dtype=np.int64)
+        present = values.notna().to_numpy(dtype=bool)
+        if present.any() and len(self._upper):
+            found = values[present].to_numpy(dtype=customer_ids.dtype if self._integer_ids else object)
+            out[present] = np.minimum(np.searchsorted(self._upper, found, side="left"), last)
+        return out
+
+    def _spill(self, table: str, kind: str) -> _Spilled:
+        """One pass over the file: every row, with its row number, to the spill part of its chunk."""
+        path = self._paths[table]
+        if self._spill_root is None:
+            self._spill_root = Path(tempfile.mkdtemp(prefix="crmscore-stream-", dir=self._spill_parent))
+        parts = max(1, min(self.n_chunks, MAX_SPILL_PARTS))
+        group = max(1, -(-self.n_chunks // parts))
+        mapping = dict(self._table_settings(table).columns or {})
+        id_column = mapping.get("customer_id", "customer_id")
+        writers: dict[int, pq.ParquetWriter] = {}
+        files: dict[int, Path] = {}
+        rows = 0
+        schema = None
+        try:
+            for batch in self._batches(path, kind):
+                if kind == "csv":
+                    batch = batch.rename(columns=lambda c: str(c).strip())
+                    arrow = pa.Table.from_pandas(
+                        batch, schema=pa.schema([(str(c), pa.string()) for c in batch.columns]), preserve_index=False
+                    )
+                    ids = batch[id_column.strip()]
+                else:
+                    arrow = pa.Table.from_batches([batch])
+                    ids = arrow.column(id_column).to_pandas()
+                n = arrow.num_rows
+                chunks = self.chunk_of(ids)
+                arrow = arrow.append_column(_ROW, pa.array(np.arange(rows + 1, rows + n + 1, dtype=np.int64)))
+                arrow = arrow.append_column(_CHUNK, pa.array(chunks))
+                if schema is None:
+                    schema = arrow.schema
+                part_of = chunks // group
+                order = np.argsort(part_of, kind="stable")
+                bounds = np.searchsorted(part_of[order], np.arange(parts + 1))
+                for p in range(parts):
+                    if bounds[p] == bounds[p + 1]:
+                        continue
+                    piece = arrow.take(pa.array(order[bounds[p] : bounds[p + 1]]))
+                    if p not in writers:
+                        files[p] = self._spill_root / f"{table}-{p:03d}.parquet"
+                        writers[p] = pq.ParquetWriter(files[p], schema)
+                    writers[p].write_table(piece.cast(schema))
+                rows += n
+                del arrow, batch
+        finally:
+            for writer in writers.values():
+                writer.close()
+        release_memory()
+        return _Spilled(files, group, rows, kind == "csv")
+
+    def _batches(self, path: Path, kind: str) -> Iterator:
+        if kind == "parquet":
+            yield from pq.ParquetFile(path).iter_batches(batch_size=STREAM_BATCH_ROWS)
+        else:
+            yield from pd.read_csv(
+                path,
+                sep=self.settings.csv_separator,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                chunksize=STREAM_BATCH_ROWS,
+            )
+
+    # --- chunks -----------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.n_chunks
+
+    def _bounds(self, k: int) -> tuple[float, float]:
+        lo = -math.inf if k == 0 else self._upper[k - 1]
+        hi = math.inf if k == self.n_chunks - 1 else self._upper[k]
+        return lo, hi
+
+    def _raw_chunk(self, table: str, k: int) -> tuple[pd.DataFrame, np.ndarray]:
+        reader = self._readers[table]
+        if isinstance(reader, _RowGroups):
+            lo, hi = self._bounds(k)
+            arrow, numbers = reader.read(lo, hi)
+        else:
+            arrow, numbers = reader.read(k)
+        if arrow is None:
+            raw = self._empty(table)
+        else:
+            raw = arrow.to_pandas()
+            if isinstance(reader, _Spilled) and reader.is_csv:
+                # CSV cells are text; a blank cell reads as NaN, as the whole-table reader gives it.
+                raw = raw.astype(object).where(raw.notna(), np.nan)
+        cfg = self._table_settings(table)
+        return map_columns(raw, self._paths[table], table, cfg.columns), numbers
+
+    def _empty(self, table: str) -> pd.DataFrame:
+        path = self._paths[table]
+        if self._kind(table) == "parquet":
+            return pq.ParquetFile(path).schema_arrow.empty_table().to_pandas()
+        return pd.read_csv(path, sep=self.settings.csv_separator, dtype=str, nrows=0)
+
+    def chunk(self, k: int) -> dict[str, pd.DataFrame]:
+        """Chunk ``k``'s validated tables (its customers and their rows); records the chunk's rejects."""
+        started = time.perf_counter()
+        ids = self.ids[k * self.chunk_size : (k + 1) * self.chunk_size]
+        out = {"customers": self.customers.iloc[k * self.chunk_size : (k + 1) * self.chunk_size]}
+        for table in self._readers:
+            raw, numbers = self._raw_chunk(table, k)
+            kept, rej = self._validator.validate_rows(table, raw, numbers)
+            del raw
+            self._kept_counts[table] += len(kept)
+            if len(rej):
+                self._reject_parts[table].append(rej)
+            mine = kept["customer_id"].isin(ids).to_numpy(dtype=bool)
+            if not mine.all():
+                # Rows of customers who signed up after the as-of date are kept but not scored; a row of
+                # another chunk's customer here would be lost, which must never happen.
+                strays = kept.loc[~mine, "customer_id"]
+                if strays.isin(self.ids).any():
+                    raise AssertionError(f"{table}: rows of chunk {k} belong to another chunk's customers")
+            out[table] = kept.loc[mine] if not mine.all() else kept
+        self.seconds += time.perf_counter() - started
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, pd.DataFrame]]:
+        if self._consumed:
+            raise RuntimeError("a StreamedInput is read once; open a new one to read the tables again")
+        self._consumed = True
+        for k in range(self.n_chunks):
+            yield self.chunk(k)
+            release_memory()
+
+    # --- results ----------------------------------------------------------------------------------------
+
+    @property
+    def rejects(self) -> dict[str, pd.DataFrame]:
+        """Rejected rows per table, in file order (complete once every chunk was read)."""
+        out = {"customers": self._validator.rejects["customers"]}
+        for table, parts in self._reject_parts.items():
+            if parts:
+                rej = pd.concat(parts, ignore_index=True).sort_values("row_number", kind="stable", ignore_index=True)
+            else:
+                empty = map_columns(self._empty(table), self._paths[table], table, self._table_settings(table).columns)
+                rej = _rejects_frame(empty, np.empty(0, dtype=np.int64), [])
+            for column in rej.columns:  # the rows as read: text, as the whole-table loader gives them
+                if column != "row_number":
+                    rej[column] = rej[column].astype("string")
+            out[table] = rej
+        return out
+
+    @property
+    def reports(self) -> dict[str, TableReport]:
+        """Rows in, kept and rejected per table (complete once every chunk was read)."""
+        out = {"customers": self._validator.reports["customers"]}
+        rejects = self.rejects
+        for table, reader in self._readers.items():
+            rej = rejects[table]
+            reasons = Counter(r for reason in rej["reason"].tolist() for r in reason.split("; "))
+            out[table] = TableReport(
+                table=table,
+                source=str(self._paths[table]),
+                rows_in=reader.rows,
+                rows_kept=int(self._kept_counts[table]),
+                rows_rejected=len(rej),
+                reasons=dict(reasons.most_common()),
+            )
+            if self._consumed and reader.rows != out[table].rows_kept + len(rej):
+                kept = out[table].rows_kept
+                raise AssertionError(f"{table}: {reader.rows} rows in, {kept} kept + {len(rej)} rejected")
+        return out
+
+    def close(self) -> None:
+        """Remove the spill files."""
+        if self._spill_root is not None:
+            shutil.rmtree(self._spill_root, ignore_errors=True)
+            self._spill_root = None
+
+    def __enter__(self) -> StreamedInput:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
