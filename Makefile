@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help setup demo test bench lint clean
+.PHONY: help setup browser demo test bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -21,7 +21,15 @@ setup: $(STAMP)  ## create .venv and install crmscore with its test tools
 demo: setup  ## run the main job on the embedded synthetic data
 	$(VENV)/bin/crmscore run
 
-test: setup  ## run the test suite
+browser:  ## install headless Chromium for the report's browser test (the test is skipped without it)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || command -v google-chrome >/dev/null 2>&1 \
+	  || { command -v apt-get >/dev/null 2>&1 && export DEBIAN_FRONTEND=noninteractive \
+	       && (apt-get install -y chromium >/dev/null 2>&1 \
+	           || (apt-get update -qq && apt-get install -y chromium >/dev/null 2>&1)); } \
+	  || echo "chromium not installed: the browser checks in tests/test_report.py will be skipped"
+
+test: setup browser  ## run the test suite
 	$(PY) -m pytest
 
 $(BENCH_STAMP): $(STAMP)
@@ -35,4 +43,4 @@ lint: setup  ## static checks
 	$(VENV)/bin/ruff check src tests benchmarks pipelines
 
 clean:  ## remove generated data, models and reports (keeps reports/benchmarks)
-	rm -rf data/simulated models/mlflow.db models/mlartifacts reports/validation
+	rm -rf data/simulated models/mlflow.db models/mlartifacts reports/validation reports/scores reports/review

@@ -174,9 +174,11 @@ def run(
             _print_training(trained)
     if result.scores is not None:
         typer.echo(f"scored {result.scores.scored:,} customers: {result.scores.out_dir / 'scores.parquet'}")
+    if result.report is not None:
+        typer.echo(f"review report: {result.report.path} (open it in a browser)")
     from crmscore.tracking import tracking_uri
 
-    typer.echo(f"MLflow runs and models: {tracking_uri(settings.paths.models_dir)} (browse: `crmscore ui`)")
+    typer.echo(f"MLflow runs and models: {tracking_uri(settings.paths.models_dir)} (open the UI: `crmscore ui`)")
 
 
 train_app = typer.Typer(help="Train a model, track it in MLflow and register it.", no_args_is_help=True)
@@ -296,6 +298,12 @@ def score(
         list[str] | None,
         typer.Option("--model-version", help="Pin a version instead of the champion, e.g. churn=3 (repeatable)."),
     ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this machine) or spark (needs pip install 'crmscore[spark]').")
+    ] = "local",
+    master: Annotated[
+        str | None, typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Score every customer: churn risk, CLV, tier, segment, stage, action and top reasons, written atomically."""
@@ -303,6 +311,11 @@ def score(
 
     from crmscore.errors import SettingsError
     from crmscore.stages import score_stage
+
+    if engine not in {"local", "spark"}:
+        raise SettingsError(f"--engine: expected local or spark, got {engine!r}")
+    if master is not None and engine != "spark":
+        raise SettingsError("--master: only with --engine spark")
 
     try:
         when = dt.date.fromisoformat(as_of)
@@ -314,7 +327,15 @@ def score(
         if role not in {"churn", "clv", "segments"} or not number.isdigit():
             raise SettingsError(f"--model-version: expected churn=N, clv=N or segments=N, got {item!r}")
         versions[role] = int(number)
-    result = score_stage(_settings(params), when, input_dir, out_dir, versions)
+    if engine == "spark":
+        from crmscore.spark import DEFAULT_MASTER, require_pyspark
+
+        require_pyspark()  # before anything else: a one-line error when pyspark is missing
+        from crmscore.spark import score_stage_spark
+
+        result = score_stage_spark(_settings(params), when, input_dir, out_dir, versions, master or DEFAULT_MASTER)
+    else:
+        result = score_stage(_settings(params), when, input_dir, out_dir, versions)
     manifest = result.manifest
     typer.echo(
         f"scored {result.scored:,} customers as of {manifest['as_of']} in {manifest['seconds']['total']:.1f} s "
@@ -325,6 +346,33 @@ def score(
     rejected = sum(result.rejected.values())
     typer.echo(f"  rejected rows: {rejected:,}" + (f" (see {result.out_dir / 'rejects'})" if rejected else ""))
     typer.echo(f"scores: {result.out_dir / 'scores.parquet'}")
+
+
+@app.command()
+@_friendly
+def report(
+    compare: Annotated[
+        tuple[str, str],
+        typer.Option(
+            "--compare",
+            help="Two model versions to compare: aliases or version numbers (e.g. champion challenger, or 3 4).",
+        ),
+    ] = ("champion", "challenger"),
+    input_dir: InputOption = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the HTML file (default <paths.reports_dir>/review)."),
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Write the model review report of the latest scoring (one self-contained HTML file) and log it to MLflow."""
+    from crmscore.report import report_stage
+
+    result = report_stage(_settings(params), compare=compare, input_dir=input_dir, out_dir=out_dir)
+    if result.drifted:
+        typer.echo(f"drifted features (PSI > 0.2): {', '.join(result.drifted)}")
+    typer.echo(f"logged to MLflow run {result.run_id}")
+    typer.echo(str(result.path))
 
 
 @app.command()

@@ -6,7 +6,9 @@
 2. splits the customers known on the as-of date into chunks of ``scoring.chunk_size`` (with a progress
    bar) and, per chunk, builds the point-in-time features from that chunk's rows only, predicts churn
    probability and CLV, explains both models with exact TreeSHAP (top ``scoring.top_reasons`` reasons
-   each), and assigns the segment — so memory follows the chunk, not the customer base;
+   each), and assigns the segment. The input is either tables already loaded, or — as ``crmscore
+   score`` runs it — a :class:`~crmscore.data.stream.StreamedInput` that reads and validates each
+   chunk's rows from disk when the chunk comes, so memory follows the chunk, not the customer base;
 3. then, over all customers, fits the tier scale (scorecard percentiles or pyramid thresholds) and
    assigns tier, risk band, lifecycle stage, value at risk and action, because tiers rank customers
    against each other;

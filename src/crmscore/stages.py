@@ -33,6 +33,7 @@ __all__ = [
     "train_clv_stage",
     "train_segments_stage",
     "load_scoring_models",
+    "registered_estimator",
     "score_stage",
     "scoring_as_of",
     "CHURN_MODEL_NAME",
@@ -107,11 +108,13 @@ class RunResult:
     clv: TrainResult | None = None
     segments: TrainResult | None = None
     scores: object | None = None
+    report: object | None = None
 
 
 def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None) -> RunResult:
     """The main job: simulate when no input is given, validate, train and register the churn, CLV and segment
-    models (promoting by the rules of ``params.yaml``), then score every customer as of the data's last day.
+    models (promoting by the rules of ``params.yaml``), score every customer as of the data's last day,
+    and write the model review report (champion against challenger).
 
     ``input_dir`` (or ``data.input_dir``) points at the user's tables; without either, the embedded
     synthetic data is simulated into ``paths.simulated_dir`` first. Validation results go to
@@ -128,6 +131,9 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     clv = train_clv_stage(settings, source, loaded=loaded)
     segments = train_segments_stage(settings, source, loaded=loaded)
     scores = score_stage(settings, scoring_as_of(loaded.tables), loaded=loaded)
+    from crmscore.report import report_stage
+
+    report = report_stage(settings, input_dir=source)
     return RunResult(
         input_dir=Path(source),
         validation_dir=validation_dir,
@@ -137,6 +143,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
         clv=clv,
         segments=segments,
         scores=scores,
+        report=report,
     )
 
 
@@ -620,7 +627,7 @@ def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResul
 SEGMENTS_MODEL_NAME = "crmscore-segments"
 
 
-def _champion_estimator(name: str, version: int | None = None):
+def registered_estimator(name: str, version: int | None = None):
     """The champion (or ``version``) of a registered model, its version and run id; a clear error without."""
     from crmscore import tracking
     from crmscore.errors import DataError
@@ -644,8 +651,8 @@ def _current_values(settings: Settings, tables, as_of):
     from crmscore.clv.value import lifetime_value
     from crmscore.features import build_features
 
-    churn_model, churn_version, _ = _champion_estimator(CHURN_MODEL_NAME)
-    clv_model, clv_version, _ = _champion_estimator(CLV_MODEL_NAME)
+    churn_model, churn_version, _ = registered_estimator(CHURN_MODEL_NAME)
+    clv_model, clv_version, _ = registered_estimator(CLV_MODEL_NAME)
     X = build_features(tables, as_of, settings.features)
     p = churn_model.predict_proba(X)[:, 1]
     cfg = settings.clv
@@ -770,7 +777,7 @@ def load_scoring_models(settings: Settings, versions: dict[str, int] | None = No
             log.warning("no %s champion: every customer gets segment 0", name)
             refs[role] = None
             continue
-        estimator, version, run_id = _champion_estimator(name, versions.get(role))
+        estimator, version, run_id = registered_estimator(name, versions.get(role))
         refs[role] = ModelRef(name, version, run_id, estimator)
     return ScoringModels(churn=refs["churn"], clv=refs["clv"], segments=refs["segments"])
 

@@ -1,0 +1,1249 @@
+"""The model review report: one self-contained HTML page for the meeting that decides what changes.
+
+:func:`report_stage` (``crmscore report``) reads the latest scoring folder (``<scoring.out_dir>/as_of=…``),
+the input tables and the MLflow registry, and writes ``<reports_dir>/review/model_review_<as-of>.html``: a
+single file whose figures are embedded PNG data URIs and whose style is inline, so it opens offline, can
+be mailed, and shows the same thing in ten years. The file is also logged to MLflow in a run of its own
+(tag ``crmscore.stage=report``). Sections, each built by a public ``*_section`` function:
+
+* **summary** — data period, customers, the scoring, and the compared model versions with their training
+  runs (links into the MLflow UI when the tracking server is http(s), run ids otherwise);
+* **churn** — the two compared versions (``--compare A B``, default champion and challenger) on the same
+  evaluation data: the test split ``crmscore train churn`` would use with these settings and data. Metric
+  table (:func:`crmscore.evaluation.classification_metrics`), ROC, precision-recall, calibration, gains and
+  lift overlays, and the SHAP summary and dependence plots of the first version's top features;
+* **CLV** — both versions on the CLV holdout (repeat buyers at the test as-of, as in training): value
+  metrics with the normalised Gini, predicted against actual by decile, value gains; for the BG/NBD ×
+  Gamma-Gamma model of the first version's training run its parameters with standard errors and the
+  holdout tracking plot (cumulative repeat purchases, actual against predicted);
+* **segments** — the tree diagram and the profile of the scored customers;
+* **tiers** — from the scoring: tier distribution, value concentration (Lorenz curve, share of value in the
+  top 20 %), tier × risk band matrix with counts and value at risk, tier migration against the previous
+  scoring;
+* **drift** — population stability index (:mod:`crmscore.drift`) per model feature between the reference
+  population and the scored one, flagged above 0.2. The reference is the customers at the **test as-of
+  date of the churn model's training run** (param ``split.test_as_of``): the population on which its
+  reported metrics were measured, one date like the scoring (the training split stacks several dates and
+  would mix seasons), and for the latest training the most recent population the model was judged on. A
+  drifted feature says the reported quality may not hold for today's customers.
+
+When the second version is missing or is the first version itself, the report says so in plain words
+instead of failing. Problems the user can fix (no scoring yet, an unknown alias) raise a one-line
+:class:`~crmscore.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import html
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from crmscore.config import Settings
+from crmscore.errors import DataError
+
+__all__ = [
+    "ReportResult",
+    "ModelVersion",
+    "Comparison",
+    "Section",
+    "REPORT_SECTIONS",
+    "report_stage",
+    "latest_scoring",
+    "resolve_reference",
+    "compare_versions",
+    "btyd_model_of_run",
+    "run_link",
+    "figure_data_uri",
+    "render_report",
+    "summary_section",
+    "churn_section",
+    "clv_section",
+    "segments_section",
+    "tiers_section",
+    "drift_section",
+    "plot_tier_distribution",
+    "plot_tier_risk_matrix",
+    "plot_tier_migration",
+    "plot_feature_drift",
+    "plot_shap_dependence",
+]
+
+log = logging.getLogger("crmscore")
+
+#: Section ids and headings, in the order of the page.
+REPORT_SECTIONS: dict[str, str] = {
+    "summary": "Summary",
+    "churn": "Churn model",
+    "clv": "Customer lifetime value (CLV)",
+    "segments": "Segments",
+    "tiers": "Tiers and value at risk",
+    "drift": "Drift",
+}
+
+# SHAP values of this many test customers are enough for a stable picture and take a second.
+_SHAP_SAMPLE = 1_000
+# Features of the as-of date itself, equal for every customer of a date: they differ between any two
+# dates by construction, so their PSI would flag every report without saying anything about customers.
+_DATE_FEATURES = ("season_sin", "season_cos")
+_DEPENDENCE_FEATURES = 3
+_FIGURE_DPI = 100
+
+
+# --- results and model versions ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ReportResult:
+    """Where the report went and what it found."""
+
+    path: Path
+    run_id: str
+    scoring_dir: Path
+    as_of: str
+    drifted: list[str]
+    seconds: float
+
+
+@dataclasses.dataclass
+class ModelVersion:
+    """A registered model version shown in the report, as the user named it (alias or number)."""
+
+    name: str
+    reference: str
+    version: int
+    run_id: str
+    estimator: Any
+
+    @property
+    def label(self) -> str:
+        """``champion v3`` for an alias, ``v3`` for a version asked by number."""
+        return f"v{self.version}" if self.reference.isdigit() else f"{self.reference} v{self.version}"
+
+
+@dataclasses.dataclass
+class Comparison:
+    """The two versions of one registered model the report compares; ``second`` is None when there is
+    nothing to compare, and ``note`` then says why in words for the page."""
+
+    first: ModelVersion
+    second: ModelVersion | None
+    note: str | None = None
+
+    @property
+    def versions(self) -> list[ModelVersion]:
+        return [self.first] if self.second is None else [self.first, self.second]
+
+
+@dataclasses.dataclass
+class Section:
+    """One section of the page: its anchor id, heading and HTML body."""
+
+    id: str
+    title: str
+    body: str
+
+
+# --- registry lookups ---------------------------------------------------------------------------------
+
+
+def resolve_reference(name: str, reference: str) -> int | None:
+    """The version of registered model ``name`` that ``reference`` names, or None when it names none.
+
+    A reference of digits is a version number (it must exist); anything else is an alias
+    (``champion``, ``challenger`` or one set by hand). Call :func:`crmscore.tracking.configure` first.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from crmscore import tracking
+
+    if reference.isdigit():
+        try:
+            return int(tracking.client().get_model_version(name, str(int(reference))).version)
+        except MlflowException:
+            return None
+    found = tracking.version_by_alias(name, reference)
+    return None if found is None else int(found.version)
+
+
+def _aliases(name: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    from crmscore import tracking
+
+    try:
+        return dict(tracking.client().get_registered_model(name).aliases)
+    except MlflowException:
+        return {}
+
+
+def _load_version(name: str, reference: str, version: int) -> ModelVersion:
+    from crmscore.stages import registered_estimator
+
+    estimator, version, run_id = registered_estimator(name, version)
+    return ModelVersion(name, reference, version, run_id, estimator)
+
+
+def compare_versions(name: str, first_ref: str, second_ref: str, required: bool = True) -> Comparison | None:
+    """Load the two versions of registered model ``name`` that the references (aliases or numbers) name.
+
+    The first must exist when ``required`` (a one-line :class:`DataError` names the aliases that are set
+    and the training to run); otherwise a missing first gives None. A missing second, or a second that is
+    the first version itself, gives a :class:`Comparison` of one version with a note that says so.
+    """
+    kind = name.removeprefix("crmscore-")
+    first_version = resolve_reference(name, first_ref)
+    if first_version is None:
+        if not required:
+            return None
+        aliases = _aliases(name)
+        known = ", ".join(f"{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
+        raise DataError(
+            f"{name} has no version {first_ref!r} (aliases set: {known}); run `crmscore train {kind}` or name "
+            "another alias or version number with --compare"
+        )
+    first = _load_version(name, first_ref, first_version)
+    second_version = resolve_reference(name, second_ref)
+    if second_version is None:
+        what = "no challenger" if second_ref == "challenger" else f"no version {second_ref!r}"
+        return Comparison(first, None, f"{name} has {what}: {first.label} is shown on its own.")
+    if second_version == first_version:
+        return Comparison(
+            first,
+            None,
+            f"{name}: {second_ref} is the same version as {first_ref} (v{first_version}), so there is nothing to "
+            f"compare; {first.label} is shown on its own.",
+        )
+    return Comparison(first, _load_version(name, second_ref, second_version))
+
+
+def run_link(tracking_uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The MLflow UI address of a run when the tracking store is an http(s) server, else None.
+
+    The UI serves runs at ``<server>/#/experiments/<experiment id>/runs/<run id>``; a local store
+    (SQLite, files) has no address a reader of the report could open, so the run id is shown instead.
+    """
+    from crmscore.tracking import is_remote_uri
+
+    if not is_remote_uri(tracking_uri):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{quote(str(experiment_id))}/runs/{quote(str(run_id))}"
+
+
+# --- the scoring folder -----------------------------------------------------------------------------------
+
+
+def latest_scoring(out_dir: str | os.PathLike) -> Path:
+    """The latest finished scoring folder (``as_of=YYYY-MM-DD`` with ``scores.parquet``) in ``out_dir``.
+
+    Raises a one-line :class:`DataError` telling the user to score first when there is none.
+    """
+    from crmscore.scoring import previous_scoring
+
+    found = previous_scoring(out_dir, pd.Timestamp.max)
+    if found is None:
+        raise DataError(
+            f"{out_dir}: no scoring found (no as_of=YYYY-MM-DD folder with scores.parquet); run `crmscore score` first"
+        )
+    return found
+
+
+# --- figures and HTML pieces -------------------------------------------------------------------------------
+
+
+def figure_data_uri(fig) -> str:
+    """The figure as a ``data:image/png;base64,…`` URI (the figure is closed afterwards)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        # bbox_inches="tight" keeps colour bars and long tick labels inside the image.
+        fig.savefig(buffer, format="png", dpi=_FIGURE_DPI, bbox_inches="tight", facecolor="white")
+    finally:
+        plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(ax_or_fig, caption: str, wide: bool = False) -> str:
+    """An embedded figure with its caption; ``wide`` ones take a whole row of the grid."""
+    fig = getattr(ax_or_fig, "figure", ax_or_fig)
+    uri = figure_data_uri(fig)
+    text = html.escape(caption)
+    cls = ' class="wide"' if wide else ""
+    return f'<figure{cls}><img src="{uri}" alt="{text}"><figcaption>{text}</figcaption></figure>'
+
+
+def _figures(*figures: str) -> str:
+    return '<div class="figures">' + "".join(figures) + "</div>"
+
+
+def _p(text: str, cls: str | None = None) -> str:
+    attr = f' class="{cls}"' if cls else ""
+    return f"<p{attr}>{html.escape(text)}</p>"
+
+
+def _note(text: str) -> str:
+    return _p(text, "note")
+
+
+def _h3(text: str) -> str:
+    return f"<h3>{html.escape(text)}</h3>"
+
+
+def _table(frame: pd.DataFrame, formats: Mapping[str, Callable[[Any], str]] | None = None, index: bool = False) -> str:
+    """A DataFrame as an escaped HTML table, columns formatted by ``formats`` (column → function)."""
+    shown = frame.copy()
+    for column, fmt in (formats or {}).items():
+        if column in shown.columns:
+            shown[column] = [("–" if _missing(v) else fmt(v)) for v in shown[column]]
+    return shown.to_html(index=index, escape=True, border=0, classes="data", na_rep="–")
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _number(value: Any) -> str:
+    return f"{value:,.0f}"
+
+
+def _decimal(value: Any) -> str:
+    return f"{value:.4f}"
+
+
+def _percent(value: Any) -> str:
+    return f"{value:.1%}"
+
+
+def _date(value: Any) -> str:
+    return str(pd.Timestamp(value).date())
+
+
+# --- small figures the report needs (same conventions as crmscore.plots: ax=None, return the Axes) ----------
+
+
+def _new_axes(ax, figsize: tuple[float, float]):
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax
+    _, new = plt.subplots(figsize=figsize)
+    return new
+
+
+def plot_tier_distribution(summary: pd.DataFrame, ax=None):
+    """Share of customers and share of CLV per tier, side by side (the value pyramid at a glance).
+
+    ``summary`` is :func:`crmscore.tiers.tier_summary` (index tiers A-E, columns ``customer_share`` and
+    ``clv_share``); each bar is labelled with its percentage.
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    ax = _new_axes(ax, (7.0, 4.5))
+    x = np.arange(len(summary))
+    width = 0.38
+    for offset, column, label, colour in (
+        (-width / 2, "customer_share", "customers", "tab:blue"),
+        (width / 2, "clv_share", "CLV", "tab:orange"),
+    ):
+        values = summary[column].fillna(0.0).to_numpy()
+        bars = ax.bar(x + offset, values, width=width, label=f"share of {label}", color=colour, zorder=2)
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8, padding=2)
+    ax.set_xticks(x, labels=[str(t) for t in summary.index])
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    ax.set_ylim(0, max(1e-9, float(summary[["customer_share", "clv_share"]].max().max())) * 1.15)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_xlabel("Tier (A = best)")
+    ax.set_ylabel("Share of all customers / of all CLV")
+    ax.set_title("Tier distribution: customers and value")
+    ax.legend(loc="upper left")
+    return ax
+
+
+def _heatmap(ax, counts: np.ndarray, rows: Sequence[str], columns: Sequence[str], texts: np.ndarray) -> None:
+    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0, vmax=max(1.0, float(counts.max())))
+    ax.set_xticks(np.arange(len(columns)), labels=list(columns))
+    ax.set_yticks(np.arange(len(rows)), labels=list(rows))
+    limit = 0.6 * float(counts.max()) if counts.max() > 0 else 1.0
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            colour = "white" if counts[i, j] > limit else "black"
+            ax.text(j, i, texts[i, j], ha="center", va="center", color=colour, fontsize=8)
+    ax.figure.colorbar(image, ax=ax, label="customers", fraction=0.05, pad=0.02)
+
+
+def plot_tier_risk_matrix(matrix: pd.DataFrame, ax=None):
+    """Tier × churn risk band heatmap of customers; each cell gives its customers and value at risk.
+
+    ``matrix`` is :func:`crmscore.tiers.tier_risk_matrix` (rows tiers, columns ``(measure, band)``).
+    High-value customers at high risk (top right) are where retention effort pays most.
+    """
+    counts = matrix["customers"].to_numpy(dtype=float)
+    at_risk = matrix["value_at_risk"].to_numpy(dtype=float)
+    texts = np.array(
+        [
+            [f"{int(c):,}\nVaR {v:,.0f}" for c, v in zip(cr, vr, strict=True)]
+            for cr, vr in zip(counts, at_risk, strict=True)
+        ]
+    )
+    ax = _new_axes(ax, (6.5, 4.8))
+    _heatmap(ax, counts, [str(t) for t in matrix.index], [str(b) for b in matrix["customers"].columns], texts)
+    ax.set_xlabel("Churn risk band")
+    ax.set_ylabel("Tier (A = best)")
+    ax.set_title("Customers and value at risk (VaR) by tier and risk band")
+    return ax
+
+
+def plot_tier_migration(migration: pd.DataFrame, ax=None):
+    """Heatmap of customers moving from their previous tier (rows, ``new`` = not scored before) to their
+    current tier (columns, ``gone`` = not scored now); the diagonal holds customers who kept their tier."""
+    counts = migration.to_numpy(dtype=float)
+    texts = np.array([[f"{int(c):,}" for c in row] for row in counts])
+    ax = _new_axes(ax, (6.5, 4.8))
+    _heatmap(ax, counts, [str(r) for r in migration.index], [str(c) for c in migration.columns], texts)
+    ax.set_xlabel("Current tier")
+    ax.set_ylabel("Previous tier")
+    ax.set_title("Tier migration since the previous scoring")
+    return ax
+
+
+def plot_feature_drift(drift: pd.DataFrame, threshold: float = 0.2, ax=None, max_display: int = 20):
+    """Horizontal bars of the PSI per feature (largest on top), drifted ones in red, with the threshold.
+
+    ``drift`` is :func:`crmscore.drift.feature_drift`; the ``max_display`` largest are shown.
+    """
+    shown = drift.sort_values("psi", ascending=False, kind="stable").head(max_display)
+    ax = _new_axes(ax, (7.5, 1.2 + 0.32 * max(len(shown), 1)))
+    rows = np.arange(len(shown))[::-1]
+    colours = ["tab:red" if psi > threshold else "tab:blue" for psi in shown["psi"]]
+    bars = ax.barh(rows, shown["psi"].to_numpy(), color=colours, height=0.7, zorder=2)
+    ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
+    ax.axvline(threshold, color="0.3", linestyle="--", linewidth=1.0, label=f"drift threshold (PSI = {threshold:g})")
+    ax.set_yticks(rows, labels=[str(f) for f in shown["feature"]])
+    largest = float(shown["psi"].max()) if len(shown) else 0.0
+    ax.set_xlim(0, max(largest, threshold) * 1.2)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("Population stability index (reference → scoring)")
+    ax.set_ylabel("Feature")
+    ax.set_title("Feature drift (PSI)")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def plot_shap_dependence(
+    shap_values: np.ndarray, X: pd.DataFrame, feature: str, ax=None, output_unit: str = "log-odds of churn"
+):
+    """SHAP dependence of one feature: its value (x) against its contribution (y), one point per customer.
+
+    Non-numeric features are drawn per category (jittered); missing values are left out and counted in
+    the title. ``shap_values`` and ``X`` have the same rows and columns.
+    """
+    column = list(X.columns).index(feature)
+    contribution = np.asarray(shap_values, dtype=float)[:, column]
+    values = X[feature]
+    ax = _new_axes(ax, (6.0, 4.2))
+    numeric = pd.api.types.is_numeric_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype)
+    present = values.notna().to_numpy()
+    if numeric:
+        ax.scatter(values.to_numpy(dtype=float)[present], contribution[present], s=8, alpha=0.5, linewidths=0)
+        ax.set_xlabel(f"{feature} (feature value)")
+    else:
+        labels = values.astype(object)[present].map(str)
+        categories = sorted(pd.unique(labels))
+        codes = pd.Index(categories).get_indexer(labels)
+        jitter = np.random.default_rng(0).uniform(-0.2, 0.2, size=len(codes))
+        ax.scatter(codes + jitter, contribution[present], s=8, alpha=0.5, linewidths=0)
+        ax.set_xticks(np.arange(len(categories)), labels=categories, rotation=30, ha="right")
+        ax.set_xlabel(f"{feature} (category)")
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    ax.grid(alpha=0.3)
+    ax.set_ylabel(f"SHAP value ({output_unit})")
+    missing = int((~present).sum())
+    ax.set_title(f"SHAP dependence: {feature}" + (f" ({missing:,} missing not shown)" if missing else ""))
+    return ax
+
+
+# --- sections ------------------------------------------------------------------------------------------------
+
+
+def _run_cell(run_id: str, link: str | None) -> str:
+    if link is None:
+        return f"<code>{html.escape(run_id)}</code>"
+    return f'<a href="{html.escape(link, quote=True)}">{html.escape(run_id)}</a>'
+
+
+def summary_section(
+    tables: Mapping[str, pd.DataFrame],
+    manifest: Mapping[str, Any],
+    comparisons: Mapping[str, Comparison | None],
+    runs: Mapping[str, Any],
+    tracking_uri: str,
+    settings: Settings,
+    highlights: Sequence[tuple[str, str]] = (),
+) -> Section:
+    """Data period, customers, the scoring, and the compared model versions with links to their runs.
+
+    ``runs`` maps run ids to MLflow ``Run`` objects (training time, decision, experiment id);
+    ``highlights`` are (label, text) lines shown first, the findings of the other sections.
+    """
+    customers = tables["customers"]
+    facts: list[tuple[str, str]] = list(highlights)
+    if "transactions" in tables and not tables["transactions"].empty:
+        dates = tables["transactions"]["date"]
+        facts.append(("Transactions", f"{len(dates):,}, from {_date(dates.min())} to {_date(dates.max())}"))
+    signup = customers["signup_date"]
+    facts.append(
+        ("Customers in the data", f"{len(customers):,}, signed up {_date(signup.min())} to {_date(signup.max())}")
+    )
+    facts.append(("Scoring", f"as of {manifest.get('as_of')}: {int(manifest.get('scored', 0)):,} customers scored"))
+    previous = manifest.get("previous_scoring")
+    facts.append(("Previous scoring", str(previous).removeprefix("as_of=") if previous else "none"))
+    facts.append(("Tier method", str(settings.tiers.method)))
+    facts.append(("Parameters fingerprint", str(manifest.get("params_hash", settings.fingerprint()))))
+    facts.append(("Tracking store", tracking_uri))
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
+    body = [f'<table class="facts">{rows}</table>', _h3("Models")]
+
+    used = {role: model.get("version") for role, model in manifest.get("models", {}).items()}
+    model_rows = []
+    for role, comparison in comparisons.items():
+        if comparison is None:
+            model_rows.append(
+                f"<tr><td>{html.escape(role)}</td><td colspan=6>no such version registered (see the "
+                f'<a href="#{html.escape(role)}">{html.escape(role)} section</a>)</td></tr>'
+            )
+            continue
+        for position, version in enumerate(comparison.versions):
+            run = runs.get(version.run_id)
+            link = run_link(tracking_uri, run.info.experiment_id, version.run_id) if run is not None else None
+            started = (
+                dt.datetime.fromtimestamp(run.info.start_time / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+                if run is not None and run.info.start_time
+                else "–"
+            )
+            decision = run.data.tags.get("crmscore.decision", "–") if run is not None else "–"
+            scored_with = "yes" if used.get(role) == version.version else "no"
+            model_rows.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{cell}</td>"
+                    for cell in (
+                        html.escape(role if position == 0 else ""),
+                        html.escape(version.name),
+                        html.escape(version.label),
+                        scored_with,
+                        _run_cell(version.run_id, link),
+                        html.escape(started),
+                        html.escape(decision),
+                    )
+                )
+                + "</tr>"
+            )
+    header = "".join(
+        f"<th>{h}</th>"
+        for h in ("model", "registered name", "version", "used by the scoring", "training run", "trained", "decision")
+    )
+    body.append(f'<table class="data"><thead><tr>{header}</tr></thead><tbody>{"".join(model_rows)}</tbody></table>')
+    notes = [c.note for c in comparisons.values() if c is not None and c.note]
+    body.extend(_note(n) for n in notes)
+    return Section("summary", REPORT_SECTIONS["summary"], "".join(body))
+
+
+_CLASSIFICATION_NAMES = {
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC (average precision)",
+    "log_loss": "log loss",
+    "brier": "Brier score",
+    "ece": "expected calibration error",
+    "lift_10": "lift, top 10 %",
+    "capture_10": "churners captured, top 10 %",
+    "lift_20": "lift, top 20 %",
+    "capture_20": "churners captured, top 20 %",
+    "base_rate": "churn rate",
+    "n": "customers",
+}
+
+_VALUE_NAMES = {
+    "gini": "normalised Gini",
+    "spearman": "Spearman rank correlation",
+    "top_decile_capture": "value captured, top 10 %",
+    "decile_mape": "decile MAPE",
+    "mae": "mean absolute error",
+    "bias": "aggregate bias",
+    "mean_actual": "mean actual value",
+    "mean_predicted": "mean predicted value",
+    "n": "customers",
+}
+
+# Metrics that describe the data or a level rather than quality: no "better" verdict.
+_DESCRIPTIVE = {"base_rate", "n", "mean_actual", "mean_predicted"}
+# Metrics where 0 is best and the sign only says which way a model errs.
+_CLOSEST_TO_ZERO = {"bias"}
+
+
+def _metric_table(metrics: Mapping[str, Mapping[str, float]], names: Mapping[str, str]) -> str:
+    """Metrics of one or two versions side by side (label → metric dict); with two, the difference and
+    which version is better on each metric."""
+    from crmscore.evaluation import LOWER_IS_BETTER
+
+    labels = list(metrics)
+    rows = []
+    for key, title in names.items():
+        values = [metrics[label].get(key, np.nan) for label in labels]
+        row: dict[str, Any] = {"metric": title}
+        for label, value in zip(labels, values, strict=True):
+            row[label] = _number(value) if key == "n" else f"{value:.4f}"
+        if len(labels) == 2:
+            first, second = values
+            row[f"difference ({labels[1]} − {labels[0]})"] = "" if key == "n" else f"{second - first:+.4f}"
+            if key in _DESCRIPTIVE:
+                verdict = "–"
+            elif first == second or (key in _CLOSEST_TO_ZERO and abs(first) == abs(second)):
+                verdict = "equal"
+            elif key in _CLOSEST_TO_ZERO:
+                verdict = labels[1] if abs(second) < abs(first) else labels[0]
+            elif key in LOWER_IS_BETTER:
+                verdict = labels[1] if second < first else labels[0]
+            else:
+                verdict = labels[1] if second > first else labels[0]
+            row["better"] = verdict
+        rows.append(row)
+    return _table(pd.DataFrame(rows))
+
+
+def _predict_or_note(
+    version: ModelVersion, predict: Callable[[Any], np.ndarray]
+) -> tuple[np.ndarray | None, str | None]:
+    """A version's predictions on the evaluation data, or a note when it cannot predict on it."""
+    try:
+        return predict(version.estimator), None
+    except Exception as exc:  # a version trained on other features or of another kind
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"{version.name} {version.label} cannot be evaluated on this data: {first_line}"
+
+
+def churn_section(comparison: Comparison, test, kind: str) -> Section:
+    """Churn versions on the same test split: metrics, ROC / PR / calibration / gains / lift, SHAP.
+
+    ``test`` is the test :class:`~crmscore.churn.ChurnData` of :func:`crmscore.churn.churn_datasets`;
+    ``kind`` the label kind (transaction or subscription).
+    """
+    from crmscore import plots
+    from crmscore.evaluation import classification_metrics
+
+    y = test.y.to_numpy().astype(int)
+    as_of = test.as_of.iloc[0]
+    body = [
+        _p(
+            f"Evaluated on the test split of the current data ({kind} churn label, as of {_date(as_of)}: "
+            f"{len(y):,} customers, {int(y.sum()):,} churned). Every version is scored on the same customers. "
+            "For a version trained on older data, this holdout may overlap its training history."
+        )
+    ]
+    if comparison.note:
+        body.append(_note(comparison.note))
+    predictions: dict[str, np.ndarray] = {}
+    for version in comparison.versions:
+        p, problem = _predict_or_note(version, lambda model: model.predict_proba(test.X)[:, 1])
+        if problem:
+            body.append(_note(problem))
+        else:
+            predictions[version.label] = p
+    if not predictions:
+        return Section("churn", REPORT_SECTIONS["churn"], "".join(body))
+    body.append(_h3("Metrics"))
+    body.append(
+        _metric_table({label: classification_metrics(y, p) for label, p in predictions.items()}, _CLASSIFICATION_NAMES)
+    )
+    body.append(_h3("Ranking and calibration"))
+    figures = []
+    for draw, caption in (
+        (plots.plot_roc, "ROC curve"),
+        (plots.plot_precision_recall, "Precision-recall curve"),
+        (plots.plot_calibration, "Calibration"),
+        (plots.plot_gains, "Cumulative gains"),
+        (plots.plot_lift, "Lift by decile"),
+    ):
+        ax = None
+        for label, p in predictions.items():
+            ax = draw(y, p, ax=ax, label=label)
+        figures.append(_figure(ax, caption))
+    body.append(_figures(*figures))
+    body.append(_shap_part(comparison.first, test.X))
+    return Section("churn", REPORT_SECTIONS["churn"], "".join(body))
+
+
+def _shap_part(version: ModelVersion, X: pd.DataFrame) -> str:
+    from crmscore import plots
+
+    model = version.estimator
+    if not hasattr(model, "shap_values"):
+        return _note(f"{version.name} {version.label} gives no SHAP values.")
+    sample = X.iloc[: min(len(X), _SHAP_SAMPLE)]
+    values, _ = model.shap_values(sample)
+    frame = sample[list(model.feature_names_in_)]
+    order = np.argsort(-np.abs(values).mean(axis=0), kind="stable")[:_DEPENDENCE_FEATURES]
+    figures = [_figure(plots.plot_shap_summary(values, frame), f"SHAP summary of {version.label}", wide=True)]
+    for i in order:
+        feature = str(frame.columns[i])
+        figures.append(_figure(plot_shap_dependence(values, frame, feature), f"SHAP dependence: {feature}"))
+    return (
+        _h3(f"Why: SHAP values of {version.label}")
+        + _p(
+            f"{len(sample):,} test customers. Each point is a customer; right of 0 pushes the churn probability "
+            "up. The dependence plots show the three features with the largest mean |SHAP|."
+        )
+        + _figures(*figures)
+    )
+
+
+def clv_section(
+    comparison: Comparison,
+    test,
+    tables: Mapping[str, pd.DataFrame],
+    settings: Settings,
+    btyd_model: Any | None,
+    btyd_as_of: pd.Timestamp | None,
+    btyd_source: str,
+) -> Section:
+    """CLV versions on the holdout of repeat buyers: value metrics and Gini, deciles, gains; BTYD fit.
+
+    ``test`` is the test :class:`~crmscore.clv.ml.ClvData` (None when there is no transaction history to
+    hold out); ``btyd_model`` the BG/NBD × Gamma-Gamma model (:class:`~crmscore.clv.value.BtydClv`) of
+    the first version's training run, calibrated up to ``btyd_as_of``, with ``btyd_source`` saying which
+    registered version it is.
+    """
+    from crmscore import plots
+    from crmscore.clv import btyd
+    from crmscore.evaluation import value_metrics
+
+    body = []
+    if comparison.note:
+        body.append(_note(comparison.note))
+    if test is None:
+        body.append(
+            _note("No transaction history to hold out (contractual CLV): there is no predicted-against-actual check.")
+        )
+    else:
+        buyers = test.X["repeat_purchase_days"].notna().to_numpy()
+        X_hold, y_hold = test.X.loc[buyers], test.y.to_numpy()[buyers]
+        horizon = settings.clv.horizon_days
+        body.append(
+            _p(
+                f"Holdout: the {len(y_hold):,} customers with a purchase by {_date(test.as_of.iloc[0])}, and what "
+                f"they actually spent in the following {horizon} days. Every version is scored on the same customers."
+            )
+        )
+        predictions: dict[str, np.ndarray] = {}
+        for version in comparison.versions:
+            pred, problem = _predict_or_note(version, lambda model: np.asarray(model.predict(X_hold), dtype=float))
+            if problem:
+                body.append(_note(problem))
+            else:
+                predictions[version.label] = np.clip(pred, 0.0, None)
+        if predictions and y_hold.sum() > 0 and len(y_hold) >= 10:
+            body.append(_h3("Metrics"))
+            body.append(_metric_table({k: value_metrics(y_hold, p) for k, p in predictions.items()}, _VALUE_NAMES))
+            figures = []
+            for draw, caption in (
+                (plots.plot_value_deciles, "Predicted against actual value by decile"),
+                (plots.plot_value_gains, "Value gains and normalised Gini"),
+            ):
+                ax = None
+                for label, pred in predictions.items():
+                    ax = draw(y_hold, pred, ax=ax, label=label)
+                figures.append(_figure(ax, caption))
+            body.append(_figures(*figures))
+        elif predictions:
+            body.append(_note("The holdout has too few customers or no spend at all: no value metrics."))
+    body.append(_h3("BG/NBD × Gamma-Gamma model"))
+    if btyd_model is None:
+        body.append(_note(f"No BG/NBD × Gamma-Gamma model: {btyd_source}."))
+    else:
+        table = btyd_model.parameter_table()
+        body.append(_p(f"{btyd_source}. Parameters with standard errors and 95 % intervals:"))
+        body.append(
+            _table(
+                table,
+                {c: (lambda v: f"{v:.4g}") for c in ("estimate", "std_error", "lower_95", "upper_95")},
+            )
+        )
+        if "transactions" in tables and btyd_as_of is not None:
+            end = btyd_as_of + pd.Timedelta(days=settings.clv.horizon_days)
+            unit = btyd_model.time_unit
+            curve = btyd.repeat_transactions_tracking(
+                btyd_model.transaction_model_, tables["transactions"], btyd_as_of, end, unit
+            )
+            calibration = curve.loc[curve["period_end"] <= btyd_as_of, "period"]
+            ax = plots.plot_cumulative_transactions(
+                curve["period"].to_numpy(),
+                curve["actual"].to_numpy(),
+                curve["predicted"].to_numpy(),
+                calibration_end=float(calibration.max()) if len(calibration) else None,
+                unit={"W": "week", "D": "day"}.get(unit, "week"),
+            )
+            body.append(
+                _figures(
+                    _figure(ax, f"Holdout tracking: calibrated up to {_date(btyd_as_of)}, holdout to {_date(end)}")
+                )
+            )
+    return Section("clv", REPORT_SECTIONS["clv"], "".join(body))
+
+
+def segments_section(
+    model: ModelVersion | None, X: pd.DataFrame, scores: pd.DataFrame, note: str | None = None
+) -> Section:
+    """The segment tree diagram and the profile of the scored customers under it.
+
+    ``X`` holds the features at the scoring as-of (indexed by customer id) and ``scores`` the scoring's
+    rows (``customer_id``, ``clv``, ``churn_probability``); segments are assigned by ``model``.
+    """
+    from crmscore import segments
+
+    body = []
+    if note:
+        body.append(_note(note))
+    if model is None:
+        if not note:
+            body.append(_note("No segments model is registered: every customer was scored in segment 0."))
+        return Section("segments", REPORT_SECTIONS["segments"], "".join(body))
+    tree = model.estimator
+    by_id = scores.set_index("customer_id")
+    scored = X.loc[X.index.isin(by_id.index)]
+    ids = tree.predict(scored)
+    profile = tree.profile(
+        None,
+        pd.Series(ids.to_numpy(), index=scored.index),
+        by_id["clv"].reindex(scored.index),
+        by_id["churn_probability"].reindex(scored.index),
+    )
+    body.append(
+        _p(
+            f"{model.name} {model.label}: {len(tree.leaves_)} segments, target {tree.target_name}; profile of the "
+            f"{len(scored):,} scored customers (churn rate = mean churn probability)."
+        )
+    )
+    body.append(_figures(_figure(segments.plot_segment_tree(tree), "Segment tree", wide=True)))
+    body.append(
+        _table(
+            profile,
+            {
+                "customers": _number,
+                "share_customers": _percent,
+                "share_value": _percent,
+                "mean_clv": lambda v: f"{v:,.1f}",
+                "churn_rate": _percent,
+            },
+        )
+    )
+    return Section("segments", REPORT_SECTIONS["segments"], "".join(body))
+
+
+def tiers_section(scores: pd.DataFrame, migration: pd.DataFrame, manifest: Mapping[str, Any]) -> Section:
+    """Tier distribution, value concentration, tier × risk matrix and tier migration of one scoring."""
+    from crmscore import plots, tiers
+    from crmscore.evaluation import top_share_of_value
+
+    tier = pd.Series(scores["tier"].astype(str).to_numpy(), index=scores["customer_id"].to_numpy())
+    band = pd.Series(scores["risk_band"].astype(str).to_numpy(), index=tier.index)
+    clv = pd.Series(scores["clv"].to_numpy(dtype=float), index=tier.index)
+    at_risk = pd.Series(scores["value_at_risk"].to_numpy(dtype=float), index=tier.index)
+    summary = tiers.tier_summary(tier, clv, at_risk, band)
+    matrix = tiers.tier_risk_matrix(tier, band, clv, at_risk)
+    total = float(clv.sum())
+    body = [_h3("Distribution and value concentration")]
+    figures = [_figure(plot_tier_distribution(summary), "Tier distribution")]
+    if total > 0:
+        top = top_share_of_value(clv.to_numpy(), 0.2)
+        body.append(
+            _p(
+                f"The top 20 % of customers by CLV hold {top:.1%} of all predicted value "
+                f"(total CLV {total:,.0f}; value at risk {float(at_risk.sum()):,.0f}, "
+                f"{float(at_risk.sum()) / total:.1%} of it)."
+            )
+        )
+        figures.append(_figure(plots.plot_lorenz(clv.to_numpy(), label="CLV"), "Value concentration (Lorenz curve)"))
+    else:
+        body.append(_note("Every customer's CLV is 0: value concentration is undefined."))
+    body.append(_figures(*figures))
+    body.append(
+        _table(
+            summary.reset_index(),
+            {
+                "customers": _number,
+                "customer_share": _percent,
+                "clv": _number,
+                "clv_share": _percent,
+                "value_at_risk": _number,
+                "high_risk_customers": _number,
+            },
+        )
+    )
+    body.append(_h3("Tier × risk band"))
+    body.append(_figures(_figure(plot_tier_risk_matrix(matrix), "Tier × risk band: customers and value at risk")))
+    flat = pd.DataFrame(
+        {
+            "tier": matrix.index,
+            **{f"customers ({b})": matrix[("customers", b)].to_numpy() for b in matrix["customers"].columns},
+            **{
+                f"value at risk ({b})": matrix[("value_at_risk", b)].to_numpy() for b in matrix["value_at_risk"].columns
+            },
+        }
+    )
+    body.append(_table(flat, {c: _number for c in flat.columns if c != "tier"}))
+    body.append(_h3("Tier migration"))
+    previous = manifest.get("previous_scoring")
+    if previous:
+        moved = migration.loc[
+            [t for t in tiers.TIERS if t in migration.index], [t for t in tiers.TIERS if t in migration.columns]
+        ]
+        counts = moved.to_numpy()
+        ranks = np.arange(len(tiers.TIERS))
+        up = int(sum(counts[i, j] for i in ranks for j in ranks if j < i))
+        down = int(sum(counts[i, j] for i in ranks for j in ranks if j > i))
+        kept = int(np.trace(counts))
+        new = int(migration.loc["new"].sum()) if "new" in migration.index else 0
+        gone = int(migration["gone"].sum()) if "gone" in migration.columns else 0
+        body.append(
+            _p(
+                f"Against the previous scoring ({str(previous).removeprefix('as_of=')}): {kept:,} customers kept their "
+                f"tier, {up:,} moved up, {down:,} moved down; {new:,} are new and {gone:,} were not scored again."
+            )
+        )
+    else:
+        body.append(
+            _note(
+                "There is no previous scoring: every customer counts as new. Score again next quarter to see migration."
+            )
+        )
+    body.append(_figures(_figure(plot_tier_migration(migration), "Tier migration")))
+    body.append(_table(migration.reset_index(), {c: _number for c in migration.columns}))
+    return Section("tiers", REPORT_SECTIONS["tiers"], "".join(body))
+
+
+def drift_section(
+    drift: pd.DataFrame,
+    reference_as_of: pd.Timestamp,
+    scoring_as_of: pd.Timestamp,
+    reference_source: str,
+    threshold: float,
+) -> Section:
+    """PSI per feature between the reference population and the scored one, drifted features flagged."""
+    from crmscore.features import describe
+
+    drifted = drift.loc[drift["drifted"], "feature"].tolist()
+    body = [
+        _p(
+            f"Population stability index of each model feature: customers as of {_date(reference_as_of)} "
+            f"({reference_source}) against the customers scored as of {_date(scoring_as_of)}. Quantile bins of the "
+            f"reference, missing values in a bin of their own. Below 0.1 little change, 0.1–0.25 a moderate shift, "
+            f"above 0.25 a major one; features above {threshold:g} are flagged. Features of the date itself "
+            f"({', '.join(_DATE_FEATURES)}) are left out: they differ between any two dates."
+        )
+    ]
+    if pd.Timestamp(reference_as_of) == pd.Timestamp(scoring_as_of):
+        body.append(_note("The reference and the scoring are the same date, so no drift can show."))
+    if drifted:
+        body.append(_p(f"{len(drifted)} feature(s) drifted: {', '.join(drifted)}.", "warning"))
+    else:
+        body.append(_p(f"No feature has a PSI above {threshold:g}."))
+    body.append(_figures(_figure(plot_feature_drift(drift, threshold), "Feature drift (PSI)")))
+    shown = drift.assign(description=[describe(f) for f in drift["feature"]])
+    shown["drifted"] = np.where(shown["drifted"], "DRIFT", "")
+    columns = ["feature", "description", "kind", "psi", "drifted", "missing_expected", "missing_actual"]
+    body.append(
+        _table(
+            shown[columns].rename(
+                columns={"missing_expected": "missing (reference)", "missing_actual": "missing (scoring)"}
+            ),
+            {"psi": _decimal, "missing (reference)": _percent, "missing (scoring)": _percent},
+        )
+    )
+    return Section("drift", REPORT_SECTIONS["drift"], "".join(body))
+
+
+# --- the page -------------------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1f2328;
+       margin: 0; background: #ffffff; line-height: 1.45; }
+header, main, footer { max-width: 1180px; margin: 0 auto; padding: 0 24px; }
+header { padding-top: 24px; border-bottom: 1px solid #d0d7de; }
+h1 { font-size: 26px; margin: 0 0 4px 0; }
+h2 { font-size: 21px; margin-top: 36px; padding-bottom: 4px; border-bottom: 2px solid #0969da; }
+h3 { font-size: 16px; margin-top: 22px; }
+nav ol { display: flex; flex-wrap: wrap; gap: 18px; padding: 0; list-style: none; }
+nav a { color: #0969da; text-decoration: none; }
+.meta { color: #57606a; margin: 0; }
+.note { background: #fff8c5; border-left: 4px solid #d4a72c; padding: 8px 12px; }
+.warning { background: #ffebe9; border-left: 4px solid #cf222e; padding: 8px 12px; }
+table { border-collapse: collapse; margin: 10px 0; font-size: 13px; }
+table.data th, table.data td, table.facts th, table.facts td { border: 1px solid #d0d7de; padding: 4px 8px;
+       text-align: left; vertical-align: top; }
+table.data th, table.facts th { background: #f6f8fa; }
+table.data td { font-variant-numeric: tabular-nums; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 16px; }
+figure { margin: 0; }
+.figures figure.wide { grid-column: 1 / -1; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+figcaption { font-size: 12px; color: #57606a; }
+code { font-size: 12px; }
+footer { color: #57606a; font-size: 12px; padding: 24px; }
+"""
+
+
+def render_report(title: str, subtitle: str, sections: Sequence[Section], footer: str) -> str:
+    """The whole page as one HTML document: inline style, a contents line, the sections in order.
+
+    Nothing is loaded from elsewhere (no stylesheet, script, font or remote image), so the file opens
+    offline; figures must already be data URIs.
+    """
+    contents = "".join(f'<li><a href="#{s.id}">{html.escape(s.title)}</a></li>' for s in sections)
+    parts = "".join(f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{s.body}</section>' for s in sections)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f'<header><h1>{html.escape(title)}</h1><p class="meta">{html.escape(subtitle)}</p>'
+        f"<nav><ol>{contents}</ol></nav></header>"
+        f"<main>{parts}</main><footer>{html.escape(footer)}</footer></body></html>\n"
+    )
+
+
+# --- the stage ------------------------------------------------------------------------------------------------
+
+
+def _check_references(compare: Sequence[str]) -> tuple[str, str]:
+    refs = [str(r).strip() for r in compare]
+    if len(refs) != 2 or not all(refs):
+        raise DataError(
+            f"--compare: expected two aliases or version numbers (e.g. champion challenger), got {list(compare)!r}"
+        )
+    return refs[0], refs[1]
+
+
+def _unknown_reference(reference: str, names: Sequence[str]) -> DataError:
+    aliases = sorted({a for name in names for a in _aliases(name)})
+    known = ", ".join(aliases) or "none"
+    return DataError(
+        f"--compare: {reference!r} is neither an alias nor a version number of {', '.join(names)} "
+        f"(aliases set: {known})"
+    )
+
+
+def btyd_model_of_run(version: ModelVersion) -> tuple[Any | None, str]:
+    """The BG/NBD × Gamma-Gamma model of ``version``'s training run and a sentence saying which it is.
+
+    ``version`` itself when it is that model; otherwise the version registered from the same MLflow run
+    with tag ``crmscore.clv_model = btyd`` (the CLV training registers both of its models); ``(None,
+    reason)`` when the run registered none (e.g. contractual CLV).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from crmscore import tracking
+
+    if hasattr(version.estimator, "parameter_table"):
+        return version.estimator, f"{version.name} {version.label} is itself this model"
+    try:
+        found = tracking.client().search_model_versions(f"name='{version.name}' and run_id='{version.run_id}'")
+    except MlflowException:
+        found = []
+    for candidate in sorted(found, key=lambda v: int(v.version)):
+        if candidate.tags.get("crmscore.clv_model") == "btyd":
+            loaded = _load_version(version.name, candidate.version, int(candidate.version))
+            return loaded.estimator, f"{version.name} v{loaded.version}, trained in the same run as {version.label}"
+    return None, f"the training run of {version.name} {version.label} registered none"
+
+
+def _run_param_date(run: Any, key: str) -> pd.Timestamp | None:
+    value = run.data.params.get(key) if run is not None else None
+    try:
+        return pd.Timestamp(value) if value else None
+    except ValueError:
+        return None
+
+
+def report_stage(
+    settings: Settings,
+    compare: Sequence[str] = ("champion", "challenger"),
+    input_dir: str | os.PathLike | None = None,
+    scores_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> ReportResult:
+    """Write the model review report of the latest scoring and log it to MLflow; return where it went.
+
+    ``compare`` names the two versions to set side by side, each an alias (``champion``, ``challenger``)
+    or a version number, applied to the churn and CLV models (segments show the first). The first must
+    exist for churn and CLV; a second that is missing, or is the first itself, is reported in words. A
+    reference that names no version of any crmscore model is an error. ``input_dir`` (default
+    ``data.input_dir``, else the simulated data) gives the tables for the evaluation data and the drift;
+    ``scores_dir`` (default ``scoring.out_dir``) holds the scorings; the page goes to ``out_dir`` (default
+    ``<reports_dir>/review``) as ``model_review_<as-of>.html``, written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import mlflow
+
+    from crmscore import __version__, churn, drift, tracking
+    from crmscore.clv import ml as clv_ml
+    from crmscore.data.load import load_tables
+    from crmscore.evaluation import top_share_of_value
+    from crmscore.features import build_features
+    from crmscore.io import write_text
+    from crmscore.stages import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME
+
+    started = time.perf_counter()
+    first_ref, second_ref = _check_references(compare)
+    folder = latest_scoring(scores_dir or settings.scoring.out_dir)
+    scores = pd.read_parquet(folder / "scores.parquet")
+    manifest_path = folder / "manifest.json"
+    manifest = {"as_of": folder.name.removeprefix("as_of=")}
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+    migration = pd.read_csv(folder / "tier_migration.csv", index_col=0)
+    as_of = pd.Timestamp(manifest["as_of"])
+
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    uri = tracking.tracking_uri(settings.paths.models_dir)
+    names = (CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME)
+    for reference in (first_ref, second_ref):
+        # Without a champion or challenger the sections say so (or compare_versions names the training to run).
+        if reference not in (tracking.CHAMPION, tracking.CHALLENGER) and all(
+            resolve_reference(n, reference) is None for n in names
+        ):
+            raise _unknown_reference(reference, names)
+    comparisons: dict[str, Comparison | None] = {
+        "churn": compare_versions(CHURN_MODEL_NAME, first_ref, second_ref),
+        "clv": compare_versions(CLV_MODEL_NAME, first_ref, second_ref),
+        "segments": compare_versions(SEGMENTS_MODEL_NAME, first_ref, second_ref, required=False),
+    }
+    client = tracking.client()
+    runs = {v.run_id: client.get_run(v.run_id) for c in comparisons.values() if c is not None for v in c.versions}
+
+    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
+    if not source.is_dir():
+        raise DataError(f"{source}: no input tables; pass --input DIR (the tables the scoring read)")
+    tables = load_tables(source, settings.data).tables
+
+    sections: list[Section] = []
+    churn_pair = comparisons["churn"]
+    churn_test = None
+    try:
+        kind, splits = churn.churn_datasets(tables, settings.churn, settings.features)
+        churn_test = splits["test"]
+        sections.append(churn_section(churn_pair, churn_test, kind))
+    except DataError as exc:
+        sections.append(Section("churn", REPORT_SECTIONS["churn"], _note(f"No churn evaluation data: {exc}")))
+
+    clv_pair = comparisons["clv"]
+    clv_test = None
+    clv_note = None
+    if "transactions" in tables and not tables["transactions"].empty:
+        try:
+            clv_test = clv_ml.clv_datasets(tables, settings.clv, settings.features)["test"]
+        except DataError as exc:
+            clv_note = f"No CLV holdout: {exc}"
+    btyd_model, btyd_source = btyd_model_of_run(clv_pair.first)
+    btyd_as_of = _run_param_date(runs.get(clv_pair.first.run_id), "split.test_as_of")
+    if btyd_as_of is None and clv_test is not None:
+        btyd_as_of = clv_test.as_of.iloc[0]
+    clv = clv_section(clv_pair, clv_test, tables, settings, btyd_model, btyd_as_of, btyd_source)
+    if clv_note:
+        clv.body = _note(clv_note) + clv.body
+
+    score_X = build_features(tables, as_of, settings.features)
+    sections.append(clv)
+    segments_pair = comparisons["segments"]
+    if segments_pair is None:
+        missing = f"{SEGMENTS_MODEL_NAME} has no version {first_ref!r}: there is no segment tree to show."
+        if "segments" not in manifest.get("models", {}):
+            missing += " The scoring used none either: every customer was scored in segment 0."
+        sections.append(segments_section(None, score_X, scores, missing))
+    else:
+        sections.append(segments_section(segments_pair.first, score_X, scores, segments_pair.note))
+    sections.append(tiers_section(scores, migration, manifest))
+
+    # Drift: the churn version's test population (logged by its training run) against the scored customers.
+    reference_as_of = _run_param_date(runs.get(churn_pair.first.run_id), "split.test_as_of")
+    reference_source = f"the test as-of date of {churn_pair.first.name} {churn_pair.first.label}'s training run"
+    if reference_as_of is None:
+        reference_as_of = churn_test.as_of.iloc[0] if churn_test is not None else as_of
+        reference_source = "the test as-of date of the current data (the training run logged none)"
+    if churn_test is not None and churn_test.as_of.iloc[0] == reference_as_of and churn_test.X.index.is_unique:
+        reference_X = churn_test.X
+    else:
+        reference_X = build_features(tables, reference_as_of, settings.features)
+    used = [
+        str(f)
+        for c in (churn_pair, clv_pair)
+        for f in getattr(c.first.estimator, "feature_names_in_", [])
+        if f in score_X.columns
+    ]
+    columns = [c for c in dict.fromkeys(used or score_X.columns) if c not in _DATE_FEATURES]
+    drift_table = drift.feature_drift(reference_X[[c for c in columns if c in reference_X.columns]], score_X[columns])
+    sections.append(drift_section(drift_table, reference_as_of, as_of, reference_source, drift.DRIFT_THRESHOLD))
+
+    drifted = drift_table.loc[drift_table["drifted"], "feature"].tolist()
+    clv_values = scores["clv"].to_numpy(dtype=float)
+    top20 = top_share_of_value(clv_values, 0.2) if clv_values.sum() > 0 else None
+    highlights = [
+        ("Value concentration", "–" if top20 is None else f"the top 20 % of customers hold {top20:.1%} of the CLV"),
+        (f"Drifted features (PSI > {drift.DRIFT_THRESHOLD:g})", ", ".join(drifted) or "none"),
+    ]
+    sections.insert(0, summary_section(tables, manifest, comparisons, runs, uri, settings, highlights))
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = render_report(
+        f"crmscore model review: scoring as of {as_of.date()}",
+        f"Compared: {first_ref} against {second_ref}. Generated {generated} from {folder}.",
+        sections,
+        f"crmscore {__version__} · a self-contained file: every figure is embedded, nothing is loaded from elsewhere.",
+    )
+    target = Path(out_dir or Path(settings.paths.reports_dir) / "review") / f"model_review_{as_of.date()}.html"
+    write_text(page, target)
+
+    with mlflow.start_run(run_name=f"report-{as_of.date()}") as run:
+        mlflow.set_tags(
+            {
+                "crmscore.stage": "report",
+                "crmscore.scoring_as_of": str(as_of.date()),
+                "crmscore.compare": f"{first_ref} {second_ref}",
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "crmscore.params_fingerprint": settings.fingerprint(),
+            }
+        )
+        params = {
+            f"{role}.{position}": str(v.version)
+            for role, c in comparisons.items()
+            if c is not None
+            for position, v in zip(("first", "second"), c.versions, strict=False)
+        }
+        mlflow.log_params(
+            params | {"compare.first": first_ref, "compare.second": second_ref, "scoring.dir": str(folder)}
+        )
+        metrics = {"drifted_features": float(len(drifted)), "max_psi": float(drift_table["psi"].max())}
+        if top20 is not None:
+            metrics["top20_value_share"] = top20
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(drift_table.to_csv(index=False), "review/drift.csv")
+        mlflow.log_artifact(str(target), artifact_path="review")
+        run_id = run.info.run_id
+    seconds = time.perf_counter() - started
+    log.info("model review report %s (%.1f s)", target, seconds)
+    return ReportResult(target, run_id, folder, str(as_of.date()), drifted, seconds)
