@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ def main(description: str, stage: Callable[[Settings, argparse.Namespace], objec
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args()
+    os.environ.setdefault("MPLBACKEND", "Agg")  # plots go to files, never to a window
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         stage(load_settings(args.params), args)

@@ -81,6 +81,9 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
 ) -> None:
     """crmscore: CRM churn, CLV and segment models, tracked in MLflow, with batch scoring."""
+    # Plots are written to files, never shown: no window, whatever display the shell has. (The stages
+    # themselves leave the backend alone, so a notebook keeps showing its figures inline.)
+    os.environ.setdefault("MPLBACKEND", "Agg")
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )

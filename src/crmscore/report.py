@@ -1096,9 +1096,6 @@ def report_stage(
     ``scores_dir`` (default ``scoring.out_dir``) holds the scorings; the page goes to ``out_dir`` (default
     ``<reports_dir>/review``) as ``model_review_<as-of>.html``, written atomically.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import mlflow
 
     from crmscore import __version__, churn, drift, tracking

@@ -188,9 +188,6 @@ def train_churn_stage(
     run's test holdout by ``churn.promotion_margin`` on ``churn.promotion_metric``. ``loaded``
     passes tables already validated (the main job validates once).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mlflow
 
@@ -361,9 +358,6 @@ def train_clv_stage(
 
 
 def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mlflow
     import pandas as pd
@@ -678,9 +672,6 @@ def train_segments_stage(
     none or when its segments explain at least as much of the target's variance (R²) as the champion's
     on the same customers.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mlflow
     import numpy as np

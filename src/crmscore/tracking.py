@@ -40,8 +40,18 @@ __all__ = [
     "REMOTE_HTTP_DEFAULTS",
     "artifact_root",
     "configure",
+    "client",
+    "data_fingerprint",
+    "flatten_params",
+    "git_commit",
     "is_remote_uri",
+    "load_model",
+    "log_estimator",
+    "model_requirements",
+    "promote",
     "quiet_mlflow",
+    "set_alias",
+    "version_by_alias",
     "tracking_uri",
     "ui_command",
 ]
@@ -222,6 +232,12 @@ def _tls_verify() -> bool | str:
     return cert_path or True
 
 
+def _client_cert() -> str | None:
+    # A server that requires a client certificate (mutual TLS) rejects a handshake without one;
+    # present the same certificate MLflow's client presents, or the probe would call it unreachable.
+    return os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH", "").strip() or None
+
+
 def _check_reachable(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
     import requests
 
@@ -232,7 +248,11 @@ def _check_reachable(uri: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
         try:
             per_phase = max(timeout_s / 2, 0.5)
             outcome["response"] = requests.get(
-                url, timeout=(per_phase, per_phase), verify=_tls_verify(), allow_redirects=True
+                url,
+                timeout=(per_phase, per_phase),
+                verify=_tls_verify(),
+                cert=_client_cert(),
+                allow_redirects=True,
             )
         except Exception as exc:  # noqa: BLE001 - any failure means "unreachable"
             outcome["error"] = exc
@@ -491,6 +511,11 @@ def _pyfunc_class():
                 values = self.estimator.predict(model_input)
             return pd.DataFrame({self.output: values}, index=model_input.index)
 
+        # The hints as objects, not the strings postponed annotations make of them: MLflow resolves them
+        # in this module's globals, where pandas is not imported, and would warn that ``predict`` has none.
+        # (A DataFrame hint asks MLflow for no validation of its own; the logged signature applies.)
+        predict.__annotations__ = {"model_input": pd.DataFrame, "return": pd.DataFrame}
+
     return EstimatorModel
 
 
@@ -516,8 +541,24 @@ def log_estimator(
             signature=infer_signature(example, prediction),
             input_example=example,
             registered_model_name=registered_name,
+            pip_requirements=model_requirements(),
         )
     return int(info.registered_model_version)
+
+
+def model_requirements() -> list[str]:
+    """What a logged model needs to load elsewhere: crmscore and the libraries its estimators pickle, at
+    the versions installed here. Given explicitly, so MLflow does not load every model in a subprocess
+    to infer them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    requirements = []
+    for package in ("crmscore", "mlflow", "lightgbm", "scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "numba"):
+        try:
+            requirements.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:  # crmscore from a source tree without installation
+            continue
+    return requirements
 
 
 def _plain_example(example):

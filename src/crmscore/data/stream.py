@@ -96,7 +96,7 @@ def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None 
                 dtype=str,
                 keep_default_na=False,
                 na_values=[""],
-                usecols=lambda c: str(c).strip() == name,
+                usecols=lambda c, wanted=name: str(c).strip() == wanted,
                 chunksize=STREAM_BATCH_ROWS,
             )
             batches = (frame.iloc[:, 0] for frame in reader)
