@@ -569,6 +569,20 @@ def test_streamed_input_scores_exactly_as_tables_loaded_whole(ws, tmp_path, layo
 
 
 @pytest.mark.slow
+def test_text_customer_ids_score_like_numbers(ws, scored, tmp_path):
+    """The data contract allows text ids (``C00042``); scores and reasons carry them as text."""
+    as_text = {name: df.assign(customer_id=df["customer_id"].map("C{:05d}".format)) for name, df in ws.tables.items()}
+    write_tables(as_text, tmp_path / "in", "csv")
+    got = _score(_with_scoring(ws.settings, chunk_size=400), tmp_path / "out", input_dir=tmp_path / "in")
+    assert got.scores["customer_id"].tolist() == [f"C{i:05d}" for i in scored.scores["customer_id"]]
+    pd.testing.assert_frame_equal(
+        got.scores.drop(columns="customer_id"), scored.scores.drop(columns="customer_id"), check_exact=True
+    )
+    expected = scored.explanations.assign(customer_id=scored.explanations["customer_id"].map("C{:05d}".format))
+    pd.testing.assert_frame_equal(got.explanations, expected, check_exact=True)
+
+
+@pytest.mark.slow
 def test_model_version_pins_a_registered_version(ws, scored, tmp_path):
     out = tmp_path / "out"
     result = _invoke(ws, "--as-of", AS_OF, "--out", str(out), "--model-version", "churn=1", "--model-version", "clv=1")

@@ -355,6 +355,8 @@ def score(
         source = _TablesInMemory(tables, as_of, chunk_size or settings.scoring.chunk_size, rejects, rows_in)
         known = source.known
     chunk_size = source.chunk_size
+    customers = source.customers if isinstance(source, StreamedInput) else tables["customers"]
+    integer_ids = pd.api.types.is_integer_dtype(customers["customer_id"].dtype)
     if known == 0:
         raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
     target = scoring_dir(out_dir, as_of)
@@ -378,7 +380,7 @@ def score(
             for key, value in spent.items():
                 seconds[key] += value
             frames.append(frame)
-            table = pa.Table.from_pandas(_reason_frame(explanations), preserve_index=False)
+            table = pa.Table.from_pandas(_reason_frame(explanations, integer_ids), preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp / "explanations.parquet", table.schema)
             writer.write_table(table)
@@ -459,10 +461,10 @@ def score(
     return ScoreResult(target, known, int(len(scores)), rejected, seconds, manifest)
 
 
-def _reason_frame(explanations: pd.DataFrame) -> pd.DataFrame:
-    """Stable column types, so every chunk writes the same Parquet schema."""
+def _reason_frame(explanations: pd.DataFrame, integer_ids: bool) -> pd.DataFrame:
+    """Stable column types, so every chunk writes the same Parquet schema (ids as the customers hold them)."""
     out = explanations.reindex(columns=REASON_COLUMNS)
-    out["customer_id"] = out["customer_id"].astype(np.int64) if len(out) else out["customer_id"].astype("int64")
+    out["customer_id"] = out["customer_id"].astype(np.int64) if integer_ids else out["customer_id"].astype(str)
     for column in ("model", "feature", "value", "text"):
         out[column] = out[column].astype(str)
     out["rank"] = out["rank"].astype(np.int64)

@@ -120,6 +120,9 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     synthetic data is simulated into ``paths.simulated_dir`` first. Validation results go to
     ``<reports_dir>/validation``.
     """
+    from crmscore import tracking
+
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)  # fail fast when unreachable
     source = input_dir or settings.data.input_dir
     simulated = None
     if source is None:
@@ -197,6 +200,8 @@ def train_churn_stage(
 
     started = time.perf_counter()
     cfg = settings.churn
+    # The tracking store first: an unreachable server fails now, not after minutes of tuning.
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     if loaded is None:
         _, loaded = _input_tables(settings, input_dir)
     kind, splits = churn.churn_datasets(loaded.tables, cfg, settings.features)
@@ -349,6 +354,10 @@ def train_clv_stage(
     champion on the same holdout by ``clv.promotion_margin``. Subscription data without transactions
     gets contractual CLV from the churn champion's retention (see :mod:`crmscore.clv.contractual`).
     """
+    from crmscore import tracking
+
+    # The tracking store first: an unreachable server fails now, not after minutes of fitting.
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     if loaded is None:
         _, loaded = _input_tables(settings, input_dir)
     tables = loaded.tables
@@ -680,10 +689,10 @@ def train_segments_stage(
     from crmscore import segments, tiers, tracking
 
     started = time.perf_counter()
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     if loaded is None:
         _, loaded = _input_tables(settings, input_dir)
     tables = loaded.tables
-    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     as_of = scoring_as_of(tables)
     X, p, clv, used = _current_values(settings, tables, as_of)
     cfg = settings.segments
