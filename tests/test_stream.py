@@ -6,6 +6,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import MAX_DATE
 
 from crmscore.config import DataSettings
 from crmscore.data.load import load_tables, write_tables
@@ -13,8 +14,6 @@ from crmscore.data.stream import StreamedInput, last_event_date
 from crmscore.errors import DataError
 from crmscore.scoring import customer_chunks
 from crmscore.stages import scoring_as_of
-
-from tests.conftest import MAX_DATE
 
 SETTINGS = DataSettings(max_date=str(MAX_DATE))
 AS_OF = pd.Timestamp("2026-03-31")
@@ -61,7 +60,8 @@ def test_chunks_rejects_and_counts_equal_the_whole_table_loader(small_sim, tmp_p
                 )
         for name, rejects in whole.rejects.items():
             pd.testing.assert_frame_equal(streamed.rejects[name], rejects.reset_index(drop=True))
-        assert {k: v.as_dict() for k, v in streamed.reports.items()} == {k: v.as_dict() for k, v in whole.reports.items()}
+        reports = {name: report.as_dict() for name, report in streamed.reports.items()}
+        assert reports == {name: report.as_dict() for name, report in whole.reports.items()}
         assert streamed.reports["transactions"].rows_rejected == 3
         with pytest.raises(RuntimeError, match="read once"):
             next(iter(streamed))
