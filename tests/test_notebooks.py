@@ -92,8 +92,9 @@ def run_notebook(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **v
     """Execute notebook ``name`` with the small parameters (and ``values``); return (notebook, workdir, cwd)."""
     from nbclient import NotebookClient
 
-    # The kernel inherits this environment: keep MLflow on the embedded store under WORKDIR.
-    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    # The kernel inherits this environment: keep MLflow on the embedded store under WORKDIR, and let
+    # the kernel pick its inline plot backend (the CLI, run in-process by other tests, sets MPLBACKEND).
+    for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MPLBACKEND"):
         monkeypatch.delenv(variable, raising=False)
     cwd, workdir = tmp_path / "cwd", tmp_path / "work"
     cwd.mkdir()
