@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# pandera imports pyspark.pandas when pyspark is installed (the Spark extra) — on import and again when
+# it validates — and pyspark then warns about the pandas version. That warning concerns pandas-on-Spark,
+# which crmscore never uses, so it is silenced rather than printed on every command.
 with warnings.catch_warnings():
-    # pandera imports pyspark.pandas when pyspark is installed (the Spark extra), and pyspark warns
-    # about the pandas version on import; that warning says nothing about crmscore's own use of pandas.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)
     import pandera.pandas as pa
 import pyarrow.parquet as pq
@@ -39,6 +40,8 @@ from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES, ColumnSpec, table_schema
 from crmscore.errors import DataError
 from crmscore.io import release_memory, write_csv, write_json, write_parquet
+
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)
 
 __all__ = [
     "TableReport",
