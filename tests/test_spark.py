@@ -1,0 +1,301 @@
+"""Scoring and features on Apache Spark (`crmscore score --engine spark`), against the single-machine engine.
+
+One trained workspace for the module (1,500 simulated customers; churn, CLV and segments trained with
+tiny budgets, the CLV model pinned to the LightGBM one so that both models give SHAP reasons) and one
+Spark session in local mode on two cores. The input of the scorings is the simulated data written as
+CSV with two bad transaction rows (a negative amount, an unknown customer), so validation, rejects and
+row numbers are compared too. Skipped without pyspark (CI installs it with ``.[dev,spark]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+pytest.importorskip("pyspark")
+
+from crmscore import tiers  # noqa: E402
+from crmscore.cli import app  # noqa: E402
+from crmscore.config import Settings  # noqa: E402
+from crmscore.data.load import write_tables  # noqa: E402
+from crmscore.explain import REASON_COLUMNS  # noqa: E402
+from crmscore.features import build_features  # noqa: E402
+from crmscore.scoring import SCORE_COLUMNS, scoring_dir  # noqa: E402
+from crmscore.spark import build_features_spark, spark_session  # noqa: E402
+from crmscore.stages import (  # noqa: E402
+    score_stage,
+    simulate_stage,
+    train_churn_stage,
+    train_clv_stage,
+    train_segments_stage,
+)
+
+runner = CliRunner()
+TABLES = ("customers", "transactions", "payments", "interactions")
+MAX_DATE = "2026-11-23"  # the simulated history ends 2026-10-31
+AS_OF = "2026-09-30"  # some customers sign up later: "known on the as-of date" is a real filter
+EARLIER = "2026-06-30"
+MASTER = "local[2]"
+TEXT_COLUMNS = ["risk_band", "tier", "segment", "lifecycle_stage", "action"]
+NUMBER_COLUMNS = ["churn_probability", "expected_spend", "clv", "points", "value_at_risk"]
+
+
+@dataclasses.dataclass
+class Workspace:
+    root: Path
+    settings: Settings
+    params: Path
+    tables: dict[str, pd.DataFrame]
+    bad_input: Path  # the simulated tables as CSV, with two bad transaction rows
+    bad_rows: list[int]  # their 1-based row numbers in transactions.csv
+
+
+@dataclasses.dataclass
+class Scoring:
+    folder: Path
+    scores: pd.DataFrame
+    explanations: pd.DataFrame
+    manifest: dict
+    migration: pd.DataFrame
+    rejects: dict[str, pd.DataFrame]
+
+
+def _read(folder: Path) -> Scoring:
+    return Scoring(
+        folder=folder,
+        scores=pd.read_parquet(folder / "scores.parquet"),
+        explanations=pd.read_parquet(folder / "explanations.parquet"),
+        manifest=json.loads((folder / "manifest.json").read_text()),
+        migration=pd.read_csv(folder / "tier_migration.csv", index_col=0),
+        rejects={p.name.removesuffix(".parquet"): pd.read_parquet(p) for p in (folder / "rejects").iterdir()},
+    )
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Simulated input, registered champions and a corrupted CSV copy of the input, all in a temporary folder."""
+    root = tmp_path_factory.mktemp("spark")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            mp.setenv(name, "")
+            mp.delenv(name)
+        mp.chdir(root)
+        budget = {"trials": 1, "timeout_seconds": 600, "max_trees": 60}
+        settings = Settings(
+            paths={"models_dir": str(root / "models"), "reports_dir": str(root / "reports"), "simulated_dir": "sim"},
+            data={"max_date": MAX_DATE},
+            simulate={"customers": 1500, "seed": 3},
+            churn={"train_cutoffs": 2, "tuning": budget},
+            clv={"model": "ml", "train_cutoffs": 2, "tuning": budget},
+            scoring={"out_dir": str(root / "scores")},
+        )
+        simulate_stage(settings)
+        trained = [train_churn_stage(settings), train_clv_stage(settings), train_segments_stage(settings)]
+        assert all(t.promoted for t in trained)
+        params = root / "params.yaml"
+        params.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+        tables = {name: pd.read_parquet(root / "sim" / f"{name}.parquet") for name in TABLES}
+        bad = {name: df.copy() for name, df in tables.items()}
+        tx = bad["transactions"]
+        tx.loc[5, "amount"] = -3.0
+        bad["transactions"] = pd.concat([tx, tx.iloc[[0]].assign(customer_id=999_999)], ignore_index=True)
+        write_tables(bad, root / "bad", "csv")
+        try:
+            yield Workspace(root, settings, params, tables, root / "bad", [6, len(bad["transactions"])])
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local Spark session (two cores) for the module; executors run this interpreter."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYSPARK_PYTHON", sys.executable)
+        mp.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
+        session = spark_session(MASTER, {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"})
+        try:
+            yield session
+        finally:
+            session.stop()
+
+
+@pytest.fixture(scope="module")
+def scorings(ws, spark, tmp_path_factory) -> tuple[Scoring, Scoring, object]:
+    """The same input scored as of AS_OF by both engines, each after the same earlier (local) scoring.
+
+    The Spark scoring runs through the command line (`crmscore score --engine spark --master local[2]`).
+    """
+    earlier = score_stage(ws.settings, EARLIER, input_dir=ws.bad_input, out_dir=ws.root / "earlier", progress=False)
+    outs = {}
+    for engine in ("local", "spark"):
+        outs[engine] = tmp_path_factory.mktemp(engine)
+        shutil.copytree(earlier.out_dir, outs[engine] / earlier.out_dir.name)
+    local = score_stage(ws.settings, AS_OF, input_dir=ws.bad_input, out_dir=outs["local"], progress=False)
+    args = ["score", "--as-of", AS_OF, "--input", str(ws.bad_input), "--out", str(outs["spark"])]
+    result = runner.invoke(app, [*args, "--engine", "spark", "--master", MASTER, "--params", str(ws.params)])
+    assert result.exit_code == 0, result.output
+    return _read(local.out_dir), _read(scoring_dir(outs["spark"], pd.Timestamp(AS_OF))), result
+
+
+# --- the scoring ---------------------------------------------------------------------------------------
+
+
+def test_cli_spark_engine_writes_the_scoring_folder(ws, scorings):
+    local, spark_scoring, result = scorings
+    folder = spark_scoring.folder
+    expected = ["explanations.parquet", "manifest.json", "rejects", "scores.parquet", "tier_migration.csv"]
+    assert _visible(folder) == expected
+    assert (folder / "scores.parquet").is_dir() and any((folder / "scores.parquet").glob("part-*.parquet"))
+    assert _visible(folder.parent) == [f"as_of={EARLIER}", f"as_of={AS_OF}"]  # no temporary folder left
+    assert not (folder / "_staging").exists()
+    n = len(local.scores)
+    assert result.stdout.startswith(f"scored {n:,} customers as of {AS_OF} in ")
+    assert f"rejected rows: 2 (see {folder / 'rejects'})" in result.stdout
+    assert f"scores: {folder / 'scores.parquet'}" in result.stdout
+    manifest = spark_scoring.manifest
+    assert manifest["engine"] == "spark" and manifest["spark"]["master"] == MASTER
+    assert manifest["spark"]["buckets"] == manifest["chunks"] >= 2
+    assert {"features", "predict", "explain", "validate"} <= set(manifest["spark"]["task_seconds"])
+
+
+def test_spark_scores_equal_the_local_engine(scorings):
+    local, spark_scoring, _ = scorings
+    a, b = local.scores, spark_scoring.scores
+    assert list(b.columns) == SCORE_COLUMNS
+    assert len(a) > 1000 and b["customer_id"].tolist() == a["customer_id"].tolist()  # same rows, same order
+    for column in NUMBER_COLUMNS:
+        np.testing.assert_allclose(b[column], a[column], rtol=0, atol=1e-9, err_msg=column)
+    for column in TEXT_COLUMNS:
+        assert b[column].astype(str).tolist() == a[column].astype(str).tolist(), column
+    for column in ["segment_id", "churn_model_version", "clv_model_version", "segments_model_version"]:
+        assert b[column].tolist() == a[column].tolist(), column
+    assert (pd.to_datetime(b["as_of"]) == pd.Timestamp(AS_OF)).all()
+    assert a["tier"].nunique() > 1 and a["segment"].nunique() > 1 and a["action"].nunique() > 1  # a real comparison
+
+
+def test_spark_explanations_equal_the_local_engine(scorings):
+    local, spark_scoring, _ = scorings
+    a, b = local.explanations, spark_scoring.explanations
+    assert list(b.columns) == REASON_COLUMNS
+    assert len(a) > 1000 and len(b) == len(a)
+    for column in ["customer_id", "model", "rank", "feature", "value", "text"]:
+        assert b[column].tolist() == a[column].tolist(), column
+    for column in ["contribution", "probability_change", "relative_spend_change"]:
+        np.testing.assert_allclose(b[column], a[column], rtol=0, atol=1e-9, err_msg=column)
+
+
+def test_spark_manifest_tiers_migration_and_rejects_equal_the_local_engine(ws, scorings):
+    local, spark_scoring, _ = scorings
+    m, s = local.manifest, spark_scoring.manifest
+    for key in ["as_of", "params_hash", "models", "rows_in", "customers_known", "scored", "rejected", "explanations"]:
+        assert s[key] == m[key], key
+    assert s["rejected"] == {"customers": 0, "transactions": 2, "payments": 0, "interactions": 0}
+    assert s["tiers"] == m["tiers"]  # the same scorecard knots and pyramid boundaries, to the last bit
+    assert s["previous_scoring"] == m["previous_scoring"] == f"as_of={EARLIER}"
+    # Migration against the earlier scoring (written by the local engine).
+    pd.testing.assert_frame_equal(spark_scoring.migration, local.migration)
+    assert np.trace(local.migration.loc[list(tiers.TIERS), list(tiers.TIERS)].to_numpy()) > 0
+    # Rejected rows: the row as read, its row number in the file, the reason.
+    assert list(spark_scoring.rejects) == list(local.rejects) == ["transactions"]
+    got, expected = spark_scoring.rejects["transactions"], local.rejects["transactions"]
+    assert list(got.columns) == list(expected.columns)
+    assert got["row_number"].tolist() == expected["row_number"].tolist() == ws.bad_rows
+    assert got["reason"].tolist() == ["amount: negative", "customer_id: unknown customer"]
+    pd.testing.assert_frame_equal(got.astype(str), expected.astype(str))
+
+
+def test_unreadable_column_is_the_local_engines_one_line_error(ws, spark, tmp_path):
+    """A column with no readable value, met by the executors in a bucket: exit 2, the same line, no output."""
+    ids = ws.tables["customers"]["customer_id"].head(40)
+    tables = {name: df.loc[df["customer_id"].isin(ids)].copy() for name, df in ws.tables.items()}
+    tables["transactions"] = tables["transactions"].astype({"amount": object}).assign(amount="abc")
+    write_tables(tables, tmp_path / "in", "csv")
+    lines = {}
+    for engine in ("local", "spark"):
+        out = tmp_path / f"out-{engine}"
+        args = ["score", "--as-of", AS_OF, "--input", str(tmp_path / "in"), "--out", str(out), "--engine", engine]
+        result = runner.invoke(app, [*args, "--params", str(ws.params)])
+        assert result.exit_code == 2, result.output
+        lines[engine] = result.output.strip().splitlines()
+        assert not out.exists() or _visible(out) == []
+    assert lines["spark"] == lines["local"]
+    assert len(lines["spark"]) == 1 and "column 'amount': uncoercible type: not a number" in lines["spark"][0]
+
+
+# --- features --------------------------------------------------------------------------------------------
+
+
+def test_spark_features_equal_the_pandas_builder(ws, spark):
+    """Parquet input as the simulator writes it (nanosecond timestamps), several buckets."""
+    X = build_features(ws.tables, AS_OF, ws.settings.features)
+    frame = build_features_spark(
+        spark, ws.root / "sim", AS_OF, ws.settings.features, data_settings=ws.settings.data, buckets=3
+    )
+    got = frame.toPandas()
+    assert list(got.columns) == ["customer_id", *X.columns]
+    got = got.set_index("customer_id").sort_index()
+    assert got.index.tolist() == X.index.tolist()  # the same customers, once each
+    numeric = [c for c in X.columns if not isinstance(X[c].dtype, pd.CategoricalDtype)]
+    assert {"monetary_365d", "collection_rate", "days_since_contact", "ipt_std_days"} <= set(numeric)
+    for column in X.columns:
+        if column in numeric:
+            np.testing.assert_allclose(got[column], X[column], rtol=0, atol=1e-9, err_msg=column)
+        else:
+            expected = X[column].astype(object).where(X[column].notna(), "<missing>")
+            assert got[column].astype(object).where(got[column].notna(), "<missing>").tolist() == expected.tolist()
+
+
+# --- command line without pyspark --------------------------------------------------------------------------
+
+
+def test_engine_spark_without_pyspark_is_one_line_exit_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # `import pyspark` now raises ImportError
+    result = runner.invoke(app, ["score", "--as-of", AS_OF, "--engine", "spark", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "error: the Spark engine needs pyspark, which is not installed: pip install 'crmscore[spark]'"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "dask"], "error: --engine: expected local or spark, got 'dask'"),
+        (["--master", "local[2]"], "error: --master: only with --engine spark"),
+    ],
+)
+def test_bad_engine_arguments_are_one_line_exit_2(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["score", "--as-of", AS_OF, *args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [message]
+
+
+def test_spark_package_imports_without_pyspark():
+    code = (
+        "import sys; sys.modules['pyspark'] = None\n"
+        "import crmscore.spark, crmscore.spark.engine, crmscore.spark.features, crmscore.spark.tables\n"
+        "from crmscore.spark import SparkMissingError, require_pyspark\n"
+        "try:\n    require_pyspark()\nexcept SparkMissingError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("pip install 'crmscore[spark]'")
