@@ -333,7 +333,7 @@ def score(
     if engine == "spark":
         from crmscore.spark import DEFAULT_MASTER, require_pyspark
 
-        require_pyspark()  # before anything else: a one-line error when pyspark is missing
+        require_pyspark()  # a one-line error when pyspark is missing, before any model loads
         from crmscore.spark import score_stage_spark
 
         result = score_stage_spark(_settings(params), when, input_dir, out_dir, versions, master or DEFAULT_MASTER)
