@@ -447,7 +447,8 @@ def estimate(per_core: float, efficiency: float, spark2: dict) -> list[str]:
         "scoring at about the same price;",
         f"* driver memory: the tier scale collects customer id, CLV and the scorecard metrics' features — 7 "
         f"columns × 8 bytes × 100M ≈ **{driver_gb:.1f} GB** — so the 64 GiB driver is ample (the single-machine "
-        "engine would need every table of 100M customers in memory instead);",
+        "engine streams the other tables per chunk too, but holds the customers table and these columns on "
+        "one machine and scores them on its cores alone);",
         "* storage: outputs scale linearly (scores and reasons are ~235 MB per 1M customers, `scoring.md`: ~24 GB "
         "per 100M), inputs likewise.",
         "",
