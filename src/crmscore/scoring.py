@@ -59,6 +59,10 @@ __all__ = [
     "atomic_dir",
     "scoring_dir",
     "previous_scoring",
+    "manifest_models",
+    "reason_frame",
+    "segment_names",
+    "tier_features",
     "SCORE_COLUMNS",
 ]
 
@@ -179,6 +183,15 @@ class _TablesInMemory:
 
     def __iter__(self) -> Iterator[dict[str, pd.DataFrame]]:
         return customer_chunks(self.tables, self.as_of, self.chunk_size)
+
+
+def manifest_models(models: ScoringModels) -> dict[str, dict[str, Any]]:
+    """The models of a scoring as its manifest records them: name, version and run id per role."""
+    return {
+        role: {"name": ref.name, "version": ref.version, "run_id": ref.run_id}
+        for role, ref in (("churn", models.churn), ("clv", models.clv), ("segments", models.segments))
+        if ref is not None
+    }
 
 
 def scoring_dir(out_dir: str | os.PathLike, as_of: pd.Timestamp) -> Path:
@@ -302,7 +315,7 @@ def score_chunk(
     explanations = explanations.sort_values(["customer_id", "model", "rank"], kind="stable", ignore_index=True)
     seconds["explain"] = time.perf_counter() - t0
 
-    keep = [c for c in _tier_features(settings) if c in X.columns]
+    keep = [c for c in tier_features(settings) if c in X.columns]
     frame = X[keep].copy()
     frame["churn_probability"] = p
     frame["expected_spend"] = spend
@@ -311,7 +324,8 @@ def score_chunk(
     return frame, explanations, seconds
 
 
-def _tier_features(settings: Settings) -> list[str]:
+def tier_features(settings: Settings) -> list[str]:
+    """The features the tier scale and lifecycle stages need, kept per customer until all are scored."""
     return [*dict.fromkeys([*settings.tiers.scorecard.metrics.values(), "tenure_days", "recency_days"])]
 
 
@@ -380,7 +394,7 @@ def score(
             for key, value in spent.items():
                 seconds[key] += value
             frames.append(frame)
-            table = pa.Table.from_pandas(_reason_frame(explanations, integer_ids), preserve_index=False)
+            table = pa.Table.from_pandas(reason_frame(explanations, integer_ids), preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp / "explanations.parquet", table.schema)
             writer.write_table(table)
@@ -407,7 +421,7 @@ def score(
                 "points": assigned["points"].to_numpy(),
                 "tier": assigned["tier"].to_numpy(),
                 "segment_id": everyone["segment_id"].to_numpy(),
-                "segment": _segment_names(models.segments, everyone["segment_id"].to_numpy()),
+                "segment": segment_names(models.segments, everyone["segment_id"].to_numpy()),
                 "lifecycle_stage": assigned["lifecycle_stage"].to_numpy(),
                 "value_at_risk": assigned["value_at_risk"].to_numpy(),
                 "action": assigned["action"].astype(str).to_numpy(),
@@ -440,11 +454,7 @@ def score(
         manifest = {
             "as_of": str(as_of.date()),
             "params_hash": settings.fingerprint(),
-            "models": {
-                role: {"name": ref.name, "version": ref.version, "run_id": ref.run_id}
-                for role, ref in (("churn", models.churn), ("clv", models.clv), ("segments", models.segments))
-                if ref is not None
-            },
+            "models": manifest_models(models),
             "rows_in": dict(rows_in or {}),
             "customers_known": known,
             "scored": int(len(scores)),
@@ -461,7 +471,7 @@ def score(
     return ScoreResult(target, known, int(len(scores)), rejected, seconds, manifest)
 
 
-def _reason_frame(explanations: pd.DataFrame, integer_ids: bool) -> pd.DataFrame:
+def reason_frame(explanations: pd.DataFrame, integer_ids: bool) -> pd.DataFrame:
     """Stable column types, so every chunk writes the same Parquet schema (ids as the customers hold them)."""
     out = explanations.reindex(columns=REASON_COLUMNS)
     out["customer_id"] = out["customer_id"].astype(np.int64) if integer_ids else out["customer_id"].astype(str)
@@ -473,7 +483,8 @@ def _reason_frame(explanations: pd.DataFrame, integer_ids: bool) -> pd.DataFrame
     return out
 
 
-def _segment_names(segments: ModelRef | None, ids: np.ndarray) -> np.ndarray:
+def segment_names(segments: ModelRef | None, ids: np.ndarray) -> np.ndarray:
+    """The readable name of each segment id (empty text without a segments model)."""
     if segments is None:
         return np.full(len(ids), "", dtype=object)
     names = segments.estimator.leaves_.set_index("segment_id")["name"]

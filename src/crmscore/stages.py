@@ -34,6 +34,7 @@ __all__ = [
     "train_segments_stage",
     "load_scoring_models",
     "registered_estimator",
+    "check_model_inputs",
     "score_stage",
     "scoring_as_of",
     "CHURN_MODEL_NAME",
@@ -813,7 +814,7 @@ def score_stage(
     out_dir = out_dir or settings.scoring.out_dir
 
     def check(tables) -> None:
-        _check_model_inputs(models, tables, settings.features)
+        check_model_inputs(models, tables, settings.features)
 
     if loaded is not None:
         rows_in = {name: report.rows_in for name, report in loaded.reports.items()}
@@ -846,7 +847,7 @@ def score_stage(
     return result
 
 
-def _check_model_inputs(models, tables, features=None) -> None:
+def check_model_inputs(models, tables, features=None) -> None:
     """Fail with one line when the input cannot give the features a model was trained on."""
     from crmscore.errors import DataError
     from crmscore.features import build_features

@@ -159,7 +159,7 @@ def score_spark(
     ``source`` is the input folder, or a mapping of table name to a path or a Spark DataFrame (see
     :func:`crmscore.spark.tables.read_input`). See the module docstring for the passes and outputs.
     """
-    from crmscore.stages import _check_model_inputs
+    from crmscore.stages import check_model_inputs
 
     started = time.perf_counter()
     as_of = pd.Timestamp(as_of).normalize()
@@ -177,9 +177,9 @@ def score_spark(
         customers, events = bucketed(inp, n_buckets)
         sample = probe_bucket(customers, events, ctx)
         if len(sample.tables["customers"]):
-            _check_model_inputs(models, sample.tables, settings.features)
+            check_model_inputs(models, sample.tables, settings.features)
         present = build_features(sample.tables, as_of, settings.features).columns
-        tier_columns = [c for c in scoring._tier_features(settings) if c in present]
+        tier_columns = [c for c in scoring.tier_features(settings) if c in present]
         seconds["prepare"] = time.perf_counter() - t0
 
         id_type = "long" if kind == "int" else "string"
@@ -250,11 +250,7 @@ def score_spark(
             manifest = {
                 "as_of": str(as_of.date()),
                 "params_hash": settings.fingerprint(),
-                "models": {
-                    role: {"name": ref.name, "version": ref.version, "run_id": ref.run_id}
-                    for role, ref in (("churn", models.churn), ("clv", models.clv), ("segments", models.segments))
-                    if ref is not None
-                },
+                "models": scoring.manifest_models(models),
                 "rows_in": rows_in,
                 "customers_known": known,
                 "scored": known,
@@ -326,7 +322,7 @@ def _score_bucket(
         spent.update(chunk_seconds)
         t0 = time.perf_counter()
         parts.append(to_spark_frame(frame.reset_index().assign(kind=_SCORE), schema))
-        reasons = scoring._reason_frame(explanations, ctx.id_kind == "int")
+        reasons = scoring.reason_frame(explanations, ctx.id_kind == "int")
         explanation_rows = len(reasons)
         parts.append(to_spark_frame(reasons.assign(kind=_REASON), schema))
         spent["output"] = time.perf_counter() - t0
@@ -410,7 +406,7 @@ def _segment_names(models: ScoringModels) -> dict[int, str]:
     if models.segments is None:
         return {}
     ids = models.segments.estimator.leaves_["segment_id"].to_numpy(dtype=np.int64)
-    return dict(zip(ids.tolist(), scoring._segment_names(models.segments, ids).tolist(), strict=True))
+    return dict(zip(ids.tolist(), scoring.segment_names(models.segments, ids).tolist(), strict=True))
 
 
 def _versions(models: ScoringModels) -> dict[str, int]:
