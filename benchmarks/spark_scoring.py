@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -254,7 +255,7 @@ def main() -> None:
     # One section per size of run, so a quick run never erases the results of a larger one.
     body = [*lines, "", "```json", json.dumps(summary), "```"]
     write_section(args.report, f"{summary['customers']:,} customers", "\n".join(body), TITLE)
-    write_section(args.report, ENGINE_SECTION, "\n".join(ENGINE_NOTES), TITLE)
+    write_section(args.report, ENGINE_SECTION, "\n".join([*ENGINE_NOTES, sizes_note(args.report)]), TITLE)
     say(f"report written to {args.report}")
     print(json.dumps(summary))
 
@@ -401,11 +402,20 @@ ENGINE_NOTES = [
     "* **Running it**: `pip install 'crmscore[spark]'`, then `crmscore score --as-of D --engine spark "
     "[--master spark://host:7077]` (default `local[*]`). Executors need crmscore installed (same version). "
     "Driver memory for local mode: `PYSPARK_SUBMIT_ARGS='--driver-memory 6g pyspark-shell'`.",
-    "* **Sizes measured** (sections below): 200,000 and 1,000,000 customers. 5,000,000 "
-    "(`--customers 5000000`, simulated in parts of 1M) was not run: the four scorings would take about 75 "
-    "minutes of this shared 2-core machine. Spark's fixed costs (starting the JVM and the Python workers, "
-    "the first jobs) are about 40 s here, so small runs understate its throughput: compare the 1M figures.",
 ]
+
+
+def sizes_note(report_path: Path) -> str:
+    """The engine section's last note: the sizes whose sections the report holds, largest first."""
+    text = report_path.read_text(encoding="utf-8") if report_path.exists() else ""
+    sizes = sorted({int(m.replace(",", "")) for m in re.findall(r"^## ([\d,]+) customers\s*$", text, re.M)})
+    measured = ", ".join(f"{n:,}" for n in sizes) or "none yet"
+    largest = f"{sizes[-1]:,}" if sizes else "the largest"
+    return (
+        f"* **Sizes measured** (sections below): {measured} customers; sizes over 1M are simulated in parts of "
+        "1M. Spark's fixed costs (starting the JVM and the Python workers, the first jobs) are about 20–40 s "
+        f"here, so small runs understate its throughput: compare the {largest} figures."
+    )
 
 
 def estimate(per_core: float, efficiency: float, spark2: dict) -> list[str]:

@@ -27,12 +27,13 @@ pytest.importorskip("pyspark")
 
 from crmscore import tiers  # noqa: E402
 from crmscore.cli import app  # noqa: E402
-from crmscore.config import Settings  # noqa: E402
+from crmscore.config import DataSettings, Settings  # noqa: E402
 from crmscore.data.load import write_tables  # noqa: E402
+from crmscore.errors import DataError  # noqa: E402
 from crmscore.explain import REASON_COLUMNS  # noqa: E402
 from crmscore.features import build_features  # noqa: E402
 from crmscore.scoring import SCORE_COLUMNS, scoring_dir  # noqa: E402
-from crmscore.spark import build_features_spark, spark_session  # noqa: E402
+from crmscore.spark import build_features_spark, build_features_sql, spark_session  # noqa: E402
 from crmscore.stages import (  # noqa: E402
     score_stage,
     simulate_stage,
@@ -241,24 +242,92 @@ def test_unreadable_column_is_the_local_engines_one_line_error(ws, spark, tmp_pa
 # --- features --------------------------------------------------------------------------------------------
 
 
+def _feature_mismatches(got: pd.DataFrame, X: pd.DataFrame) -> list[str]:
+    """Columns of a Spark feature frame (``customer_id`` + features) that differ from the pandas builder's ``X``.
+
+    Numbers must agree to 1e-9 with missing values in the same places; text (customer attributes) exactly.
+    """
+    if list(got.columns) != ["customer_id", *X.columns]:
+        return [f"columns {list(got.columns)}"]
+    got = got.set_index("customer_id").sort_index()
+    if got.index.tolist() != X.index.tolist():  # the same customers, once each
+        return ["customer_id"]
+    wrong = []
+    for column in X.columns:
+        if isinstance(X[column].dtype, pd.CategoricalDtype):
+            expected = X[column].astype(object).where(X[column].notna(), "<missing>").tolist()
+            if got[column].astype(object).where(got[column].notna(), "<missing>").tolist() != expected:
+                wrong.append(column)
+        else:
+            a, b = got[column].to_numpy(dtype=float), X[column].to_numpy(dtype=float)
+            if not np.allclose(a, b, rtol=0, atol=1e-9, equal_nan=True):
+                wrong.append(column)
+    return wrong
+
+
 def test_spark_features_equal_the_pandas_builder(ws, spark):
     """Parquet input as the simulator writes it (nanosecond timestamps), several buckets."""
     X = build_features(ws.tables, AS_OF, ws.settings.features)
+    numeric = [c for c in X.columns if not isinstance(X[c].dtype, pd.CategoricalDtype)]
+    assert {"monetary_365d", "collection_rate", "days_since_contact", "ipt_std_days"} <= set(numeric)
     frame = build_features_spark(
         spark, ws.root / "sim", AS_OF, ws.settings.features, data_settings=ws.settings.data, buckets=3
     )
-    got = frame.toPandas()
-    assert list(got.columns) == ["customer_id", *X.columns]
-    got = got.set_index("customer_id").sort_index()
-    assert got.index.tolist() == X.index.tolist()  # the same customers, once each
-    numeric = [c for c in X.columns if not isinstance(X[c].dtype, pd.CategoricalDtype)]
-    assert {"monetary_365d", "collection_rate", "days_since_contact", "ipt_std_days"} <= set(numeric)
-    for column in X.columns:
-        if column in numeric:
-            np.testing.assert_allclose(got[column], X[column], rtol=0, atol=1e-9, err_msg=column)
-        else:
-            expected = X[column].astype(object).where(X[column].notna(), "<missing>")
-            assert got[column].astype(object).where(got[column].notna(), "<missing>").tolist() == expected.tolist()
+    assert _feature_mismatches(frame.toPandas(), X) == []
+
+
+def test_sql_features_equal_the_pandas_builder_without_python_workers(ws, spark):
+    """Spark SQL aggregations only (no pandas UDF in the plan), same numbers as the pandas builder."""
+    X = build_features(ws.tables, AS_OF, ws.settings.features)
+    frame = build_features_sql(spark, ws.root / "sim", AS_OF, ws.settings.features, data_settings=ws.settings.data)
+    plan = frame._jdf.queryExecution().executedPlan().toString()
+    assert "HashAggregate" in plan and "Window" in plan
+    assert not any(node in plan for node in ("Pandas", "ArrowEvalPython", "BatchEvalPython", "PythonUDF"))
+    assert _feature_mismatches(frame.toPandas(), X) == []
+    # Another as-of date: the windows, trends and the known-customer filter move with it.
+    X = build_features(ws.tables, EARLIER, ws.settings.features)
+    frame = build_features_sql(spark, ws.root / "sim", EARLIER, ws.settings.features, data_settings=ws.settings.data)
+    assert len(X) < len(ws.tables["customers"]) and _feature_mismatches(frame.toPandas(), X) == []
+
+
+def test_sql_features_from_dataframes_with_timestamps_and_dates(ws, spark):
+    """Tables handed over as Spark DataFrames: timestamps with a time of day, dates, renamed columns."""
+    tables = {}
+    for name, df in ws.tables.items():
+        df = df.copy()
+        for column in df.columns:
+            if isinstance(df[column].dtype, pd.CategoricalDtype):
+                df[column] = df[column].astype(object)
+        tables[name] = df
+    # Purchases at 09:30: day counts round down as the pandas builder's do (09:30 the day before the
+    # as-of date is 0 days before it; 09:30 on the as-of day lies after the cutoff at midnight).
+    tables["transactions"]["date"] = tables["transactions"]["date"] + pd.Timedelta(hours=9, minutes=30)
+    X = build_features(tables, AS_OF, ws.settings.features)
+    frames = {name: spark.createDataFrame(df) for name, df in tables.items()}
+    frames["interactions"] = frames["interactions"].withColumn("date", frames["interactions"]["date"].cast("date"))
+    frames["payments"] = frames["payments"].withColumnRenamed("amount_due", "invoiced")
+    settings = DataSettings(max_date=MAX_DATE, tables={"payments": {"columns": {"amount_due": "invoiced"}}})
+    frame = build_features_sql(spark, frames, AS_OF, ws.settings.features, data_settings=settings)
+    assert _feature_mismatches(frame.toPandas(), X) == []
+
+
+def test_sql_features_stop_on_rows_the_contract_rejects(ws, spark):
+    """One-line errors naming the table, column and rule: negative amounts, duplicate ids, text dates."""
+    tx = ws.tables["transactions"].head(200).copy()
+    tx.loc[tx.index[3], "amount"] = -3.0
+    customers = ws.tables["customers"].astype({c: object for c in ws.tables["customers"].select_dtypes("category")})
+    frames = {"customers": spark.createDataFrame(customers), "transactions": spark.createDataFrame(tx)}
+    with pytest.raises(DataError, match=r"column 'amount': 1 rows break the rule 'below the minimum 0'"):
+        build_features_sql(spark, frames, AS_OF)
+    frames["transactions"] = spark.createDataFrame(tx.drop(index=tx.index[3]))
+    frames["customers"] = spark.createDataFrame(pd.concat([customers, customers.head(2)], ignore_index=True))
+    with pytest.raises(DataError, match=r"column 'customer_id': 2 rows break the rule 'duplicate customer id'"):
+        build_features_sql(spark, frames, AS_OF)
+    with pytest.raises(DataError) as error:
+        build_features_sql(spark, ws.bad_input, AS_OF)  # CSV: dates as text
+    message = str(error.value)
+    assert "\n" not in message and "needs dates or timestamps, found string" in message
+    assert "build_features_spark" in message
 
 
 # --- command line without pyspark --------------------------------------------------------------------------

@@ -7,6 +7,8 @@ same code (:func:`crmscore.scoring.score_chunk`), for customer bases beyond one 
 * :func:`score_spark` — the scoring itself, on a session and models the caller has;
 * :func:`build_features_spark` — point-in-time features of tables too large for one machine, as a
   Spark DataFrame equal to :func:`crmscore.features.build_features`;
+* :func:`build_features_sql` — the same features with Spark SQL aggregations alone (no Python
+  workers), for tables that already follow the data contract;
 * :func:`spark_session` — a session configured for the engine (quiet logs, local executors on this
   interpreter).
 
@@ -23,6 +25,7 @@ from crmscore.spark.session import DEFAULT_MASTER, SparkMissingError, require_py
 if TYPE_CHECKING:  # pragma: no cover
     from crmscore.spark.engine import score_spark, score_stage_spark
     from crmscore.spark.features import build_features_spark
+    from crmscore.spark.sql_features import build_features_sql
 
 __all__ = [
     "DEFAULT_MASTER",
@@ -32,12 +35,14 @@ __all__ = [
     "score_spark",
     "score_stage_spark",
     "build_features_spark",
+    "build_features_sql",
 ]
 
 _LAZY = {
     "score_spark": "crmscore.spark.engine",
     "score_stage_spark": "crmscore.spark.engine",
     "build_features_spark": "crmscore.spark.features",
+    "build_features_sql": "crmscore.spark.sql_features",
 }
 
 
