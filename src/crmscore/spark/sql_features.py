@@ -211,12 +211,14 @@ def _transactions(inp: SparkInput, tx: Any, ids: Any, as_of_us: int, settings: F
         F.col("amount").cast("double").alias("a"),
         *([F.col("product").cast("string").alias("p")] if has_product else []),
     ).where(d >= 0)
-    rows = rows.join(ids, on=ID, how="left_semi")
-    # Purchases in date order (most days before first): the gap from the previous purchase, and the
-    # position, so the last purchase's gap is the one between the last two purchases.
+    rows = base = rows.join(ids, on=ID, how="left_semi")
+    # Purchases in date order (most days before first), one sort per customer: the first purchase day,
+    # the gap from the previous purchase (a new purchase day where it is positive), and the position, so
+    # the last purchase's gap is the one between the last two purchases. (No distinct counts: Spark
+    # expands the rows once per distinct aggregate.)
     ordered = Window.partitionBy(ID).orderBy(d.desc())
     rows = (
-        rows.withColumn("first_d", F.max(d).over(Window.partitionBy(ID)))
+        rows.withColumn("first_d", F.first(d).over(ordered))
         .withColumn("gap", F.lag(d).over(ordered) - d)
         .withColumn("pos", F.row_number().over(ordered))
     )
@@ -228,7 +230,7 @@ def _transactions(inp: SparkInput, tx: Any, ids: Any, as_of_us: int, settings: F
         F.sum(a).alias("spend"),
         F.min(d).alias("recency"),
         F.max(d).alias("first"),
-        F.countDistinct(d).alias("purchase_days"),
+        count(F.col("gap").isNull() | (F.col("gap") > 0)).alias("purchase_days"),
         spend(d == F.col("first_d")).alias("first_day_spend"),
         F.count("gap").alias("n_gaps"),
         F.sum(F.col("gap").cast("double")).alias("gap_sum"),
@@ -241,12 +243,14 @@ def _transactions(inp: SparkInput, tx: Any, ids: Any, as_of_us: int, settings: F
     ]
     for w in settings.windows_days:
         aggs += [count(d < w).alias(f"n_{w}"), spend(d < w).alias(f"spend_{w}")]
-    if has_product:
-        aggs += [
-            F.countDistinct("p").alias("breadth"),
-            F.countDistinct(F.when(d < longest, F.col("p"))).alias("breadth_w"),
-        ]
     aggregated = rows.groupBy(ID).agg(*aggs)
+    if has_product:
+        # Distinct products: one row per customer and product with its latest purchase, then counted.
+        products = base.where(F.col("p").isNotNull()).groupBy(ID, "p").agg(F.min(d).alias("latest"))
+        breadth = products.groupBy(ID).agg(
+            F.count(F.lit(1)).alias("breadth"), count(F.col("latest") < longest).alias("breadth_w")
+        )
+        aggregated = aggregated.join(breadth, on=ID, how="left")
 
     n, total = _zero("n"), _zero("spend")
     has = n > 0
