@@ -40,6 +40,7 @@ subprocesses; theirs are reported apart). Writes the "Scale" section of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import inspect
 import json
@@ -49,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,21 @@ def current_rss_gb() -> float | None:
 
 
 # --- subprocesses -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def benchmark_workspace(folder: Path | None, prefix: str) -> Iterator[Path]:
+    """The benchmark's working folder: ``folder`` (kept, and reused by later runs) or a temporary one
+    (removed afterwards). MLflow stays in the workspace's own registry, never a shared server."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    temporary = folder is None
+    workspace = (Path(tempfile.mkdtemp(prefix=prefix)) if temporary else folder).resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    try:
+        yield workspace
+    finally:
+        if temporary:
+            shutil.rmtree(workspace, ignore_errors=True)
 
 
 def crmscore_command() -> list[str]:
@@ -343,16 +360,8 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
 
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the workspace's own registry, never a shared server
-    temporary = args.workspace is None
-    workspace = Path(tempfile.mkdtemp(prefix="crmscore-scoring-scale-")) if temporary else args.workspace
-    workspace = workspace.resolve()
-    workspace.mkdir(parents=True, exist_ok=True)
-    try:
+    with benchmark_workspace(args.workspace, "crmscore-scoring-scale-") as workspace:
         summary, lines = run_benchmark(args, workspace)
-    finally:
-        if temporary:
-            shutil.rmtree(workspace, ignore_errors=True)
     write_section(args.report, SECTION, "\n".join(lines), TITLE)
     say(f"report written to {args.report}")
     print(json.dumps(summary))
@@ -373,8 +382,10 @@ def run_benchmark(args, workspace: Path) -> tuple[dict, list[str]]:
     started = time.perf_counter()
     as_of = last_event_date(input_dir, settings.data)
     as_of_seconds = time.perf_counter() - started
-    say(f"scoring as of {as_of.date()} (the last transaction date, {as_of_seconds:.1f} s) in chunks of "
-        f"{settings.scoring.chunk_size:,}, input streamed …")
+    say(
+        f"scoring as of {as_of.date()} (the last transaction date, {as_of_seconds:.1f} s) in chunks of "
+        f"{settings.scoring.chunk_size:,}, input streamed …"
+    )
     # What `crmscore score --as-of DATE --input DIR` runs: champions from the registry, the input read and
     # validated one chunk of customers at a time, features, predictions, reasons, tiers, atomic write.
     started = time.perf_counter()

@@ -33,15 +33,14 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from _report import machine, write_section
-from scoring_scale import run_child, say, simulate, workspace_params
-from spark_scoring import REPORT, TABLES, TITLE, environment, input_rows, last_day
+from scoring_scale import benchmark_workspace, run_child, say, simulate, workspace_params
+from spark_scoring import REPORT, TABLES, TITLE, input_rows, last_day, spark_environment
 
 DEFAULT_CUSTOMERS = 1_000_000
 RUNS = ("pandas", "spark-sql", "spark-buckets")
@@ -79,11 +78,7 @@ def run_one(run: str, workspace: Path, input_dir: Path, as_of: pd.Timestamp, arg
     command += ["--out", str(out), "--master", args.master]
     say(f"{run} …")
     load = os.getloadavg()[0]
-    with environment(
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-        PYSPARK_SUBMIT_ARGS=f"--driver-memory {args.driver_memory} pyspark-shell",
-    ):
+    with spark_environment(args.driver_memory):
         wall, peak = run_child(command, workspace / f"features-{run}.log", cwd=workspace)
     inner = json.loads((out.parent / f"{run}.json").read_text())["seconds"]
     say(f"{run}: {wall:.1f} s wall ({inner:.1f} s inside; peak RSS {peak:.2f} GB)")
@@ -131,12 +126,7 @@ def main() -> None:
         child(args.child, args.input, args.as_of, args.out, args.master)
         return
 
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    temporary = args.workspace is None
-    workspace = Path(tempfile.mkdtemp(prefix="crmscore-features-")) if temporary else args.workspace
-    workspace = workspace.resolve()
-    workspace.mkdir(parents=True, exist_ok=True)
-    try:
+    with benchmark_workspace(args.workspace, "crmscore-features-") as workspace:
         params = workspace_params(workspace)
         input_dir, simulated = simulate(workspace, params, args.customers, args.seed)
         rows, as_of = input_rows(input_dir), last_day(input_dir)
@@ -144,9 +134,6 @@ def main() -> None:
         runs = {run: run_one(run, workspace, input_dir, as_of, args) for run in RUNS}
         checks = {run: compare(runs["pandas"]["out"], runs[run]["out"]) for run in RUNS[1:]}
         say(f"comparison with pandas: {checks}")
-    finally:
-        if temporary:
-            shutil.rmtree(workspace, ignore_errors=True)
 
     summary = {
         "customers": args.customers,

@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +52,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from _report import machine, write_section
-from scoring_scale import crmscore_command, run_child, say, simulate, train, workspace_params
+from scoring_scale import benchmark_workspace, crmscore_command, run_child, say, simulate, train, workspace_params
 
 from crmscore.config import Settings, load_settings
 
@@ -146,6 +145,15 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def spark_environment(driver_memory: str) -> contextlib.AbstractContextManager[None]:
+    """Subprocesses started inside run Spark on this interpreter with ``driver_memory`` for the driver's JVM."""
+    return environment(
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        PYSPARK_SUBMIT_ARGS=f"--driver-memory {driver_memory} pyspark-shell",
+    )
+
+
 def run_scoring(
     name: str, engine: str, cores: int, workspace: Path, params: Path, input_dir: Path, as_of, driver_memory: str
 ) -> dict:
@@ -160,11 +168,7 @@ def run_scoring(
         args = ["taskset", "-c", "0", *args]
     say(f"{name}: {' '.join(args[-12:])} …")
     load = os.getloadavg()[0]
-    with environment(
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-        PYSPARK_SUBMIT_ARGS=f"--driver-memory {driver_memory} pyspark-shell",
-    ):
+    with spark_environment(driver_memory):
         wall, peak = run_child(args, workspace / f"{name}.log", cwd=workspace)
     folder = out / f"as_of={as_of.date()}"
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -240,17 +244,9 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
 
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # the workspace's own registry, never a shared server
-    temporary = args.workspace is None
-    workspace = Path(tempfile.mkdtemp(prefix="crmscore-spark-")) if temporary else args.workspace
-    workspace = workspace.resolve()
-    workspace.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    try:
+    with benchmark_workspace(args.workspace, "crmscore-spark-") as workspace:
         summary, lines = run_benchmark(args, workspace)
-    finally:
-        if temporary:
-            shutil.rmtree(workspace, ignore_errors=True)
     say(f"benchmark took {time.perf_counter() - started:.0f} s")
     # One section per size of run, so a quick run never erases the results of a larger one.
     body = [*lines, "", "```json", json.dumps(summary), "```"]

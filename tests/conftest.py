@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from crmscore.data.simulate import SimulatedData, simulate_crm
 
@@ -39,3 +43,35 @@ def workspace_settings(folder, **sections):
         simulate={"customers": 1500, "seed": 3},
         **sections,
     )
+
+
+@contextlib.contextmanager
+def mlflow_workspace(root: Path) -> Iterator[pytest.MonkeyPatch]:
+    """A module workspace's environment: no MLflow URIs from outside, ``root`` as the working folder.
+
+    MLflow echoes the URIs it is given into the environment, so they are recorded first; on leaving,
+    the environment, the working folder and MLflow's own URIs are as they were.
+    """
+    import mlflow
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            mp.setenv(name, "")
+            mp.delenv(name)
+        mp.chdir(root)
+        try:
+            yield mp
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+
+
+def write_params(settings, path: Path) -> Path:
+    """``settings`` as a ``params.yaml`` file at ``path``."""
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    return path
+
+
+def visible(folder: Path) -> list[str]:
+    """Names in ``folder``, hidden ones (temporary files) left out, sorted."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))

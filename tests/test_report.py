@@ -25,9 +25,8 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
-from tests.conftest import workspace_settings
+from tests.conftest import mlflow_workspace, workspace_settings, write_params
 from typer.testing import CliRunner
 
 from crmscore import tracking
@@ -103,20 +102,10 @@ class Workspace:
     cli_output: str
 
 
-def _write_params(settings: Settings, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    with pytest.MonkeyPatch.context() as mp:
-        # MLflow echoes the URIs into the environment; record the original state so that teardown restores it.
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-            mp.setenv(name, "")
-            mp.delenv(name)
-        mp.chdir(root)
+    with mlflow_workspace(root) as mp:
         # Logging a model loads it again in a subprocess to list its pip requirements (~5 s a model on a
         # busy machine); the report never reads them, so the workspace takes MLflow's default list.
         mp.setattr(mlflow.models, "infer_pip_requirements", lambda *args, fallback=None, **kwargs: fallback or [])
@@ -132,18 +121,14 @@ def ws(tmp_path_factory):
         assert all(t.promoted for t in trained)
         for as_of in (EARLIER, LATEST):
             score_stage(settings, as_of, progress=False)
-        params = _write_params(settings, root / "params.yaml")
-        try:
-            result = runner.invoke(app, ["report", "--params", str(params), "--compare", "champion", "2"])
-            assert result.exit_code == 0, result.output
-            html_path = Path(result.output.strip().splitlines()[-1])
-            text = html_path.read_text(encoding="utf-8")
-            page = _Page()
-            page.feed(text)
-            yield Workspace(root, settings, params, html_path, text, page, result.output)
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+        params = write_params(settings, root / "params.yaml")
+        result = runner.invoke(app, ["report", "--params", str(params), "--compare", "champion", "2"])
+        assert result.exit_code == 0, result.output
+        html_path = Path(result.output.strip().splitlines()[-1])
+        text = html_path.read_text(encoding="utf-8")
+        page = _Page()
+        page.feed(text)
+        yield Workspace(root, settings, params, html_path, text, page, result.output)
 
 
 def _one_error_line(result) -> str:
@@ -303,7 +288,7 @@ def test_no_scoring_yet_exits_2_with_one_line(ws, tmp_path):
     settings = ws.settings.model_copy(
         update={"scoring": ws.settings.scoring.model_copy(update={"out_dir": str(tmp_path / "none")})}
     )
-    params = _write_params(settings, tmp_path / "params.yaml")
+    params = write_params(settings, tmp_path / "params.yaml")
     line = _one_error_line(runner.invoke(app, ["report", "--params", str(params)]))
     assert line == (
         f"error: {tmp_path / 'none'}: no scoring found (no as_of=YYYY-MM-DD folder with scores.parquet); "

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from tests.conftest import mlflow_workspace, visible, workspace_settings, write_params
 from typer.testing import CliRunner
 
 from crmscore import scoring, tiers, tracking
@@ -95,11 +95,6 @@ def _score(settings: Settings, out: Path, as_of: str = AS_OF, **kwargs) -> Scori
     return _read(result.out_dir)
 
 
-def _write_params(settings: Settings, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-    return path
-
-
 def _invoke(ws: Workspace, *args: str):
     return runner.invoke(app, ["score", *args, "--params", str(ws.params)])
 
@@ -113,29 +108,14 @@ def _one_error_line(result) -> str:
     return lines[0]
 
 
-def _visible(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """Simulated input and registered churn, CLV and segments champions, every path in a temporary folder."""
     root = tmp_path_factory.mktemp("scoring")
-    with pytest.MonkeyPatch.context() as mp:
-        # MLflow echoes the URIs into the environment; record the original state so that teardown restores it.
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-            mp.setenv(name, "")
-            mp.delenv(name)
-        mp.chdir(root)
+    with mlflow_workspace(root):
         budget = {"trials": 2, "timeout_seconds": 600, "max_trees": 150}
-        settings = Settings(
-            paths={
-                "models_dir": str(root / "models"),
-                "reports_dir": str(root / "reports"),
-                "simulated_dir": str(root / "sim"),
-            },
-            data={"max_date": MAX_DATE},
-            simulate={"customers": 1500, "seed": 3},
+        settings = workspace_settings(
+            root,
             churn={"train_cutoffs": 3, "tuning": budget},
             clv={"model": "ml", "train_cutoffs": 2, "tuning": budget},
             scoring={"out_dir": str(root / "reports" / "scores")},
@@ -147,13 +127,9 @@ def ws(tmp_path_factory):
             "segments": train_segments_stage(settings),
         }
         assert all(t.promoted for t in trained.values())
-        params = _write_params(settings, root / "params.yaml")
+        params = write_params(settings, root / "params.yaml")
         tables = {name: pd.read_parquet(root / "sim" / f"{name}.parquet") for name in TABLES}
-        try:
-            yield Workspace(root, settings, params, trained, tables)
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+        yield Workspace(root, settings, params, trained, tables)
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +250,7 @@ def test_no_champion_exit_2_says_how_to_train_or_promote(tmp_path):
         simulate={"customers": 200, "seed": 1},
     )
     simulate_stage(settings)
-    params = _write_params(settings, tmp_path / "params.yaml")
+    params = write_params(settings, tmp_path / "params.yaml")
     env = {k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"}}
     result = subprocess.run(
         CRMSCORE + ["score", "--as-of", AS_OF, "--out", "out", "--params", str(params)],
@@ -290,7 +266,7 @@ def test_no_champion_exit_2_says_how_to_train_or_promote(tmp_path):
         "error: no champion of crmscore-churn is registered: run `crmscore train churn` (or `crmscore run`), "
         "or `crmscore promote churn --version N`"
     )
-    assert not (tmp_path / "out").exists() or _visible(tmp_path / "out") == []
+    assert not (tmp_path / "out").exists() or visible(tmp_path / "out") == []
 
 
 # --- the scoring itself --------------------------------------------------------------------------------------
@@ -298,14 +274,14 @@ def test_no_champion_exit_2_says_how_to_train_or_promote(tmp_path):
 
 @pytest.mark.slow
 def test_scoring_writes_every_output_one_row_per_known_customer(ws, scored):
-    assert _visible(scored.folder) == [
+    assert visible(scored.folder) == [
         "explanations.parquet",
         "manifest.json",
         "rejects",
         "scores.parquet",
         "tier_migration.csv",
     ]
-    assert _visible(scored.folder.parent) == [f"as_of={AS_OF}"]
+    assert visible(scored.folder.parent) == [f"as_of={AS_OF}"]
     scores = scored.scores
     assert list(scores.columns) == SCORE_COLUMNS
     known = ws.known(AS_OF)
@@ -484,7 +460,7 @@ def test_tier_migration_counts_against_the_previous_scoring(ws, tmp_path):
     first = _score(ws.settings, out, "2026-03-31")
     assert first.manifest["previous_scoring"] is None
     assert first.migration.loc[list(tiers.TIERS)].to_numpy().sum() == 0
-    assert _visible(out) == ["as_of=2026-03-31", f"as_of={EARLIER}", f"as_of={AS_OF}"]
+    assert visible(out) == ["as_of=2026-03-31", f"as_of={EARLIER}", f"as_of={AS_OF}"]
 
 
 @pytest.mark.slow
@@ -506,7 +482,7 @@ def test_rejected_rows_are_written_and_counted(ws, tmp_path):
     rejects = pd.read_parquet(folder / "rejects" / "transactions.parquet")
     assert rejects["reason"].tolist() == ["amount: negative", "customer_id: unknown customer"]
     assert rejects["row_number"].tolist() == [6, len(tables["transactions"])]
-    assert _visible(folder / "rejects") == ["transactions.parquet"]  # tables without rejects write no file
+    assert visible(folder / "rejects") == ["transactions.parquet"]  # tables without rejects write no file
     got = _read(folder)
     assert got.manifest["rejected"] == {"customers": 0, "transactions": 2, "payments": 0, "interactions": 0}
     assert got.manifest["rows_in"] == {name: len(tables[name]) for name in TABLES}
@@ -560,7 +536,7 @@ def test_streamed_input_scores_exactly_as_tables_loaded_whole(ws, tmp_path, layo
     for key in ("rows_in", "rejected", "scored", "customers_known"):
         assert streamed.manifest[key] == whole.manifest[key], key
     assert streamed.manifest["rejected"]["transactions"] == 3
-    assert _visible(streamed.folder / "rejects") == _visible(whole.folder / "rejects") == ["transactions.parquet"]
+    assert visible(streamed.folder / "rejects") == visible(whole.folder / "rejects") == ["transactions.parquet"]
     rejects = pd.read_parquet(streamed.folder / "rejects" / "transactions.parquet")
     pd.testing.assert_frame_equal(rejects, pd.read_parquet(whole.folder / "rejects" / "transactions.parquet"))
     assert rejects["row_number"].tolist() == sorted(rejects["row_number"])

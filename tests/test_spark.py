@@ -16,11 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from tests.conftest import mlflow_workspace, visible, workspace_settings, write_params
 from typer.testing import CliRunner
 
 pytest.importorskip("pyspark")
@@ -83,24 +82,14 @@ def _read(folder: Path) -> Scoring:
     )
 
 
-def _visible(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """Simulated input, registered champions and a corrupted CSV copy of the input, all in a temporary folder."""
     root = tmp_path_factory.mktemp("spark")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-            mp.setenv(name, "")
-            mp.delenv(name)
-        mp.chdir(root)
+    with mlflow_workspace(root):
         budget = {"trials": 1, "timeout_seconds": 600, "max_trees": 60}
-        settings = Settings(
-            paths={"models_dir": str(root / "models"), "reports_dir": str(root / "reports"), "simulated_dir": "sim"},
-            data={"max_date": MAX_DATE},
-            simulate={"customers": 1500, "seed": 3},
+        settings = workspace_settings(
+            root,
             churn={"train_cutoffs": 2, "tuning": budget},
             clv={"model": "ml", "train_cutoffs": 2, "tuning": budget},
             scoring={"out_dir": str(root / "scores")},
@@ -108,19 +97,14 @@ def ws(tmp_path_factory):
         simulate_stage(settings)
         trained = [train_churn_stage(settings), train_clv_stage(settings), train_segments_stage(settings)]
         assert all(t.promoted for t in trained)
-        params = root / "params.yaml"
-        params.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+        params = write_params(settings, root / "params.yaml")
         tables = {name: pd.read_parquet(root / "sim" / f"{name}.parquet") for name in TABLES}
         bad = {name: df.copy() for name, df in tables.items()}
         tx = bad["transactions"]
         tx.loc[5, "amount"] = -3.0
         bad["transactions"] = pd.concat([tx, tx.iloc[[0]].assign(customer_id=999_999)], ignore_index=True)
         write_tables(bad, root / "bad", "csv")
-        try:
-            yield Workspace(root, settings, params, tables, root / "bad", [6, len(bad["transactions"])])
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+        yield Workspace(root, settings, params, tables, root / "bad", [6, len(bad["transactions"])])
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +145,9 @@ def test_cli_spark_engine_writes_the_scoring_folder(ws, scorings):
     local, spark_scoring, result = scorings
     folder = spark_scoring.folder
     expected = ["explanations.parquet", "manifest.json", "rejects", "scores.parquet", "tier_migration.csv"]
-    assert _visible(folder) == expected
+    assert visible(folder) == expected
     assert (folder / "scores.parquet").is_dir() and any((folder / "scores.parquet").glob("part-*.parquet"))
-    assert _visible(folder.parent) == [f"as_of={EARLIER}", f"as_of={AS_OF}"]  # no temporary folder left
+    assert visible(folder.parent) == [f"as_of={EARLIER}", f"as_of={AS_OF}"]  # no temporary folder left
     assert not (folder / "_staging").exists()
     n = len(local.scores)
     assert result.stdout.startswith(f"scored {n:,} customers as of {AS_OF} in ")
@@ -234,7 +218,7 @@ def test_unreadable_column_is_the_local_engines_one_line_error(ws, spark, tmp_pa
         result = runner.invoke(app, [*args, "--params", str(ws.params)])
         assert result.exit_code == 2, result.output
         lines[engine] = result.output.strip().splitlines()
-        assert not out.exists() or _visible(out) == []
+        assert not out.exists() or visible(out) == []
     assert lines["spark"] == lines["local"]
     assert len(lines["spark"]) == 1 and "column 'amount': uncoercible type: not a number" in lines["spark"][0]
 

@@ -285,6 +285,17 @@ def _figure(ax_or_fig, caption: str, wide: bool = False) -> str:
     return f'<figure{cls}><img src="{uri}" alt="{text}"><figcaption>{text}</figcaption></figure>'
 
 
+def _overlaid(y, predictions: Mapping[str, np.ndarray], *plots_: tuple) -> str:
+    """One figure per ``(plot function, caption)``, each with every model's predictions drawn on the same axes."""
+    figures = []
+    for draw, caption in plots_:
+        ax = None
+        for label, pred in predictions.items():
+            ax = draw(y, pred, ax=ax, label=label)
+        figures.append(_figure(ax, caption))
+    return _figures(*figures)
+
+
 def _figures(*figures: str) -> str:
     return '<div class="figures">' + "".join(figures) + "</div>"
 
@@ -671,19 +682,17 @@ def churn_section(comparison: Comparison, test, kind: str) -> Section:
         _metric_table({label: classification_metrics(y, p) for label, p in predictions.items()}, _CLASSIFICATION_NAMES)
     )
     body.append(_h3("Ranking and calibration"))
-    figures = []
-    for draw, caption in (
-        (plots.plot_roc, "ROC curve"),
-        (plots.plot_precision_recall, "Precision-recall curve"),
-        (plots.plot_calibration, "Calibration"),
-        (plots.plot_gains, "Cumulative gains"),
-        (plots.plot_lift, "Lift by decile"),
-    ):
-        ax = None
-        for label, p in predictions.items():
-            ax = draw(y, p, ax=ax, label=label)
-        figures.append(_figure(ax, caption))
-    body.append(_figures(*figures))
+    body.append(
+        _overlaid(
+            y,
+            predictions,
+            (plots.plot_roc, "ROC curve"),
+            (plots.plot_precision_recall, "Precision-recall curve"),
+            (plots.plot_calibration, "Calibration"),
+            (plots.plot_gains, "Cumulative gains"),
+            (plots.plot_lift, "Lift by decile"),
+        )
+    )
     body.append(_shap_part(comparison.first, test.X))
     return Section("churn", REPORT_SECTIONS["churn"], "".join(body))
 
@@ -759,16 +768,14 @@ def clv_section(
         if predictions and y_hold.sum() > 0 and len(y_hold) >= 10:
             body.append(_h3("Metrics"))
             body.append(_metric_table({k: value_metrics(y_hold, p) for k, p in predictions.items()}, _VALUE_NAMES))
-            figures = []
-            for draw, caption in (
-                (plots.plot_value_deciles, "Predicted against actual value by decile"),
-                (plots.plot_value_gains, "Value gains and normalised Gini"),
-            ):
-                ax = None
-                for label, pred in predictions.items():
-                    ax = draw(y_hold, pred, ax=ax, label=label)
-                figures.append(_figure(ax, caption))
-            body.append(_figures(*figures))
+            body.append(
+                _overlaid(
+                    y_hold,
+                    predictions,
+                    (plots.plot_value_deciles, "Predicted against actual value by decile"),
+                    (plots.plot_value_gains, "Value gains and normalised Gini"),
+                )
+            )
         elif predictions:
             body.append(_note("The holdout has too few customers or no spend at all: no value metrics."))
     body.append(_h3("BG/NBD × Gamma-Gamma model"))

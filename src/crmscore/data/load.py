@@ -47,6 +47,7 @@ __all__ = [
     "TableReport",
     "LoadedData",
     "find_table_file",
+    "find_table_files",
     "read_table",
     "validate_table",
     "validate_tables",
@@ -129,6 +130,34 @@ def find_table_file(input_dir: str | os.PathLike, table: str, settings: TableSet
         if path.exists():
             return path
     return None
+
+
+def missing_table_error(table: str, where: str = "") -> DataError:
+    """The one-line error for a required table that is not there (``where``: the folder, if any)."""
+    return DataError(
+        f"{where + ': ' if where else ''}table '{table}' not found (expected {table}.parquet or {table}.csv, "
+        f"or set data.tables.{table}.file)"
+    )
+
+
+def find_table_files(input_dir: str | os.PathLike, settings: DataSettings | None = None) -> dict[str, Path]:
+    """The file of every contract table found in ``input_dir``, in contract order.
+
+    Raises :class:`DataError` when the folder or a required table (``customers``) is missing, or a
+    configured file name (``data.tables.<table>.file``) does not exist.
+    """
+    settings = settings or DataSettings()
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: input folder not found")
+    found = {}
+    for table in TABLE_NAMES:
+        path = find_table_file(folder, table, settings.tables.get(table, TableSettings()))
+        if path is not None:
+            found[table] = path
+        elif table in REQUIRED_TABLES:
+            raise missing_table_error(table, str(folder))
+    return found
 
 
 def read_table(
@@ -566,23 +595,13 @@ def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = No
     (the ``data`` section of ``params.yaml``). Raises :class:`DataError` for whole-file problems.
     """
     settings = settings or DataSettings()
-    folder = Path(input_dir)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: input folder not found")
+    paths = find_table_files(input_dir, settings)
     sources: dict[str, str] = {}
     date_formats = {t: settings.tables[t].date_format for t in settings.tables}
     # Read and validate one table at a time and let go of its raw copy before the next.
     validator = _Validator(settings.max_date or dt.date.today(), date_formats, sources)
-    for table in TABLE_NAMES:
+    for table, path in paths.items():
         table_settings = settings.tables.get(table, TableSettings())
-        path = find_table_file(folder, table, table_settings)
-        if path is None:
-            if table in REQUIRED_TABLES:
-                raise DataError(
-                    f"{folder}: table '{table}' not found (expected {table}.parquet or {table}.csv, "
-                    f"or set data.tables.{table}.file)"
-                )
-            continue
         sources[table] = str(path)
         validator.add(table, read_table(path, table, table_settings.columns, settings.format, settings.csv_separator))
     return validator.result()

@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
+from crmscore.config import DataSettings, TableSettings
 from crmscore.data.load import (
     TableReport,
     _coerce_date,
@@ -50,10 +50,10 @@ from crmscore.data.load import (
     _rejects_frame,
     _Validator,
     find_table_file,
+    find_table_files,
     map_columns,
     read_table,
 )
-from crmscore.data.schemas import REQUIRED_TABLES
 from crmscore.errors import DataError
 from crmscore.io import release_memory
 
@@ -223,22 +223,9 @@ class StreamedInput:
         self.settings = settings or DataSettings()
         self.as_of = pd.Timestamp(as_of).normalize()
         self.chunk_size = int(chunk_size)
-        folder = Path(input_dir)
-        if not folder.is_dir():
-            raise DataError(f"{folder}: input folder not found")
         self._spill_root: Path | None = None
         self._spill_parent = spill_dir
-        self._paths: dict[str, Path] = {}
-        for table in TABLE_NAMES:
-            path = find_table_file(folder, table, self._table_settings(table))
-            if path is None:
-                if table in REQUIRED_TABLES:
-                    raise DataError(
-                        f"{folder}: table '{table}' not found (expected {table}.parquet or {table}.csv, "
-                        f"or set data.tables.{table}.file)"
-                    )
-                continue
-            self._paths[table] = path
+        self._paths = find_table_files(input_dir, self.settings)
         date_formats = {t: self.settings.tables[t].date_format for t in self.settings.tables}
         self._validator = _Validator(
             self.settings.max_date or dt.date.today(), date_formats, {t: str(p) for t, p in self._paths.items()}

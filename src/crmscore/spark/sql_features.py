@@ -135,9 +135,7 @@ def check_contract_sql(inp: SparkInput) -> None:
                 rules.append((spec.name, f"below the minimum {spec.min_value:g}", column < F.lit(spec.min_value)))
         if not rules:
             continue
-        counts = frame.agg(
-            *[F.sum(F.when(cond, 1).otherwise(0)).alias(f"r{k}") for k, (_, _, cond) in enumerate(rules)]
-        )
+        counts = frame.agg(*[_count_if(cond).alias(f"r{k}") for k, (_, _, cond) in enumerate(rules)])
         row = counts.first()
         for k, (column, rule, _) in enumerate(rules):
             if row[f"r{k}"]:
@@ -190,6 +188,20 @@ def _log_ratio(recent: Any, before: Any) -> Any:
     return F.log1p(recent.cast("double")) - F.log1p(before.cast("double"))
 
 
+def _count_if(condition: Any) -> Any:
+    """Aggregate: rows where ``condition`` holds (0 when none)."""
+    from pyspark.sql import functions as F
+
+    return F.sum(F.when(condition, 1).otherwise(0))
+
+
+def _spend_if(amount: Any, condition: Any) -> Any:
+    """Aggregate: the sum of ``amount`` over the rows where ``condition`` holds (0.0 when none)."""
+    from pyspark.sql import functions as F
+
+    return F.sum(F.when(condition, amount).otherwise(0.0))
+
+
 def _zero(name: str) -> Any:
     from pyspark.sql import functions as F
 
@@ -223,32 +235,30 @@ def _transactions(inp: SparkInput, tx: Any, ids: Any, as_of_us: int, settings: F
         .withColumn("pos", F.row_number().over(ordered))
     )
     t, longest = settings.trend_window_days, max(settings.windows_days)
-    count = lambda cond: F.sum(F.when(cond, 1).otherwise(0))  # noqa: E731
-    spend = lambda cond: F.sum(F.when(cond, a).otherwise(0.0))  # noqa: E731
     aggs = [
         F.count(F.lit(1)).alias("n"),
         F.sum(a).alias("spend"),
         F.min(d).alias("recency"),
         F.max(d).alias("first"),
-        count(F.col("gap").isNull() | (F.col("gap") > 0)).alias("purchase_days"),
-        spend(d == F.col("first_d")).alias("first_day_spend"),
+        _count_if(F.col("gap").isNull() | (F.col("gap") > 0)).alias("purchase_days"),
+        _spend_if(a, d == F.col("first_d")).alias("first_day_spend"),
         F.count("gap").alias("n_gaps"),
         F.sum(F.col("gap").cast("double")).alias("gap_sum"),
         F.sum((F.col("gap") * F.col("gap")).cast("double")).alias("gap_sq"),
         F.max_by("gap", "pos").alias("last_gap"),
-        count(d < t).alias("recent_n"),
-        count((d >= t) & (d < 2 * t)).alias("before_n"),
-        spend(d < t).alias("recent_spend"),
-        spend((d >= t) & (d < 2 * t)).alias("before_spend"),
+        _count_if(d < t).alias("recent_n"),
+        _count_if((d >= t) & (d < 2 * t)).alias("before_n"),
+        _spend_if(a, d < t).alias("recent_spend"),
+        _spend_if(a, (d >= t) & (d < 2 * t)).alias("before_spend"),
     ]
     for w in settings.windows_days:
-        aggs += [count(d < w).alias(f"n_{w}"), spend(d < w).alias(f"spend_{w}")]
+        aggs += [_count_if(d < w).alias(f"n_{w}"), _spend_if(a, d < w).alias(f"spend_{w}")]
     aggregated = rows.groupBy(ID).agg(*aggs)
     if has_product:
         # Distinct products: one row per customer and product with its latest purchase, then counted.
         products = base.where(F.col("p").isNotNull()).groupBy(ID, "p").agg(F.min(d).alias("latest"))
         breadth = products.groupBy(ID).agg(
-            F.count(F.lit(1)).alias("breadth"), count(F.col("latest") < longest).alias("breadth_w")
+            F.count(F.lit(1)).alias("breadth"), _count_if(F.col("latest") < longest).alias("breadth_w")
         )
         aggregated = aggregated.join(breadth, on=ID, how="left")
 
@@ -337,14 +347,13 @@ def _interactions(inp: SparkInput, interactions: Any, ids: Any, as_of_us: int, s
     ).where(d >= 0)
     rows = rows.join(ids, on=ID, how="left_semi")
     complaint, t = F.col("complaint"), settings.trend_window_days
-    count = lambda cond: F.sum(F.when(cond, 1).otherwise(0))  # noqa: E731
     aggs = [
         F.min(d).alias("last"),
-        count(complaint & (d < t)).alias("recent"),
-        count(complaint & (d >= t) & (d < 2 * t)).alias("before"),
+        _count_if(complaint & (d < t)).alias("recent"),
+        _count_if(complaint & (d >= t) & (d < 2 * t)).alias("before"),
     ]
     for w in settings.windows_days:
-        aggs += [count(complaint & (d < w)).alias(f"complaints_{w}"), count(d < w).alias(f"contacts_{w}")]
+        aggs += [_count_if(complaint & (d < w)).alias(f"complaints_{w}"), _count_if(d < w).alias(f"contacts_{w}")]
     aggregated = rows.groupBy(ID).agg(*aggs)
     columns = []
     for w in settings.windows_days:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
-from crmscore.data.load import LoadedData, _format_of, find_table_file, validate_tables
+from crmscore.data.load import LoadedData, _format_of, find_table_files, missing_table_error, validate_tables
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES
 from crmscore.errors import DataError
 from crmscore.spark.session import configure
@@ -132,21 +132,10 @@ def read_input(spark: Any, source: Any, settings: DataSettings | None = None) ->
         if unknown:
             raise DataError(f"{unknown[0]}: not a table of the data contract ({', '.join(TABLE_NAMES)})")
     else:
-        folder = Path(source)
-        if not folder.is_dir():
-            raise DataError(f"{folder}: input folder not found")
-        items = {}
-        for table in TABLE_NAMES:
-            path = find_table_file(folder, table, settings.tables.get(table, TableSettings()))
-            if path is not None:
-                items[table] = path
+        items = find_table_files(source, settings)
     missing = [t for t in REQUIRED_TABLES if t not in items]
     if missing:
-        where = "" if isinstance(source, Mapping) else f"{source}: "
-        raise DataError(
-            f"{where}table '{missing[0]}' not found (expected {missing[0]}.parquet or {missing[0]}.csv, "
-            f"or set data.tables.{missing[0]}.file)"
-        )
+        raise missing_table_error(missing[0])
     frames, specs = {}, {}
     for table, item in items.items():
         mapping = settings.tables.get(table, TableSettings()).columns
