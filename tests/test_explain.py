@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -268,6 +270,12 @@ def test_multiclass_is_refused(data):
 
 # --- top reasons ----------------------------------------------------------------------------------------
 
+POINTS = re.compile(r": (raises|lowers) churn risk by (< 0\.1|\d+\.\d) points(?: \(base rate (< 0\.1|\d+\.\d) %\))?$")
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-np.asarray(x, dtype=float)))
+
 
 @pytest.fixture
 def small() -> tuple[np.ndarray, pd.DataFrame]:
@@ -281,8 +289,8 @@ def small() -> tuple[np.ndarray, pd.DataFrame]:
     )
     values = np.array(
         [
-            [0.9, 0.3, -0.5],  # two reasons raise risk
-            [-0.7, -0.2, 0.2],  # one raises risk; |−0.7| is the strongest
+            [0.9, 0.3, -0.5],  # above the base value: two reasons raise risk
+            [-0.7, -0.2, 0.2],  # below it: two reasons lower risk; one raises it
             [0.4, 0.4, 0.0],  # a tie, and a zero that is never a reason
         ]
     )
@@ -293,22 +301,46 @@ def test_top_reasons_layout_and_text(small):
     values, X = small
     reasons = top_reasons(values, X, k=2, base=-1.0)
     assert list(reasons.columns) == REASON_COLUMNS
-    assert reasons["customer_id"].tolist() == [101, 101, 102, 103, 103]
-    assert reasons["rank"].tolist() == [1, 2, 1, 1, 2]
+    assert reasons["customer_id"].tolist() == [101, 101, 102, 102, 103, 103]
+    assert reasons["rank"].tolist() == [1, 2, 1, 2, 1, 2]
     assert reasons["feature"].tolist() == [
         "recency_days",
         "frequency_total",
-        "region",
+        "recency_days",  # 102 is below the base rate: what keeps the risk low, strongest first
+        "frequency_total",
         "recency_days",  # the tie goes to the earlier feature
         "frequency_total",
     ]
-    assert reasons["value"].tolist() == ["210", "1", "south", "missing", "0"]
+    assert reasons["value"].tolist() == ["210", "1", "3", "12", "missing", "0"]
+    assert reasons["contribution"].tolist() == [0.9, 0.3, -0.7, -0.2, 0.4, 0.4]
     assert (reasons["model"] == "churn").all() and reasons["relative_spend_change"].isna().all()
-    assert reasons["text"].iloc[0] == "days since the last purchase = 210 (raises churn risk)"
-    assert reasons["text"].iloc[2] == "region = south (raises churn risk)"
+    # 101: raw −0.3, sigmoid(−0.3) − sigmoid(−1.2) = 0.1941; base rate sigmoid(−1) = 0.2689.
+    assert reasons["text"].iloc[0] == (
+        "days since the last purchase = 210: raises churn risk by 19.4 points (base rate 26.9 %)"
+    )
+    # 102: raw −1.7, sigmoid(−1.7) − sigmoid(−1.0) = −0.1143.
+    assert reasons["text"].iloc[2] == (
+        "days since the last purchase = 3: lowers churn risk by 11.4 points (base rate 26.9 %)"
+    )
     raw = -1.0 + values.sum(axis=1)
-    first = 1 / (1 + np.exp(-raw[0])) - 1 / (1 + np.exp(-(raw[0] - 0.9)))
+    first = _sigmoid(raw[0]) - _sigmoid(raw[0] - 0.9)
     assert reasons["probability_change"].iloc[0] == pytest.approx(first, abs=1e-12)
+    assert reasons.equals(top_reasons(values, X, k=2, base=-1.0, rank_by="direction"))  # the log_odds default
+
+
+def test_top_reasons_by_increase_as_before(small):
+    values, X = small
+    reasons = top_reasons(values, X, k=2, base=-1.0, rank_by="increase")
+    assert reasons["customer_id"].tolist() == [101, 101, 102, 103, 103]
+    assert reasons["feature"].tolist() == [
+        "recency_days",
+        "frequency_total",
+        "region",  # 102 is below the base rate, yet gets its one feature that raises the risk
+        "recency_days",
+        "frequency_total",
+    ]
+    assert reasons["contribution"].tolist() == [0.9, 0.3, 0.2, 0.4, 0.4]
+    assert reasons["text"].iloc[2] == "region = south: raises churn risk by 2.4 points (base rate 26.9 %)"
 
 
 def test_top_reasons_by_absolute_contribution(small):
@@ -316,8 +348,23 @@ def test_top_reasons_by_absolute_contribution(small):
     reasons = top_reasons(values, X, k=1, raw=np.zeros(3), rank_by="absolute")
     assert reasons["feature"].tolist() == ["recency_days", "recency_days", "recency_days"]
     assert reasons["contribution"].tolist() == [0.9, -0.7, 0.4]
-    assert reasons["text"].iloc[1] == "days since the last purchase = 3 (lowers churn risk)"
+    # Only raw is known: no base rate; sigmoid(0) − sigmoid(0.7) = −0.1682.
+    assert reasons["text"].iloc[1] == "days since the last purchase = 3: lowers churn risk by 16.8 points"
     assert reasons["probability_change"].iloc[1] < 0
+
+
+def test_top_reasons_direction_follows_raw_against_base(small):
+    values, X = small
+    # raw and base given: the side is raw − base, not the sum of the contributions (102 is now above).
+    reasons = top_reasons(values, X, k=3, base=-1.0, raw=np.array([-2.0, 0.0, -1.0]))
+    assert reasons["contribution"].tolist() == [-0.5, 0.2, 0.4, 0.4]
+    assert reasons["text"].str.contains("lowers").tolist() == [True, False, False, False]
+    # Only raw: the sum of the contributions says (raw − that sum is the base value).
+    reasons = top_reasons(values, X, k=3, raw=np.array([-2.0, 0.0, -1.0]))
+    assert reasons["contribution"].tolist() == [0.9, 0.3, -0.7, -0.2, 0.4, 0.4]
+    # A customer exactly at the base value counts as above.
+    at_base = top_reasons(np.array([[0.3, -0.3, 0.0]]), X.iloc[:1], base=0.0)
+    assert at_base["contribution"].tolist() == [0.3]
 
 
 def test_top_reasons_for_spend(small):
@@ -326,17 +373,73 @@ def test_top_reasons_for_spend(small):
     assert reasons.groupby("customer_id").size().tolist() == [3, 3, 2]  # ranked by |contribution|
     assert reasons["probability_change"].isna().all()
     assert reasons["relative_spend_change"].iloc[0] == pytest.approx(np.expm1(0.9))
-    assert reasons["text"].iloc[1] == "region = north (lowers expected spend)"
+    assert reasons["text"].iloc[0] == "days since the last purchase = 210: raises expected spend by 146 %"
+    assert reasons["text"].iloc[1] == "region = north: lowers expected spend by 39 %"  # exp(−0.5) − 1 = −0.393
+
+
+def test_spend_change_formats():
+    X = pd.DataFrame({"noise": np.arange(6.0)})
+    changes = np.array([0.05, 0.25, 14.0, -0.4, -0.0005, 0.0999])
+    reasons = top_reasons(np.log1p(changes)[:, None], X, model="clv")
+    assert [text.split(": ", 1)[1] for text in reasons["text"]] == [
+        "raises expected spend by 5.0 %",  # one decimal below 10 %
+        "raises expected spend by 25 %",  # whole numbers from 10 %
+        "raises expected spend by 1,400 %",
+        "lowers expected spend by 40 %",
+        "lowers expected spend by < 0.1 %",
+        "raises expected spend by 10 %",  # 9.99 %
+    ]
+    assert np.allclose(reasons["relative_spend_change"], changes)
+
+
+def test_reason_points_and_base_rate_match_the_numbers(data):
+    X, y = data
+    booster = _train(X, y)
+    values, base = TreeShap(booster).shap_values(X)
+    values[:50, 0] = np.where(values[:50, 0] >= 0, 1e-5, -1e-5)  # tiny contributions: "< 0.1 points"
+    reasons = top_reasons(values, X, k=len(X.columns), base=base, rank_by="absolute")
+    parts = reasons["text"].str.extract(POINTS)
+    assert parts.notna().all().all(), reasons["text"][parts.isna().any(axis=1)].head().tolist()
+    # The base rate is the model's expected uncalibrated probability, sigmoid(base).
+    assert 0.05 < _sigmoid(base) < 0.95
+    assert set(parts[2]) == {f"{100 * _sigmoid(base):.1f}"}
+    # Raises / lowers follow the contribution; the points are 100 × |probability_change|, one decimal.
+    assert ((parts[0] == "raises") == (reasons["contribution"] > 0)).all()
+    points = 100 * reasons["probability_change"].abs()
+    tiny = parts[1] == "< 0.1"
+    assert tiny.sum() >= 50 and (points[tiny] < 0.05).all()
+    assert np.abs(parts[1][~tiny].astype(float) - points[~tiny]).max() <= 0.05 + 1e-9
+    assert (parts[1][~tiny].astype(float) == points[~tiny].round(1)).mean() > 0.99  # rounding, not truncation
+    rows = X.index.get_indexer(reasons["customer_id"])
+    raw = base + values.sum(axis=1)
+    expected = _sigmoid(raw[rows]) - _sigmoid(raw[rows] - reasons["contribution"].to_numpy())
+    assert np.abs(reasons["probability_change"].to_numpy() - expected).max() <= 1e-12
 
 
 def test_top_reasons_from_tree_shap(data):
     X, y = data
     booster = _train(X, y)
     values, base = TreeShap(booster).shap_values(X)
+    raw = base + values.sum(axis=1)
+    above = raw >= base
+    assert 0.1 < above.mean() < 0.9  # both kinds of customer are there
+
     reasons = top_reasons(values, X, k=3, base=base)
-    assert (reasons["contribution"] > 0).all()
     assert reasons.groupby("customer_id")["rank"].max().le(3).all()
+    side = pd.Series(above, index=X.index)[reasons["customer_id"]].to_numpy()
+    # High risk: what raises it; low risk: what keeps it low.
+    assert (reasons["contribution"][side] > 0).all() and (reasons["contribution"][~side] < 0).all()
+    assert reasons["text"][side].str.contains(": raises churn risk by ").all()
+    assert reasons["text"][~side].str.contains(": lowers churn risk by ").all()
+    assert (reasons["probability_change"][~side] < 0).all()
     strongest = reasons[reasons["rank"] == 1].set_index("customer_id")["contribution"]
+    expected = pd.Series(np.where(above, values.max(axis=1), values.min(axis=1)), index=X.index)
+    assert np.allclose(strongest.to_numpy(), expected[strongest.index].to_numpy())
+
+    # rank_by="increase": every customer's reasons raise the risk, as before.
+    increase = top_reasons(values, X, k=3, base=base, rank_by="increase")
+    assert (increase["contribution"] > 0).all() and increase["text"].str.contains("raises churn risk").all()
+    strongest = increase[increase["rank"] == 1].set_index("customer_id")["contribution"]
     assert np.allclose(strongest.to_numpy(), values.max(axis=1)[values.max(axis=1) > 0])
 
 
@@ -348,8 +451,10 @@ def test_top_reasons_errors(small):
         top_reasons(values[:, :2], X, base=0.0)
     with pytest.raises(ValueError, match="unknown kind"):
         top_reasons(values, X, kind="probability")
-    with pytest.raises(ValueError, match="unknown rank_by"):
+    with pytest.raises(ValueError, match="unknown rank_by 'signed' \\(direction, increase or absolute\\)"):
         top_reasons(values, X, base=0.0, rank_by="signed")
     with pytest.raises(ValueError, match="lacks the feature column"):
         top_reasons(values, X, feature_names=["a", "b", "c"], base=0.0)
+    with pytest.raises(ValueError, match="raw has 2 values for 3 customers"):
+        top_reasons(values, X, raw=np.zeros(2))
     assert list(top_reasons(values[:0], X.iloc[:0], base=0.0).columns) == REASON_COLUMNS

@@ -197,6 +197,9 @@ def test_summary_names_the_data_the_scoring_and_the_models_with_their_runs(ws):
         champion = tracking.version_by_alias(name, tracking.CHAMPION)
         assert f"<code>{champion.run_id}</code>" in summary  # a local store: run ids, not links
     assert client.get_model_version(CLV_MODEL_NAME, "2").run_id in summary
+    # Every model trained and scored: no line for missing ones, and no section replaced by a note.
+    assert "Models not trained" not in summary and "Not scored" not in summary
+    assert "No churn model" not in ws.html and "No CLV model" not in ws.html
 
 
 def test_churn_section_says_plainly_there_is_no_second_version(ws):

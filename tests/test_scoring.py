@@ -342,9 +342,13 @@ def test_explanations_hold_at_most_top_reasons_per_customer_and_model(ws, scored
         assert group["rank"].tolist() == list(range(1, len(group) + 1))
         assert len(group) <= k
     assert explanations.groupby(["customer_id", "model"]).size().max() == k
-    # Churn reasons are what raises the risk; CLV reasons the strongest effects either way.
+    # Churn reasons follow the customer: above the base rate what raises the risk, below it what keeps it
+    # low (one sign per customer, both kinds present); CLV reasons the strongest effects either way.
     churn = explanations[explanations["model"] == "churn"]
-    assert (churn["contribution"] > 0).all() and churn["probability_change"].notna().all()
+    assert churn["probability_change"].notna().all()
+    raises = churn["contribution"] > 0
+    assert raises.groupby(churn["customer_id"]).nunique().eq(1).all() and 0 < raises.mean() < 1
+    assert (churn["text"].str.contains(": raises churn risk by ") == raises).all()
     clv = explanations[explanations["model"] == "clv"]
     assert (clv["contribution"] != 0).all() and clv["relative_spend_change"].notna().all()
     # Every reason names a feature of its model.

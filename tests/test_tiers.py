@@ -361,8 +361,10 @@ def test_lifecycle_follows_the_settings_and_data_without_purchases():
     assert lifecycle_stage(features, settings).tolist() == ["new", "dormant", "lapsed"]
     # Subscription data: no purchases at all, so no recency to lose; tenured customers are active.
     assert lifecycle_stage(features[["tenure_days"]], settings).tolist() == ["new", "active", "active"]
-    with pytest.raises(DataError, match="lifecycle_stage: feature column 'tenure_days' is missing"):
-        lifecycle_stage(features[["recency_days"]], settings)
+    # No signup dates (a transaction log alone): nobody is known to be new; the purchases decide.
+    assert lifecycle_stage(features[["recency_days"]], settings).tolist() == ["active", "dormant", "lapsed"]
+    # A snapshot with neither: the stage is unknown, not guessed.
+    assert lifecycle_stage(features[[]], settings).isna().all()
 
 
 def test_value_at_risk_matches_customers_by_id():

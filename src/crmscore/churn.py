@@ -45,13 +45,14 @@ from crmscore.errors import DataError
 from crmscore.evaluation import classification_metrics, roc_auc
 from crmscore.explain import TreeShapCache
 from crmscore.features import FeatureEncoder, build_features, feature_columns, stack_frames
-from crmscore.labels import label_kind, last_labelable_as_of, subscription_churn, transaction_churn
+from crmscore.labels import data_start, label_kind, last_labelable_as_of, subscription_churn, transaction_churn
 
 __all__ = [
     "ChurnData",
     "temporal_datasets",
     "snapshot_datasets",
     "churn_datasets",
+    "snapshot_frame",
     "make_baseline",
     "LogisticBaseline",
     "fit_baseline",
@@ -63,6 +64,8 @@ __all__ = [
     "auc_standard_error",
     "tune_lightgbm",
     "cross_validate",
+    "snapshot_cv_folds",
+    "cv_summary",
     "DEFAULT_LGBM_PARAMS",
 ]
 
@@ -143,7 +146,7 @@ def temporal_datasets(
     train_dates = [
         valid_as_of - h - pd.Timedelta(days=k * settings.cutoff_step_days) for k in range(settings.train_cutoffs)
     ]
-    first_signup = tables["customers"]["signup_date"].min()
+    first_signup = data_start(tables)
     train_dates = [d for d in train_dates if d > first_signup]
     if not train_dates:
         raise DataError(
@@ -172,7 +175,7 @@ def snapshot_datasets(
     as_of: pd.Timestamp | None = None,
 ) -> dict[str, ChurnData]:
     """Stratified train / validation / test split of snapshot data labelled by ``churned``."""
-    X, y, when = _snapshot_frame(tables, features, as_of)
+    X, y, when = snapshot_frame(tables, features, as_of)
     if len(y) < settings.min_customers:
         raise DataError(
             f"churn: {len(y)} labelled customers; at least churn.min_customers = {settings.min_customers} are "
@@ -192,24 +195,40 @@ def snapshot_datasets(
     }
 
 
-def _snapshot_frame(
-    tables: Mapping[str, pd.DataFrame], features: FeatureSettings | None, as_of: pd.Timestamp | None
+def snapshot_frame(
+    tables: Mapping[str, pd.DataFrame], features: FeatureSettings | None = None, as_of: pd.Timestamp | None = None
 ) -> tuple[pd.DataFrame, pd.Series, pd.Timestamp]:
+    """Features and ``churned`` label of every labelled customer of snapshot data, and its as-of date.
+
+    The as-of date is ``as_of`` (the snapshot date), else the last signup day, else today (a table
+    without dates: its features do not depend on the day).
+    """
     customers = tables["customers"]
-    when = pd.Timestamp(as_of) if as_of is not None else customers["signup_date"].max().normalize()
+    if as_of is not None:
+        when = pd.Timestamp(as_of).normalize()
+    elif "signup_date" in customers.columns:
+        when = customers["signup_date"].max().normalize()
+    else:
+        when = pd.Timestamp.today().normalize()
     X = build_features(tables, when, features)
     y = subscription_churn(customers, X.index)
     return X, y, when
 
 
 def churn_datasets(
-    tables: Mapping[str, pd.DataFrame], settings: ChurnSettings, features: FeatureSettings | None = None
+    tables: Mapping[str, pd.DataFrame],
+    settings: ChurnSettings,
+    features: FeatureSettings | None = None,
+    snapshot_date: pd.Timestamp | None = None,
 ) -> tuple[str, dict[str, ChurnData]]:
-    """The label kind (``transaction`` / ``subscription``) and its train / valid / test datasets."""
+    """The label kind (``transaction`` / ``subscription``) and its train / valid / test datasets.
+
+    ``snapshot_date`` is the as-of date of snapshot data (see :func:`snapshot_frame`).
+    """
     kind = label_kind(tables, settings.label)
     if kind == "transaction":
         return kind, temporal_datasets(tables, settings, features)
-    return kind, snapshot_datasets(tables, settings, features)
+    return kind, snapshot_datasets(tables, settings, features, as_of=snapshot_date)
 
 
 # --- baseline --------------------------------------------------------------------------------------
@@ -695,6 +714,48 @@ def cross_validate(
     return pd.DataFrame(rows)
 
 
+def snapshot_cv_folds(
+    tables: Mapping[str, pd.DataFrame],
+    settings: ChurnSettings,
+    features: FeatureSettings | None = None,
+    params: dict[str, Any] | None = None,
+    snapshot_date: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Repeated stratified k-fold of the churn model on every labelled customer of snapshot data.
+
+    ``churn.cv_repeats`` × ``churn.cv_folds`` fits of ``model_from_settings(settings, params)``, one row of
+    metrics per fold (:func:`cross_validate`); :func:`cv_summary` turns them into the reported figure.
+    """
+    X, y, _ = snapshot_frame(tables, features, snapshot_date)
+    return cross_validate(
+        X,
+        y,
+        lambda: model_from_settings(settings, params),
+        folds=settings.cv_folds,
+        repeats=settings.cv_repeats,
+        seed=settings.seed,
+    )
+
+
+def cv_summary(folds: pd.DataFrame, k: int) -> dict[str, float]:
+    """Mean ROC AUC, PR AUC and Brier score over the folds of a repeated ``k``-fold, and the AUC's spread.
+
+    ``cv_roc_auc_std`` is the spread of the fold AUCs; ``cv_roc_auc_se`` the standard error of their mean
+    with the Nadeau–Bengio correction for overlapping training sets, ``std × sqrt(1 / n + 1 / (k − 1))``:
+    the plain ``std / sqrt(n)`` would understate it, since every fold reuses most of the same customers.
+    """
+    n = len(folds)
+    std = float(folds["roc_auc"].std(ddof=1)) if n > 1 else float("nan")
+    return {
+        "cv_roc_auc": float(folds["roc_auc"].mean()),
+        "cv_roc_auc_std": std,
+        "cv_roc_auc_se": std * float(np.sqrt(1.0 / n + 1.0 / max(k - 1, 1))) if n > 1 else float("nan"),
+        "cv_pr_auc": float(folds["pr_auc"].mean()),
+        "cv_brier": float(folds["brier"].mean()),
+        "cv_folds": float(n),
+    }
+
+
 class LogisticBaseline(ClassifierMixin, BaseEstimator):
     """The logistic-regression baseline as an estimator on feature DataFrames (see :func:`make_baseline`)."""
 
@@ -730,14 +791,21 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
         return np.array(owners, dtype=object)
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """Log-odds of churn."""
+        """Log-odds of churn.
+
+        Each row's dot product is summed the same way whatever the batch (``einsum`` over the inputs,
+        not BLAS, whose kernels treat the last rows of a block differently), so a customer's score does
+        not depend on who else is scored with them: scoring in chunks gives bit-identical results.
+        """
         check_is_fitted(self, "pipeline_")
-        return self.pipeline_.decision_function(_baseline_input(X, self.categorical_))
+        inputs = _dense(self.pipeline_[:-1].transform(_baseline_input(X, self.categorical_)))
+        model = self.pipeline_[-1]
+        return np.einsum("ij,j->i", inputs.astype(np.float64), model.coef_.ravel()) + model.intercept_[0]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probabilities ``[[P(stay), P(churn)], …]``."""
-        check_is_fitted(self, "pipeline_")
-        return self.pipeline_.predict_proba(_baseline_input(X, self.categorical_))
+        p = _sigmoid(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
 
     def shap_values(self, X: pd.DataFrame, features: list[str]) -> tuple[np.ndarray, float]:
         """Exact SHAP values of the log-odds for a linear model (independent features): per feature,

@@ -150,6 +150,22 @@ def _print_validation(loaded: Any) -> None:
     for r in loaded.reports.values():
         for reason, count in r.reasons.items():
             typer.echo(f"  {r.table}: {count:,} × {reason}")
+    if loaded.snapshot_date is not None:
+        typer.echo(f"snapshot data as of {loaded.snapshot_date.date()} (data.snapshot_date)")
+    if loaded.attributes:
+        typer.echo("customer attributes (what the models see):")
+        rows = [
+            {
+                "column": a["column"],
+                "type": a["type"] + (" (declared)" if a["declared"] else ""),
+                "distinct": f"{a['distinct']:,}",
+                "missing": f"{a['missing_share']:.1%}",
+                "role": a["role"],
+                "note": a["note"],
+            }
+            for a in loaded.attributes
+        ]
+        _print_table(rows, ["column", "type", "distinct", "missing", "role", "note"])
 
 
 @app.command()
@@ -175,6 +191,8 @@ def run(
     for trained in (result.churn, result.clv, result.segments):
         if trained is not None:
             _print_training(trained)
+    for role, why in result.failures.items():
+        typer.echo(f"{role} model not trained: {why}")
     if result.scores is not None:
         typer.echo(f"scored {result.scores.scored:,} customers: {result.scores.out_dir / 'scores.parquet'}")
     if result.report is not None:
@@ -198,6 +216,8 @@ InputOption = Annotated[
 def _print_training(result) -> None:
     typer.echo(f"{result.model_name} version {result.version} (run {result.run_id}) in {result.seconds:.0f} s")
     shown = [
+        "cv_roc_auc",
+        "cv_roc_auc_se",
         "test_roc_auc",
         "test_pr_auc",
         "test_brier",
@@ -220,6 +240,8 @@ def _print_training(result) -> None:
     for key in shown:
         if key in result.metrics:
             typer.echo(f"  {key:<30} {result.metrics[key]:.4f}")
+    for note in result.notes:
+        typer.echo(f"  note: {note}")
     typer.echo(f"  {result.decision}")
 
 
@@ -266,7 +288,7 @@ def _promote(model_name: str, version: int, params: Path) -> None:
 @_friendly
 def promote_churn(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
     """Point the champion alias of crmscore-churn at --version."""
-    from crmscore.stages import CHURN_MODEL_NAME
+    from crmscore.tracking import CHURN_MODEL_NAME
 
     _promote(CHURN_MODEL_NAME, version, params)
 
@@ -275,7 +297,7 @@ def promote_churn(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_
 @_friendly
 def promote_clv(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
     """Point the champion alias of crmscore-clv at --version."""
-    from crmscore.stages import CLV_MODEL_NAME
+    from crmscore.tracking import CLV_MODEL_NAME
 
     _promote(CLV_MODEL_NAME, version, params)
 
@@ -284,7 +306,7 @@ def promote_clv(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PA
 @_friendly
 def promote_segments(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
     """Point the champion alias of crmscore-segments at --version."""
-    from crmscore.stages import SEGMENTS_MODEL_NAME
+    from crmscore.tracking import SEGMENTS_MODEL_NAME
 
     _promote(SEGMENTS_MODEL_NAME, version, params)
 
@@ -292,7 +314,14 @@ def promote_segments(version: VersionOption, params: ParamsOption = DEFAULT_PARA
 @app.command()
 @_friendly
 def score(
-    as_of: Annotated[str, typer.Option("--as-of", help="Score the customers as of this date (YYYY-MM-DD).")],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Score the customers as of this date (YYYY-MM-DD); default the data's last day (the last "
+            "transaction, or the snapshot date of customers-only data).",
+        ),
+    ] = None,
     input_dir: InputOption = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Output folder (default scoring.out_dir); one as_of=DATE folder a run.")
@@ -320,10 +349,12 @@ def score(
     if master is not None and engine != "spark":
         raise SettingsError("--master: only with --engine spark")
 
-    try:
-        when = dt.date.fromisoformat(as_of)
-    except ValueError:
-        raise SettingsError(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}") from None
+    when = None
+    if as_of is not None:
+        try:
+            when = dt.date.fromisoformat(as_of)
+        except ValueError:
+            raise SettingsError(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}") from None
     versions: dict[str, int] = {}
     for item in model_version or []:
         role, _, number = item.partition("=")
@@ -334,9 +365,13 @@ def score(
         from crmscore.spark import DEFAULT_MASTER, require_pyspark
 
         require_pyspark()  # a one-line error when pyspark is missing, before any model loads
+        from crmscore.data.stream import last_event_date
         from crmscore.spark import score_stage_spark
 
-        result = score_stage_spark(_settings(params), when, input_dir, out_dir, versions, master or DEFAULT_MASTER)
+        settings = _settings(params)
+        if when is None:
+            when = last_event_date(input_dir or settings.data.input_dir or settings.paths.simulated_dir, settings.data)
+        result = score_stage_spark(settings, when, input_dir, out_dir, versions, master or DEFAULT_MASTER)
     else:
         result = score_stage(_settings(params), when, input_dir, out_dir, versions)
     manifest = result.manifest
@@ -346,6 +381,9 @@ def score(
     )
     for role, model in manifest["models"].items():
         typer.echo(f"  {role:<9} {model['name']} v{model['version']}")
+    for role, why in manifest.get("models_missing", {}).items():
+        if role != "segments":
+            typer.echo(f"  {role:<9} not scored (its columns are empty): {why}")
     rejected = sum(result.rejected.values())
     typer.echo(f"  rejected rows: {rejected:,}" + (f" (see {result.out_dir / 'rejects'})" if rejected else ""))
     typer.echo(f"scores: {result.out_dir / 'scores.parquet'}")

@@ -124,12 +124,41 @@ class TrackingSettings(_Section):
     experiment: Text = "crmscore"
 
 
+class TenureSettings(_Section):
+    """A column that counts how long each customer has been with the company (snapshot data)."""
+
+    column: Text
+    unit: Literal["days", "weeks", "months", "years"] = "months"
+
+
 class TableSettings(_Section):
-    """How one input table is found and mapped onto the data contract."""
+    """How one input table is found, mapped onto the data contract and typed.
+
+    ``id``, ``tenure``, ``types``, ``exclude`` and ``protected`` apply to the customers table: ``id: row``
+    numbers the rows (1, 2, … in file order) when a table has no customer id; ``tenure`` derives the signup
+    date of snapshot data from a tenure column; ``types`` declares attribute columns ``categorical`` or
+    ``numeric`` (otherwise inferred: numbers stay numbers, text becomes a category); ``exclude`` and
+    ``protected`` list attribute columns that never become features (``protected`` ones are sensitive
+    attributes such as gender, kept out of the models and so out of every reason).
+    """
 
     file: OptionalText = None
     columns: dict[str, str] = Field(default_factory=dict)
     date_format: OptionalText = None
+    id: Literal["column", "row"] = "column"
+    tenure: TenureSettings | None = None
+    types: dict[str, Literal["categorical", "numeric"]] = Field(default_factory=dict)
+    exclude: list[Text] = Field(default_factory=list)
+    protected: list[Text] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> TableSettings:
+        both = sorted(set(self.exclude) & set(self.protected))
+        if both:
+            raise PydanticCustomError(
+                "columns", "a column is either excluded or protected, not both: {got}", {"got": ", ".join(both)}
+            )
+        return self
 
 
 class DataSettings(_Section):
@@ -138,6 +167,7 @@ class DataSettings(_Section):
     input_dir: OptionalText = None
     format: Literal["auto", "csv", "parquet"] = "auto"
     max_date: OptionalDate = None
+    snapshot_date: OptionalDate = None
     csv_separator: Text = ","
     tables: dict[str, TableSettings] = Field(default_factory=lambda: {t: TableSettings() for t in TABLE_NAMES})
 
@@ -152,7 +182,20 @@ class DataSettings(_Section):
             )
         for name in TABLE_NAMES:
             self.tables.setdefault(name, TableSettings())
+        for name in TABLE_NAMES[1:]:
+            table = self.tables[name]
+            if table.id != "column" or table.tenure or table.types or table.exclude or table.protected:
+                raise PydanticCustomError(
+                    "customers_only",
+                    "tables.{table}: id, tenure, types, exclude and protected apply to the customers table only",
+                    {"table": name},
+                )
         return self
+
+    def not_features(self) -> list[str]:
+        """Customer columns that never become features: the excluded and the protected ones."""
+        customers = self.tables["customers"]
+        return [*customers.exclude, *customers.protected]
 
 
 class SimulateSettings(_Section):
@@ -188,6 +231,7 @@ class FeatureSettings(_Section):
     windows_days: list[PositiveInt] = Field(default_factory=lambda: [30, 90, 365])
     trend_window_days: PositiveInt = 90
     season: bool = True
+    exclude: list[Text] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _sorted_windows(self) -> FeatureSettings:
@@ -218,7 +262,7 @@ class ChurnSettings(_Section):
     valid_share: Fraction = 0.2
     test_share: Fraction = 0.2
     cv_folds: PositiveInt = 5
-    cv_repeats: PositiveInt = 5
+    cv_repeats: NonNegativeInt = 5
     seed: NonNegativeInt = 42
     calibration: Literal["auto", "isotonic", "sigmoid", "none"] = "auto"
     class_weight: Literal["balanced", "none"] = "none"
@@ -333,7 +377,7 @@ class ScorecardSettings(_Section):
 class TierSettings(_Section):
     """Value tiers A-E, churn risk bands, lifecycle stages and the action matrix."""
 
-    method: Literal["scorecard", "pyramid"] = "scorecard"
+    method: Literal["auto", "scorecard", "pyramid"] = "auto"
     scorecard: ScorecardSettings = Field(default_factory=ScorecardSettings)
     pyramid_shares: dict[str, Fraction] = Field(default_factory=lambda: {"A": 0.01, "B": 0.04, "C": 0.15, "D": 0.30})
     risk_thresholds: dict[str, Fraction] = Field(default_factory=lambda: {"medium": 0.2, "high": 0.5})
@@ -407,6 +451,13 @@ class Settings(_Section):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     tiers: TierSettings = Field(default_factory=TierSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+
+    @model_validator(mode="after")
+    def _features_exclude(self) -> Settings:
+        # Columns the data section keeps out of the models are never features, whoever builds them.
+        wanted = [*self.features.exclude, *self.data.not_features()]
+        self.features.__dict__["exclude"] = list(dict.fromkeys(wanted))
+        return self
 
     def fingerprint(self) -> str:
         """A short hash of every setting, for manifests and run tags."""

@@ -12,7 +12,9 @@
   from the same formula. The kernels are compiled with numba and run on threads, without the GIL.
 * **Reasons.** :func:`top_reasons` turns the values into a long table of the ``k`` strongest reasons
   per customer, with the feature's value, its contribution, what that means on the probability
-  (churn) or the expected spend (CLV), and a sentence built from :func:`crmscore.features.describe`.
+  (churn) or the expected spend (CLV), and a sentence built from :func:`crmscore.features.describe`
+  that says which way the feature moves the risk or the spend and by how much. A churn customer above
+  the base rate gets the features that raise the risk most, one below it those that keep it low.
 
 Exactness. With ``o_j`` = 1 when the sample meets every condition on feature ``j`` along the path of
 leaf ``l`` (value ``v``, distinct features ``U``, ``k = |U|``) and ``z_j`` the share of the training
@@ -869,6 +871,33 @@ def _value_text(column: pd.Series, rows: np.ndarray) -> np.ndarray:
     return np.array(["missing" if pd.isna(v) else str(v) for v in values], dtype=object)
 
 
+# How the reasons of a customer are chosen (``top_reasons(rank_by=...)``).
+_RANK_BY = ("direction", "increase", "absolute")
+# Changes of the expected spend at or above this many percent are written as whole numbers.
+_WHOLE_PERCENT_FROM = 10.0
+# Amounts are capped here before rounding to integers (a log-spend contribution of 35 is already 1.6e17 %).
+_LARGEST_AMOUNT = 1e15
+
+
+def _amount_text(amount: np.ndarray, whole_from: float = math.inf) -> np.ndarray:
+    """Sizes (``|amount|``, in points or percent) as text: one decimal, whole numbers (``1,250``) from
+    ``whole_from`` on, and ``< 0.1`` for one that rounds to zero. Formats each distinct rounded size once."""
+    amount = np.nan_to_num(np.abs(np.asarray(amount, dtype=np.float64)), nan=0.0, posinf=_LARGEST_AMOUNT)
+    amount = np.minimum(amount, _LARGEST_AMOUNT)
+    text = np.empty(len(amount), dtype=object)
+    whole = np.rint(amount * 10) >= whole_from * 10  # on the rounded size: 9.97 is "10", not "10.0"
+    for at, per_unit in ((~whole, 10), (whole, 1)):
+        if not at.any():
+            continue
+        units, inverse = np.unique(np.rint(amount[at] * per_unit).astype(np.int64), return_inverse=True)
+        if per_unit == 10:
+            labels = [f"{u // 10:,}.{u % 10}" if u else "< 0.1" for u in units.tolist()]
+        else:
+            labels = [f"{u:,}" for u in units.tolist()]
+        text[at] = np.array(labels, dtype=object)[inverse.reshape(-1)]
+    return text
+
+
 def top_reasons(
     values: np.ndarray,
     X: pd.DataFrame,
@@ -890,15 +919,26 @@ def top_reasons(
         feature_names: the feature of each column of ``values``; default the columns of ``X``.
         k: reasons per customer at most.
         model: the label written in the ``model`` column (``churn``, ``clv``, …).
-        base, raw: the base value, or the raw output per customer (default ``base + values.sum(1)``);
-            needed for the probability change of ``log_odds`` contributions.
+        base, raw: the base value (the model's mean raw output), or the raw output per customer (default
+            ``base + values.sum(1)``); ``log_odds`` reasons need one of them for the probability change,
+            and quote the base rate ``sigmoid(base)`` when ``base`` is given.
         kind: ``log_odds`` (churn) or ``log_spend`` (CLV with a log link); default from ``model``
             (``churn`` → ``log_odds``, otherwise ``log_spend``).
-        rank_by: ``increase`` lists the features that raise the output most (largest positive
-            contribution first: the reasons of risk a retention team acts on) and so may list fewer than
-            ``k``; ``absolute`` lists the largest ``|contribution|`` either way. Default ``increase``
-            for ``log_odds``, ``absolute`` for ``log_spend``. Zero contributions are never reasons; ties
-            go to the feature that comes first in ``feature_names``.
+        rank_by: which features become a customer's reasons.
+
+            * ``direction`` (default for ``log_odds``) follows the customer: one whose raw output is
+              above the base value (churn risk above the base rate) gets the features that raise it
+              most — the reasons of risk a retention team acts on; one below it gets the features that
+              lower it most — the reasons the customer is safe. The side is ``raw − base`` when both
+              are given, else the sum of the contributions (equal for exact SHAP values); a customer
+              exactly at the base value counts as above.
+            * ``increase`` lists the features that raise the output most (largest positive
+              contribution first), whatever the customer's score.
+            * ``absolute`` (default for ``log_spend``) lists the largest ``|contribution|`` either way.
+
+            ``direction`` and ``increase`` may list fewer than ``k`` reasons (only contributions of the
+            chosen sign count). Zero contributions are never reasons; ties go to the feature that comes
+            first in ``feature_names``.
         trend_window_days: the trend window the feature descriptions quote.
 
     Returns:
@@ -909,14 +949,20 @@ def top_reasons(
         (``log_odds`` only: ``sigmoid(raw) − sigmoid(raw − contribution)``, the change in the
         uncalibrated probability this feature makes given the others), ``relative_spend_change``
         (``log_spend`` only: ``exp(contribution) − 1``, e.g. 0.25 = this feature raises the expected
-        spend by 25 %) and ``text`` ("days since the last purchase = 210 (raises churn risk)").
+        spend by 25 %) and ``text``, which says which way the feature moves the output and how much:
+
+        * churn: ``days since the last purchase = 210: raises churn risk by 12.3 points (base rate
+          26.5 %)`` — percentage points of ``probability_change`` with one decimal (``< 0.1 points``
+          when smaller), the base rate ``sigmoid(base)`` only when ``base`` is given;
+        * CLV: ``purchases, all time = 12: raises expected spend by 25 %`` / ``… lowers expected spend
+          by 40 %`` — ``relative_spend_change`` in percent (whole numbers from 10 %, one decimal below).
     """
     kind = kind or ("log_odds" if model == "churn" else "log_spend")
     if kind not in ("log_odds", "log_spend"):
         raise ValueError(f"top_reasons: unknown kind {kind!r} (log_odds or log_spend)")
-    rank_by = rank_by or ("increase" if kind == "log_odds" else "absolute")
-    if rank_by not in ("increase", "absolute"):
-        raise ValueError(f"top_reasons: unknown rank_by {rank_by!r} (increase or absolute)")
+    rank_by = rank_by or ("direction" if kind == "log_odds" else "absolute")
+    if rank_by not in _RANK_BY:
+        raise ValueError(f"top_reasons: unknown rank_by {rank_by!r} ({', '.join(_RANK_BY[:-1])} or {_RANK_BY[-1]})")
     if k < 1:
         raise ValueError(f"top_reasons: k must be at least 1, got {k}")
     values = np.asarray(values, dtype=np.float64)
@@ -929,23 +975,26 @@ def top_reasons(
     absent = [name for name in names if name not in X.columns]
     if absent:
         raise ValueError(f"top_reasons: X lacks the feature column(s) {', '.join(map(str, absent[:5]))}")
-    if kind == "log_odds":
-        if raw is None:
-            if base is None:
-                raise ValueError("top_reasons: log_odds reasons need base or raw to compute the probability change")
-            raw = base + values.sum(axis=1)
+    if raw is not None:
         raw = np.asarray(raw, dtype=np.float64).reshape(-1)
         if len(raw) != len(values):
             raise ValueError(f"top_reasons: raw has {len(raw)} values for {len(values)} customers")
+    if kind == "log_odds" and raw is None and base is None:
+        raise ValueError("top_reasons: log_odds reasons need base or raw to compute the probability change")
 
-    score = values if rank_by == "increase" else np.abs(values)
+    if rank_by == "absolute":
+        score = np.abs(values)
+    elif rank_by == "increase":
+        score = values
+    else:
+        above = (raw - base) if raw is not None and base is not None else values.sum(axis=1)
+        score = np.where((above >= 0)[:, None], values, -values)
     # A stable sort keeps ties in feature order, so the result is deterministic.
     order = np.argsort(-score, axis=1, kind="stable")[:, :k]
-    chosen = np.take_along_axis(values, order, axis=1)
-    keep = (chosen > 0) if rank_by == "increase" else (chosen != 0)
-    rows, ranks = np.nonzero(keep)
+    # Only contributions of the chosen sign count (for ``absolute``: every non-zero one).
+    rows, ranks = np.nonzero(np.take_along_axis(score, order, axis=1) > 0)
     features = order[rows, ranks]
-    contribution = chosen[rows, ranks]
+    contribution = values[rows, features]
 
     value_text = np.empty(len(rows), dtype=object)
     for position in np.unique(features):
@@ -953,15 +1002,24 @@ def top_reasons(
         value_text[at] = _value_text(X[names[position]], rows[at])
     descriptions = np.array([describe(str(name), trend_window_days) for name in names], dtype=object)
     if kind == "log_odds":
-        assert raw is not None
+        if raw is None:
+            raw = base + values.sum(axis=1)
         probability_change = _sigmoid(raw[rows]) - _sigmoid(raw[rows] - contribution)
         spend_change = np.full(len(rows), np.nan)
-        effect = np.where(contribution > 0, "raises churn risk", "lowers churn risk")
+        effect = np.where(contribution > 0, "raises churn risk by ", "lowers churn risk by ")
+        amount = _amount_text(100.0 * probability_change)
+        base_rate = _amount_text(100.0 * _sigmoid(np.array([float(base)])))[0] if base is not None else None
+        unit = " points" if base_rate is None else f" points (base rate {base_rate} %)"
     else:
         probability_change = np.full(len(rows), np.nan)
         spend_change = np.expm1(contribution)
-        effect = np.where(contribution > 0, "raises expected spend", "lowers expected spend")
-    text = [f"{d} = {v} ({e})" for d, v, e in zip(descriptions[features], value_text, effect, strict=True)]
+        effect = np.where(contribution > 0, "raises expected spend by ", "lowers expected spend by ")
+        amount = _amount_text(100.0 * spend_change, whole_from=_WHOLE_PERCENT_FROM)
+        unit = " %"
+    text = [
+        f"{d} = {v}: {e}{a}{unit}"
+        for d, v, e, a in zip(descriptions[features], value_text, effect, amount, strict=True)
+    ]
     return pd.DataFrame(
         {
             "customer_id": X.index.to_numpy()[rows],

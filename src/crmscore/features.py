@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from crmscore.config import FeatureSettings
-from crmscore.data.schemas import CONTRACT
+from crmscore.data.schemas import CONTRACT, known_customers
 from crmscore.errors import DataError
 
 __all__ = [
@@ -126,19 +126,20 @@ def build_features(
 
     Returns:
         DataFrame indexed by ``customer_id`` (sorted), one row per customer with
-        ``signup_date <= as_of``; numeric features as float, attributes as ``category``.
+        ``signup_date <= as_of`` (every customer when the table has no signup dates: snapshot data, which
+        then has no ``tenure_days``); numeric attributes as float, text attributes as ``category``; the
+        columns in ``settings.exclude`` are left out.
     """
     settings = settings or FeatureSettings()
     if "customers" not in tables:
         raise DataError("features: the customers table is required")
     as_of = pd.Timestamp(as_of).normalize()
-    customers = tables["customers"]
-    known = customers.loc[customers["signup_date"] <= as_of].sort_values("customer_id")
+    known = known_customers(tables["customers"], as_of).sort_values("customer_id")
     index = pd.Index(known["customer_id"].to_numpy(), name="customer_id")
     n = len(index)
-    out: dict[str, np.ndarray | pd.Series] = {
-        "tenure_days": _days_before(known["signup_date"], as_of).astype(float),
-    }
+    out: dict[str, np.ndarray | pd.Series] = {}
+    if "signup_date" in known.columns:
+        out["tenure_days"] = _days_before(known["signup_date"], as_of).astype(float)
     if "transactions" in tables:
         out.update(_transaction_features(tables["transactions"], index, as_of, settings))
         if settings.season:
@@ -152,7 +153,7 @@ def build_features(
     if "interactions" in tables:
         out.update(_interaction_features(tables["interactions"], index, as_of, settings))
     features = pd.DataFrame(out, index=index)
-    attributes = _attributes(known, index)
+    attributes = _attributes(known.drop(columns=[c for c in settings.exclude if c in known.columns]), index)
     # An attribute named like a computed feature must not shadow it.
     attributes = attributes.rename(columns={c: f"customer_{c}" for c in attributes.columns if c in out})
     features = pd.concat([features, attributes], axis=1) if attributes.shape[1] else features

@@ -25,6 +25,7 @@ __all__ = [
     "subscription_churn",
     "future_value",
     "data_end",
+    "data_start",
     "last_labelable_as_of",
 ]
 
@@ -53,6 +54,14 @@ def data_end(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
     if "transactions" not in tables or tables["transactions"].empty:
         raise DataError("transactions: no rows, so no history end date")
     return pd.Timestamp(tables["transactions"]["date"].max()).normalize()
+
+
+def data_start(tables: Mapping[str, pd.DataFrame]) -> pd.Timestamp:
+    """The first day of the history: the first signup, else (no signup dates) the first transaction."""
+    customers = tables["customers"]
+    if "signup_date" in customers.columns:
+        return pd.Timestamp(customers["signup_date"].min())
+    return pd.Timestamp(tables["transactions"]["date"].min()).normalize()
 
 
 def last_labelable_as_of(tables: Mapping[str, pd.DataFrame], horizon_days: int) -> pd.Timestamp:

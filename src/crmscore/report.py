@@ -22,13 +22,20 @@ be mailed, and shows the same thing in ten years. The file is also logged to MLf
   scoring;
 * **drift** — population stability index (:mod:`crmscore.drift`) per model feature between the reference
   population and the scored one, flagged above 0.2. The reference is the customers at the **test as-of
-  date of the churn model's training run** (param ``split.test_as_of``): the population on which its
-  reported metrics were measured, one date like the scoring (the training split stacks several dates and
-  would mix seasons), and for the latest training the most recent population the model was judged on. A
-  drifted feature says the reported quality may not hold for today's customers.
+  date of the churn model's training run** (param ``split.test_as_of``; the CLV model's when there is no
+  churn model): the population on which its reported metrics were measured, one date like the scoring (the
+  training split stacks several dates and would mix seasons), and for the latest training the most recent
+  population the model was judged on. A drifted feature says the reported quality may not hold for today's
+  customers.
 
 When the second version is missing or is the first version itself, the report says so in plain words
-instead of failing. Problems the user can fix (no scoring yet, an unknown alias) raise a one-line
+instead of failing. The report is written whenever churn or CLV has a version: the data may allow only one
+of them (a customer snapshot without revenue gives no CLV; a transaction log may give CLV while churn
+fails), and the scoring then leaves that model's columns null. A missing churn or CLV model has its section
+replaced by a note with the reason (``not_trained`` from the main job, ``models_missing`` of the scoring's
+manifest, else the registry), the summary lists the models not trained and not scored, the drift uses the
+features of the model there is, and the tiers section shows what null values leave to show. Problems the
+user can fix (no scoring yet, an unknown alias, neither churn nor CLV registered) raise a one-line
 :class:`~crmscore.errors.DataError`.
 """
 
@@ -190,7 +197,7 @@ def _aliases(name: str) -> dict[str, str]:
 
 
 def _load_version(name: str, reference: str, version: int) -> ModelVersion:
-    from crmscore.stages import registered_estimator
+    from crmscore.tracking import registered_estimator
 
     estimator, version, run_id = registered_estimator(name, version)
     return ModelVersion(name, reference, version, run_id, estimator)
@@ -329,6 +336,17 @@ def _missing(value: Any) -> bool:
         return False
 
 
+def _one_line(text: Any) -> str:
+    """``text`` with its line breaks and runs of blanks folded into single spaces."""
+    return " ".join(str(text).split())
+
+
+def _sentence(text: Any) -> str:
+    """``text`` on one line, ending with a full stop."""
+    line = _one_line(text)
+    return line if line.endswith((".", "!", "?")) else line + "."
+
+
 def _number(value: Any) -> str:
     return f"{value:,.0f}"
 
@@ -361,27 +379,36 @@ def plot_tier_distribution(summary: pd.DataFrame, ax=None):
     """Share of customers and share of CLV per tier, side by side (the value pyramid at a glance).
 
     ``summary`` is :func:`crmscore.tiers.tier_summary` (index tiers A-E, columns ``customer_share`` and
-    ``clv_share``); each bar is labelled with its percentage.
+    ``clv_share``); each bar is labelled with its percentage. Without a ``clv_share`` column (a scoring
+    without CLV) only the customers are drawn.
     """
     from matplotlib.ticker import PercentFormatter
 
     ax = _new_axes(ax, (7.0, 4.5))
     x = np.arange(len(summary))
-    width = 0.38
-    for offset, column, label, colour in (
-        (-width / 2, "customer_share", "customers", "tab:blue"),
-        (width / 2, "clv_share", "CLV", "tab:orange"),
-    ):
+    series = [
+        ("customer_share", "customers", "tab:blue"),
+        ("clv_share", "CLV", "tab:orange"),
+    ]
+    series = [s for s in series if s[0] in summary.columns]
+    width = 0.38 if len(series) > 1 else 0.6
+    for i, (column, label, colour) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
         values = summary[column].fillna(0.0).to_numpy()
         bars = ax.bar(x + offset, values, width=width, label=f"share of {label}", color=colour, zorder=2)
         ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8, padding=2)
     ax.set_xticks(x, labels=[str(t) for t in summary.index])
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    ax.set_ylim(0, max(1e-9, float(summary[["customer_share", "clv_share"]].max().max())) * 1.15)
+    shown = summary[[column for column, _, _ in series]]
+    ax.set_ylim(0, max(1e-9, float(shown.max().max() if len(shown) else 0.0)) * 1.15)
     ax.grid(axis="y", alpha=0.3)
     ax.set_xlabel("Tier (A = best)")
-    ax.set_ylabel("Share of all customers / of all CLV")
-    ax.set_title("Tier distribution: customers and value")
+    if len(series) > 1:
+        ax.set_ylabel("Share of all customers / of all CLV")
+        ax.set_title("Tier distribution: customers and value")
+    else:
+        ax.set_ylabel("Share of all tiered customers")
+        ax.set_title("Tier distribution: customers")
     ax.legend(loc="upper left")
     return ax
 
@@ -402,21 +429,28 @@ def plot_tier_risk_matrix(matrix: pd.DataFrame, ax=None):
     """Tier × churn risk band heatmap of customers; each cell gives its customers and value at risk.
 
     ``matrix`` is :func:`crmscore.tiers.tier_risk_matrix` (rows tiers, columns ``(measure, band)``).
-    High-value customers at high risk (top right) are where retention effort pays most.
+    High-value customers at high risk (top right) are where retention effort pays most. Without a
+    ``value_at_risk`` measure (a scoring without CLV) the cells give the customers only.
     """
     counts = matrix["customers"].to_numpy(dtype=float)
-    at_risk = matrix["value_at_risk"].to_numpy(dtype=float)
-    texts = np.array(
-        [
-            [f"{int(c):,}\nVaR {v:,.0f}" for c, v in zip(cr, vr, strict=True)]
-            for cr, vr in zip(counts, at_risk, strict=True)
-        ]
-    )
+    with_value = "value_at_risk" in matrix.columns.get_level_values(0)
+    if with_value:
+        at_risk = matrix["value_at_risk"].to_numpy(dtype=float)
+        texts = np.array(
+            [
+                [f"{int(c):,}\nVaR {v:,.0f}" for c, v in zip(cr, vr, strict=True)]
+                for cr, vr in zip(counts, at_risk, strict=True)
+            ]
+        )
+    else:
+        texts = np.array([[f"{int(c):,}" for c in row] for row in counts])
     ax = _new_axes(ax, (6.5, 4.8))
     _heatmap(ax, counts, [str(t) for t in matrix.index], [str(b) for b in matrix["customers"].columns], texts)
     ax.set_xlabel("Churn risk band")
     ax.set_ylabel("Tier (A = best)")
-    ax.set_title("Customers and value at risk (VaR) by tier and risk band")
+    ax.set_title(
+        "Customers and value at risk (VaR) by tier and risk band" if with_value else "Customers by tier and risk band"
+    )
     return ax
 
 
@@ -506,25 +540,39 @@ def summary_section(
     tracking_uri: str,
     settings: Settings,
     highlights: Sequence[tuple[str, str]] = (),
+    not_trained: Mapping[str, str] | None = None,
 ) -> Section:
     """Data period, customers, the scoring, and the compared model versions with links to their runs.
 
     ``runs`` maps run ids to MLflow ``Run`` objects (training time, decision, experiment id);
     ``highlights`` are (label, text) lines shown first, the findings of the other sections.
+    ``not_trained`` (role → reason) names the models the run could not train; with the manifest's
+    ``models_missing`` (role → reason, the models the scoring went without) each gets a line of its own.
     """
     customers = tables["customers"]
     facts: list[tuple[str, str]] = list(highlights)
+    for label, missing in (
+        ("Models not trained", not_trained or {}),
+        ("Not scored", manifest.get("models_missing") or {}),
+    ):
+        if missing:
+            facts.append((label, "; ".join(f"{role}: {_one_line(reason)}" for role, reason in missing.items())))
     if "transactions" in tables and not tables["transactions"].empty:
         dates = tables["transactions"]["date"]
         facts.append(("Transactions", f"{len(dates):,}, from {_date(dates.min())} to {_date(dates.max())}"))
-    signup = customers["signup_date"]
-    facts.append(
-        ("Customers in the data", f"{len(customers):,}, signed up {_date(signup.min())} to {_date(signup.max())}")
-    )
+    if "signup_date" in customers.columns:
+        signup = customers["signup_date"]
+        facts.append(
+            ("Customers in the data", f"{len(customers):,}, signed up {_date(signup.min())} to {_date(signup.max())}")
+        )
+    else:
+        facts.append(("Customers in the data", f"{len(customers):,} (a snapshot without signup dates)"))
     facts.append(("Scoring", f"as of {manifest.get('as_of')}: {int(manifest.get('scored', 0)):,} customers scored"))
     previous = manifest.get("previous_scoring")
     facts.append(("Previous scoring", str(previous).removeprefix("as_of=") if previous else "none"))
-    facts.append(("Tier method", str(settings.tiers.method)))
+    used_tiers = manifest.get("tiers")
+    method = used_tiers.get("method") if isinstance(used_tiers, Mapping) else None
+    facts.append(("Tier method", str(method or settings.tiers.method)))
     facts.append(("Parameters fingerprint", str(manifest.get("params_hash", settings.fingerprint()))))
     facts.append(("Tracking store", tracking_uri))
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
@@ -862,64 +910,154 @@ def segments_section(
 
 
 def tiers_section(scores: pd.DataFrame, migration: pd.DataFrame, manifest: Mapping[str, Any]) -> Section:
-    """Tier distribution, value concentration, tier × risk matrix and tier migration of one scoring."""
-    from crmscore import plots, tiers
-    from crmscore.evaluation import top_share_of_value
+    """Tier distribution, value concentration, tier × risk matrix and tier migration of one scoring.
 
-    tier = pd.Series(scores["tier"].astype(str).to_numpy(), index=scores["customer_id"].to_numpy())
-    band = pd.Series(scores["risk_band"].astype(str).to_numpy(), index=tier.index)
-    clv = pd.Series(scores["clv"].to_numpy(dtype=float), index=tier.index)
-    at_risk = pd.Series(scores["value_at_risk"].to_numpy(dtype=float), index=tier.index)
-    summary = tiers.tier_summary(tier, clv, at_risk, band)
-    matrix = tiers.tier_risk_matrix(tier, band, clv, at_risk)
-    total = float(clv.sum())
+    Null values are what a scoring without some model leaves: customers without a tier are left out of
+    the tier tables (and counted in a note), a null ``clv`` leaves out value, value concentration and value
+    at risk, a null ``risk_band`` the tier × risk band matrix. ``migration`` may be empty (none written).
+    """
+    from crmscore import tiers
+
+    ids = scores["customer_id"].to_numpy()
+    tier = pd.Series(scores["tier"].astype(object).to_numpy(), index=ids)
+    band = pd.Series(scores["risk_band"].astype(object).to_numpy(), index=ids)
+    clv = pd.Series(_floats(scores["clv"]), index=ids)
+    at_risk = pd.Series(_floats(scores["value_at_risk"]), index=ids)
+    tiered = tier.notna().to_numpy()
+    has_clv = bool(clv.notna().any())
+    has_bands = bool(band.notna().any())
+    has_at_risk = bool(at_risk.notna().any())
+
     body = [_h3("Distribution and value concentration")]
-    figures = [_figure(plot_tier_distribution(summary), "Tier distribution")]
-    if total > 0:
-        top = top_share_of_value(clv.to_numpy(), 0.2)
+    if not has_clv:
         body.append(
-            _p(
-                f"The top 20 % of customers by CLV hold {top:.1%} of all predicted value "
-                f"(total CLV {total:,.0f}; value at risk {float(at_risk.sum()):,.0f}, "
-                f"{float(at_risk.sum()) / total:.1%} of it)."
+            _note(
+                "The scoring has no CLV (it used no CLV model): tiers are shown by their customers; value, value "
+                "concentration and value at risk are not available."
             )
         )
-        figures.append(_figure(plots.plot_lorenz(clv.to_numpy(), label="CLV"), "Value concentration (Lorenz curve)"))
-    else:
-        body.append(_note("Every customer's CLV is 0: value concentration is undefined."))
-    body.append(_figures(*figures))
-    body.append(
-        _table(
-            summary.reset_index(),
-            {
-                "customers": _number,
-                "customer_share": _percent,
-                "clv": _number,
-                "clv_share": _percent,
-                "value_at_risk": _number,
-                "high_risk_customers": _number,
-            },
+    untiered = int((~tiered).sum())
+    if untiered and tiered.any():
+        body.append(
+            _note(
+                f"{untiered:,} of {len(tier):,} scored customers have no tier (the tier method could not rank them): "
+                "they are left out of the tier tables."
+            )
         )
-    )
+    elif untiered:
+        body.append(
+            _note("No scored customer has a tier (the tier method could not rank them): there are no tiers to show.")
+        )
+    summary = None
+    figures = []
+    if tiered.any():
+        labels = tier[tiered].astype(str)
+        bands = band[tiered]
+        summary = tiers.tier_summary(
+            labels, clv[tiered].fillna(0.0), at_risk[tiered].fillna(0.0), bands.where(bands.notna(), "low").astype(str)
+        )
+        dropped = [
+            *(["clv", "clv_share"] if not has_clv else []),
+            *(["value_at_risk"] if not has_at_risk else []),
+            *(["high_risk_customers"] if not has_bands else []),
+        ]
+        summary = summary.drop(columns=dropped)
+        figures.append(_figure(plot_tier_distribution(summary), "Tier distribution"))
+    body.extend(_value_concentration(clv, at_risk, has_at_risk, figures))
+    if figures:
+        body.append(_figures(*figures))
+    if summary is not None:
+        body.append(
+            _table(
+                summary.reset_index(),
+                {
+                    "customers": _number,
+                    "customer_share": _percent,
+                    "clv": _number,
+                    "clv_share": _percent,
+                    "value_at_risk": _number,
+                    "high_risk_customers": _number,
+                },
+            )
+        )
     body.append(_h3("Tier × risk band"))
-    body.append(_figures(_figure(plot_tier_risk_matrix(matrix), "Tier × risk band: customers and value at risk")))
+    if not has_bands:
+        body.append(
+            _note("The scoring has no churn risk bands (it used no churn model): there is no tier × risk band matrix.")
+        )
+    elif tiered.any():
+        body.extend(_tier_risk_part(tier, band, clv, at_risk, has_at_risk))
+    body.append(_h3("Tier migration"))
+    body.extend(_migration_part(migration, manifest, bool(tiered.any())))
+    return Section("tiers", REPORT_SECTIONS["tiers"], "".join(body))
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """A score column as floats, null values as NaN (nullable and Arrow dtypes included)."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _value_concentration(clv: pd.Series, at_risk: pd.Series, has_at_risk: bool, figures: list[str]) -> list[str]:
+    """The value concentration sentence (and the Lorenz curve, appended to ``figures``) of the known CLVs."""
+    from crmscore import plots
+    from crmscore.evaluation import top_share_of_value
+
+    known = clv.dropna().to_numpy()
+    if not len(known):
+        return []
+    total = float(known.sum())
+    if total <= 0:
+        return [_note("Every customer's CLV is 0: value concentration is undefined.")]
+    top = top_share_of_value(known, 0.2)
+    risk = ""
+    if has_at_risk:
+        var = float(at_risk.sum())
+        risk = f"; value at risk {var:,.0f}, {var / total:.1%} of it"
+    figures.append(_figure(plots.plot_lorenz(known, label="CLV"), "Value concentration (Lorenz curve)"))
+    return [
+        _p(f"The top 20 % of customers by CLV hold {top:.1%} of all predicted value (total CLV {total:,.0f}{risk}).")
+    ]
+
+
+def _tier_risk_part(
+    tier: pd.Series, band: pd.Series, clv: pd.Series, at_risk: pd.Series, has_at_risk: bool
+) -> list[str]:
+    """The tier × risk band heatmap and table of the customers with both a tier and a risk band."""
+    from crmscore import tiers
+
+    rows = (tier.notna() & band.notna()).to_numpy()
+    matrix = tiers.tier_risk_matrix(
+        tier[rows].astype(str), band[rows].astype(str), clv[rows].fillna(0.0), at_risk[rows].fillna(0.0)
+    )
+    if not has_at_risk:
+        matrix = matrix.drop(columns=["clv", "value_at_risk"], level="measure")
+    caption = "Tier × risk band: customers and value at risk" if has_at_risk else "Tier × risk band: customers"
+    bands = matrix["customers"].columns
     flat = pd.DataFrame(
         {
             "tier": matrix.index,
-            **{f"customers ({b})": matrix[("customers", b)].to_numpy() for b in matrix["customers"].columns},
-            **{
-                f"value at risk ({b})": matrix[("value_at_risk", b)].to_numpy() for b in matrix["value_at_risk"].columns
-            },
+            **{f"customers ({b})": matrix[("customers", b)].to_numpy() for b in bands},
+            **({f"value at risk ({b})": matrix[("value_at_risk", b)].to_numpy() for b in bands} if has_at_risk else {}),
         }
     )
-    body.append(_table(flat, {c: _number for c in flat.columns if c != "tier"}))
-    body.append(_h3("Tier migration"))
+    return [
+        _figures(_figure(plot_tier_risk_matrix(matrix), caption)),
+        _table(flat, {c: _number for c in flat.columns if c != "tier"}),
+    ]
+
+
+def _migration_part(migration: pd.DataFrame, manifest: Mapping[str, Any], tiered: bool) -> list[str]:
+    """Kept / up / down / new / gone counts against the previous scoring, with the heatmap and table."""
+    from crmscore import tiers
+
+    if not tiered or migration is None or migration.empty:
+        why = "no scored customer has a tier" if not tiered else "the scoring wrote no tier migration"
+        return [_note(f"No tier migration: {why}.")]
+    migration = migration.apply(pd.to_numeric, errors="coerce").fillna(0).astype(np.int64)
+    body = []
     previous = manifest.get("previous_scoring")
     if previous:
-        moved = migration.loc[
-            [t for t in tiers.TIERS if t in migration.index], [t for t in tiers.TIERS if t in migration.columns]
-        ]
-        counts = moved.to_numpy()
+        counts = migration.reindex(index=list(tiers.TIERS), columns=list(tiers.TIERS), fill_value=0).to_numpy()
         ranks = np.arange(len(tiers.TIERS))
         up = int(sum(counts[i, j] for i in ranks for j in ranks if j < i))
         down = int(sum(counts[i, j] for i in ranks for j in ranks if j > i))
@@ -940,7 +1078,7 @@ def tiers_section(scores: pd.DataFrame, migration: pd.DataFrame, manifest: Mappi
         )
     body.append(_figures(_figure(plot_tier_migration(migration), "Tier migration")))
     body.append(_table(migration.reset_index(), {c: _number for c in migration.columns}))
-    return Section("tiers", REPORT_SECTIONS["tiers"], "".join(body))
+    return body
 
 
 def drift_section(
@@ -1086,22 +1224,86 @@ def _run_param_date(run: Any, key: str) -> pd.Timestamp | None:
         return None
 
 
+def _registry_reason(name: str, reference: str) -> str:
+    """Why the registry gives no model: ``name`` has no version ``reference``, with the aliases it has."""
+    known = ", ".join(f"{a} (v{v})" for a, v in sorted(_aliases(name).items())) or "none"
+    return f"{name} has no version {reference!r} (aliases set: {known})"
+
+
+def _no_model(reference: str, names: Sequence[str], reasons: Mapping[str, str]) -> DataError:
+    """The one-line error when neither churn nor CLV has a version to report on."""
+    registry = "; ".join(_registry_reason(name, reference) for name in names)
+    why = "; ".join(f"{role}: {reason}" for role, reason in reasons.items())
+    kinds = " or ".join(f"`crmscore train {name.removeprefix('crmscore-')}`" for name in names)
+    return DataError(
+        f"no churn or CLV model to report on{f' ({why})' if why else ''}: {registry}; run {kinds}, or name another "
+        "alias or version number with --compare"
+    )
+
+
+def _missing_model_section(
+    role: str,
+    what: str,
+    name: str,
+    reference: str,
+    not_trained: Mapping[str, str],
+    not_scored: Mapping[str, str],
+) -> Section:
+    """The section of a churn or CLV model without the version ``reference``: a note with the reason (why
+    the run did not train it, else why the scoring went without it, else what the registry holds)."""
+    registry = _registry_reason(name, reference)
+    reason = not_trained.get(role) or not_scored.get(role)
+    if reason:
+        body = [
+            _note(f"No {what} model: {_sentence(reason)}"),
+            _p(f"{_sentence(registry)} There is nothing to evaluate."),
+        ]
+    else:
+        body = [
+            _note(f"No {what} model: {_sentence(registry)}"),
+            _p(f"There is nothing to evaluate; run `crmscore train {role}` when the data allows."),
+        ]
+    return Section(role, REPORT_SECTIONS[role], "".join(body))
+
+
+def _prepend_run_notes(
+    section: Section, role: str, what: str, not_trained: Mapping[str, str], not_scored: Mapping[str, str]
+) -> None:
+    """Say at the top of a model's section that this run did not train it, or the scoring went without it."""
+    notes = []
+    if role in not_trained:
+        notes.append(
+            _note(
+                f"This run trained no new {what} model: {_sentence(not_trained[role])} "
+                "The versions shown were trained earlier."
+            )
+        )
+    if role in not_scored:
+        notes.append(_note(f"The scoring used no {what} model: {_sentence(not_scored[role])}"))
+    section.body = "".join(notes) + section.body
+
+
 def report_stage(
     settings: Settings,
     compare: Sequence[str] = ("champion", "challenger"),
     input_dir: str | os.PathLike | None = None,
     scores_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
+    not_trained: Mapping[str, str] | None = None,
 ) -> ReportResult:
     """Write the model review report of the latest scoring and log it to MLflow; return where it went.
 
     ``compare`` names the two versions to set side by side, each an alias (``champion``, ``challenger``)
     or a version number, applied to the churn and CLV models (segments show the first). The first must
-    exist for churn and CLV; a second that is missing, or is the first itself, is reported in words. A
-    reference that names no version of any crmscore model is an error. ``input_dir`` (default
-    ``data.input_dir``, else the simulated data) gives the tables for the evaluation data and the drift;
-    ``scores_dir`` (default ``scoring.out_dir``) holds the scorings; the page goes to ``out_dir`` (default
-    ``<reports_dir>/review``) as ``model_review_<as-of>.html``, written atomically.
+    exist for churn or CLV (a one-line :class:`DataError` when it exists for neither); a model without it
+    has its section replaced by a note giving the reason, and a second that is missing, or is the first
+    itself, is reported in words. A reference that names no version of any crmscore model is an error.
+    ``not_trained`` (role → reason, e.g. ``{"clv": "BG/NBD: …"}``) names the models this run could not
+    train; with the scoring manifest's ``models_missing`` it gives the reasons shown for missing models.
+    ``input_dir`` (default ``data.input_dir``, else the simulated data) gives the tables for the
+    evaluation data and the drift; ``scores_dir`` (default ``scoring.out_dir``) holds the scorings; the
+    page goes to ``out_dir`` (default ``<reports_dir>/review``) as ``model_review_<as-of>.html``, written
+    atomically.
     """
     import mlflow
 
@@ -1111,7 +1313,7 @@ def report_stage(
     from crmscore.evaluation import top_share_of_value
     from crmscore.features import build_features
     from crmscore.io import write_text
-    from crmscore.stages import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME
+    from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME
 
     started = time.perf_counter()
     first_ref, second_ref = _check_references(compare)
@@ -1121,8 +1323,11 @@ def report_stage(
     manifest = {"as_of": folder.name.removeprefix("as_of=")}
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-    migration = pd.read_csv(folder / "tier_migration.csv", index_col=0)
+    migration_path = folder / "tier_migration.csv"
+    migration = pd.read_csv(migration_path, index_col=0) if migration_path.exists() else pd.DataFrame()
     as_of = pd.Timestamp(manifest["as_of"])
+    not_trained = {str(role): _one_line(reason) for role, reason in (not_trained or {}).items()}
+    not_scored = {str(role): _one_line(reason) for role, reason in (manifest.get("models_missing") or {}).items()}
 
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     uri = tracking.tracking_uri(settings.paths.models_dir)
@@ -1134,10 +1339,13 @@ def report_stage(
         ):
             raise _unknown_reference(reference, names)
     comparisons: dict[str, Comparison | None] = {
-        "churn": compare_versions(CHURN_MODEL_NAME, first_ref, second_ref),
-        "clv": compare_versions(CLV_MODEL_NAME, first_ref, second_ref),
+        "churn": compare_versions(CHURN_MODEL_NAME, first_ref, second_ref, required=False),
+        "clv": compare_versions(CLV_MODEL_NAME, first_ref, second_ref, required=False),
         "segments": compare_versions(SEGMENTS_MODEL_NAME, first_ref, second_ref, required=False),
     }
+    if comparisons["churn"] is None and comparisons["clv"] is None:
+        reasons = {role: not_trained.get(role) or not_scored.get(role) for role in ("churn", "clv")}
+        raise _no_model(first_ref, (CHURN_MODEL_NAME, CLV_MODEL_NAME), {r: w for r, w in reasons.items() if w})
     client = tracking.client()
     runs = {v.run_id: client.get_run(v.run_id) for c in comparisons.values() if c is not None for v in c.versions}
 
@@ -1149,28 +1357,36 @@ def report_stage(
     sections: list[Section] = []
     churn_pair = comparisons["churn"]
     churn_test = None
-    try:
-        kind, splits = churn.churn_datasets(tables, settings.churn, settings.features)
-        churn_test = splits["test"]
-        sections.append(churn_section(churn_pair, churn_test, kind))
-    except DataError as exc:
-        sections.append(Section("churn", REPORT_SECTIONS["churn"], _note(f"No churn evaluation data: {exc}")))
+    if churn_pair is None:
+        sections.append(_missing_model_section("churn", "churn", CHURN_MODEL_NAME, first_ref, not_trained, not_scored))
+    else:
+        try:
+            kind, splits = churn.churn_datasets(tables, settings.churn, settings.features)
+            churn_test = splits["test"]
+            sections.append(churn_section(churn_pair, churn_test, kind))
+        except DataError as exc:
+            sections.append(Section("churn", REPORT_SECTIONS["churn"], _note(f"No churn evaluation data: {exc}")))
+        _prepend_run_notes(sections[-1], "churn", "churn", not_trained, not_scored)
 
     clv_pair = comparisons["clv"]
     clv_test = None
-    clv_note = None
-    if "transactions" in tables and not tables["transactions"].empty:
-        try:
-            clv_test = clv_ml.clv_datasets(tables, settings.clv, settings.features)["test"]
-        except DataError as exc:
-            clv_note = f"No CLV holdout: {exc}"
-    btyd_model, btyd_source = btyd_model_of_run(clv_pair.first)
-    btyd_as_of = _run_param_date(runs.get(clv_pair.first.run_id), "split.test_as_of")
-    if btyd_as_of is None and clv_test is not None:
-        btyd_as_of = clv_test.as_of.iloc[0]
-    clv = clv_section(clv_pair, clv_test, tables, settings, btyd_model, btyd_as_of, btyd_source)
-    if clv_note:
-        clv.body = _note(clv_note) + clv.body
+    if clv_pair is None:
+        clv = _missing_model_section("clv", "CLV", CLV_MODEL_NAME, first_ref, not_trained, not_scored)
+    else:
+        clv_note = None
+        if "transactions" in tables and not tables["transactions"].empty:
+            try:
+                clv_test = clv_ml.clv_datasets(tables, settings.clv, settings.features)["test"]
+            except DataError as exc:
+                clv_note = f"No CLV holdout: {exc}"
+        btyd_model, btyd_source = btyd_model_of_run(clv_pair.first)
+        btyd_as_of = _run_param_date(runs.get(clv_pair.first.run_id), "split.test_as_of")
+        if btyd_as_of is None and clv_test is not None:
+            btyd_as_of = clv_test.as_of.iloc[0]
+        clv = clv_section(clv_pair, clv_test, tables, settings, btyd_model, btyd_as_of, btyd_source)
+        if clv_note:
+            clv.body = _note(clv_note) + clv.body
+        _prepend_run_notes(clv, "clv", "CLV", not_trained, not_scored)
 
     score_X = build_features(tables, as_of, settings.features)
     sections.append(clv)
@@ -1184,11 +1400,14 @@ def report_stage(
         sections.append(segments_section(segments_pair.first, score_X, scores, segments_pair.note))
     sections.append(tiers_section(scores, migration, manifest))
 
-    # Drift: the churn version's test population (logged by its training run) against the scored customers.
-    reference_as_of = _run_param_date(runs.get(churn_pair.first.run_id), "split.test_as_of")
-    reference_source = f"the test as-of date of {churn_pair.first.name} {churn_pair.first.label}'s training run"
+    # Drift: the churn version's test population (logged by its training run) against the scored customers;
+    # without a churn model, the CLV version's.
+    primary = churn_pair or clv_pair
+    reference_as_of = _run_param_date(runs.get(primary.first.run_id), "split.test_as_of")
+    reference_source = f"the test as-of date of {primary.first.name} {primary.first.label}'s training run"
     if reference_as_of is None:
-        reference_as_of = churn_test.as_of.iloc[0] if churn_test is not None else as_of
+        fallback = churn_test if churn_pair is not None else clv_test
+        reference_as_of = fallback.as_of.iloc[0] if fallback is not None else as_of
         reference_source = "the test as-of date of the current data (the training run logged none)"
     if churn_test is not None and churn_test.as_of.iloc[0] == reference_as_of and churn_test.X.index.is_unique:
         reference_X = churn_test.X
@@ -1197,6 +1416,7 @@ def report_stage(
     used = [
         str(f)
         for c in (churn_pair, clv_pair)
+        if c is not None
         for f in getattr(c.first.estimator, "feature_names_in_", [])
         if f in score_X.columns
     ]
@@ -1205,13 +1425,14 @@ def report_stage(
     sections.append(drift_section(drift_table, reference_as_of, as_of, reference_source, drift.DRIFT_THRESHOLD))
 
     drifted = drift_table.loc[drift_table["drifted"], "feature"].tolist()
-    clv_values = scores["clv"].to_numpy(dtype=float)
-    top20 = top_share_of_value(clv_values, 0.2) if clv_values.sum() > 0 else None
+    clv_values = _floats(scores["clv"])
+    clv_values = clv_values[~np.isnan(clv_values)]
+    top20 = top_share_of_value(clv_values, 0.2) if len(clv_values) and clv_values.sum() > 0 else None
     highlights = [
         ("Value concentration", "–" if top20 is None else f"the top 20 % of customers hold {top20:.1%} of the CLV"),
         (f"Drifted features (PSI > {drift.DRIFT_THRESHOLD:g})", ", ".join(drifted) or "none"),
     ]
-    sections.insert(0, summary_section(tables, manifest, comparisons, runs, uri, settings, highlights))
+    sections.insert(0, summary_section(tables, manifest, comparisons, runs, uri, settings, highlights, not_trained))
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = render_report(
         f"crmscore model review: scoring as of {as_of.date()}",

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from crmscore import tiers
 from crmscore.clv.value import lifetime_value
 from crmscore.config import Settings
+from crmscore.data.schemas import known_customers
 from crmscore.data.stream import StreamedInput
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS, top_reasons
@@ -62,6 +63,9 @@ __all__ = [
     "manifest_models",
     "reason_frame",
     "segment_names",
+    "segment_name_map",
+    "fit_tier_scale",
+    "score_rows",
     "tier_features",
     "SCORE_COLUMNS",
 ]
@@ -101,11 +105,26 @@ class ModelRef:
 
 @dataclasses.dataclass
 class ScoringModels:
-    """The three models of a scoring (segments optional)."""
+    """The models of a scoring: churn and CLV (at least one of them), segments optional.
 
-    churn: ModelRef
-    clv: ModelRef
+    ``missing`` says, per role without a model, why (written to the manifest as ``models_missing``); the
+    columns of a missing model are left null in the scores.
+    """
+
+    churn: ModelRef | None
+    clv: ModelRef | None
     segments: ModelRef | None = None
+    missing: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.churn is None and self.clv is None:
+            reasons = "; ".join(f"{role}: {why}" for role, why in self.missing.items())
+            raise DataError(f"scoring needs a churn or a CLV model, and there is neither ({reasons or 'none given'})")
+
+    def versions(self) -> dict[str, int]:
+        """Version per role, 0 where there is no model (the scores' ``*_model_version`` columns)."""
+        refs = {"churn": self.churn, "clv": self.clv, "segments": self.segments}
+        return {role: ref.version if ref is not None else 0 for role, ref in refs.items()}
 
 
 @dataclasses.dataclass
@@ -133,7 +152,7 @@ def customer_chunks(
     if chunk_size < 1:
         raise ValueError(f"chunk_size {chunk_size}: expected a positive integer")
     customers = tables["customers"]
-    known = customers.loc[customers["signup_date"] <= as_of].sort_values("customer_id", kind="stable")
+    known = known_customers(customers, as_of).sort_values("customer_id", kind="stable")
     ids = known["customer_id"].to_numpy()
     others: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray | None]] = {}
     for name, table in tables.items():
@@ -175,7 +194,7 @@ class _TablesInMemory:
         self.as_of = as_of
         self.chunk_size = chunk_size
         customers = tables["customers"]
-        self.known = int((customers["signup_date"] <= as_of).sum())
+        self.known = len(known_customers(customers, as_of))
         self.n_chunks = -(-self.known // chunk_size)
         self.rejects = dict(rejects or {})
         self.rows_in = dict(rows_in or {})
@@ -279,20 +298,24 @@ def score_chunk(
     seconds["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    p = models.churn.estimator.predict_proba(X)[:, 1]
+    n = len(X)
+    p = models.churn.estimator.predict_proba(X)[:, 1] if models.churn is not None else np.full(n, np.nan)
     X_clv = X.assign(churn_probability=p)
     cfg = settings.clv
-    spend = np.asarray(models.clv.estimator.predict(X_clv), dtype=float)
-    value = lifetime_value(models.clv.estimator, X_clv, cfg.horizon_days, cfg.discount_rate, cfg.margin)
-    segment_ids = (
-        models.segments.estimator.predict(X).to_numpy() if models.segments is not None else np.zeros(len(X), int)
-    )
+    if models.clv is not None:
+        spend = np.asarray(models.clv.estimator.predict(X_clv), dtype=float)
+        value = lifetime_value(models.clv.estimator, X_clv, cfg.horizon_days, cfg.discount_rate, cfg.margin)
+    else:
+        spend = value = np.full(n, np.nan)
+    segment_ids = models.segments.estimator.predict(X).to_numpy() if models.segments is not None else np.zeros(n, int)
     seconds["predict"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     reasons = []
     k = settings.scoring.top_reasons
     for name, ref, kind in (("churn", models.churn, "log_odds"), ("clv", models.clv, "log_spend")):
+        if ref is None:
+            continue
         inputs = X_clv if name == "clv" else X
         explained = _explain(ref.estimator, inputs)
         if explained is None:
@@ -406,30 +429,9 @@ def score(
 
         t0 = time.perf_counter()
         everyone = pd.concat(frames)
-        cfg = settings.tiers
-        scorecard = tiers.fit_scorecard(everyone, cfg.scorecard)
-        pyramid = tiers.fit_pyramid(everyone["clv"], cfg.pyramid_shares)
-        assigned = tiers.assign(everyone, everyone["clv"], everyone["churn_probability"], cfg, scorecard, pyramid)
-        scores = pd.DataFrame(
-            {
-                "customer_id": everyone.index.to_numpy(),
-                "as_of": as_of,
-                "churn_probability": everyone["churn_probability"].to_numpy(),
-                "risk_band": assigned["risk_band"].to_numpy(),
-                "expected_spend": everyone["expected_spend"].to_numpy(),
-                "clv": everyone["clv"].to_numpy(),
-                "points": assigned["points"].to_numpy(),
-                "tier": assigned["tier"].to_numpy(),
-                "segment_id": everyone["segment_id"].to_numpy(),
-                "segment": segment_names(models.segments, everyone["segment_id"].to_numpy()),
-                "lifecycle_stage": assigned["lifecycle_stage"].to_numpy(),
-                "value_at_risk": assigned["value_at_risk"].to_numpy(),
-                "action": assigned["action"].astype(str).to_numpy(),
-                "churn_model_version": models.churn.version,
-                "clv_model_version": models.clv.version,
-                "segments_model_version": models.segments.version if models.segments is not None else 0,
-            }
-        )
+        scale = fit_tier_scale(everyone, settings, models)
+        names = segment_name_map(models.segments)
+        scores = score_rows(everyone, as_of, settings, scale, names, models.versions())
         scores.to_parquet(tmp / "scores.parquet", index=False)
         migration = _migration(previous, scores)
         migration.to_csv(tmp / "tier_migration.csv")
@@ -463,7 +465,8 @@ def score(
             "chunk_size": chunk_size,
             "chunks": n_chunks,
             "previous_scoring": None if previous is None else previous.name,
-            "tiers": {"method": cfg.method, "scorecard": scorecard.to_dict(), "pyramid": pyramid},
+            "models_missing": dict(models.missing),
+            "tiers": scale.to_dict(),
             "seconds": {k: round(v, 3) for k, v in seconds.items()},
             "customers_per_second": round(len(scores) / seconds["total"], 1) if seconds["total"] > 0 else None,
         }
@@ -481,6 +484,73 @@ def reason_frame(explanations: pd.DataFrame, integer_ids: bool) -> pd.DataFrame:
     for column in ("contribution", "probability_change", "relative_spend_change"):
         out[column] = out[column].astype(float)
     return out
+
+
+def fit_tier_scale(everyone: pd.DataFrame, settings: Settings, models: ScoringModels) -> tiers.TierScale:
+    """The tier scale fitted on every scored customer (``everyone``: the frames of :func:`score_chunk`)."""
+    clv = everyone["clv"] if models.clv is not None else None
+    return tiers.fit_tier_scale(everyone, clv, settings.tiers)
+
+
+def score_rows(
+    frame: pd.DataFrame,
+    as_of: pd.Timestamp,
+    settings: Settings,
+    scale: tiers.TierScale,
+    segment_names: Mapping[int, str],
+    versions: Mapping[str, int],
+) -> pd.DataFrame:
+    """The rows of ``scores.parquet`` (:data:`SCORE_COLUMNS`) for customers scored by :func:`score_chunk`.
+
+    ``frame`` is indexed by customer id; a model that was not scored left its columns NaN, and so are
+    the columns derived from it (risk band, value at risk, action; the tier under the pyramid method).
+    """
+    p = frame["churn_probability"].to_numpy(dtype=float)
+    clv = frame["clv"].to_numpy(dtype=float)
+    has_p, has_clv = bool(np.isfinite(p).any()), bool(np.isfinite(clv).any())
+    tier_settings = settings.tiers.model_copy(update={"method": scale.method})
+    assigned = tiers.assign(
+        frame,
+        pd.Series(np.nan_to_num(clv), index=frame.index),
+        pd.Series(np.nan_to_num(p), index=frame.index),
+        tier_settings,
+        scale.scorecard,
+        scale.pyramid,
+    )
+    segment_ids = frame["segment_id"].to_numpy(dtype=np.int64)
+    scores = pd.DataFrame(
+        {
+            "customer_id": frame.index.to_numpy(),
+            "as_of": np.full(len(frame), pd.Timestamp(as_of).to_datetime64()),
+            "churn_probability": p,
+            "risk_band": assigned["risk_band"].astype(object).to_numpy(),
+            "expected_spend": frame["expected_spend"].to_numpy(dtype=float),
+            "clv": clv,
+            "points": assigned["points"].to_numpy(),
+            "tier": assigned["tier"].astype(object).to_numpy(),
+            "segment_id": segment_ids,
+            "segment": pd.Series(segment_ids).map(dict(segment_names)).fillna("").to_numpy(dtype=object),
+            "lifecycle_stage": assigned["lifecycle_stage"].astype(object).to_numpy(),
+            "value_at_risk": assigned["value_at_risk"].to_numpy(dtype=float),
+            "action": assigned["action"].astype(object).to_numpy(),
+            **{f"{role}_model_version": np.full(len(frame), v, dtype=np.int64) for role, v in versions.items()},
+        }
+    )
+    if not has_p:
+        scores[["risk_band", "action"]] = None
+        scores["value_at_risk"] = np.nan
+    if not has_clv:
+        scores["value_at_risk"] = np.nan
+    scores["lifecycle_stage"] = scores["lifecycle_stage"].where(pd.notna(scores["lifecycle_stage"]), None)
+    return scores[SCORE_COLUMNS]
+
+
+def segment_name_map(segments: ModelRef | None) -> dict[int, str]:
+    """Segment id → readable name (empty without a segments model)."""
+    if segments is None:
+        return {}
+    ids = segments.estimator.leaves_["segment_id"].to_numpy(dtype=np.int64)
+    return dict(zip(ids.tolist(), segment_names(segments, ids).tolist(), strict=True))
 
 
 def segment_names(segments: ModelRef | None, ids: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from crmscore.config import Settings
 from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tables
 from crmscore.data.simulate import SimulatedData, simulate_crm
 from crmscore.io import write_parquet
+from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME, registered_estimator
 
 __all__ = [
     "SimulateResult",
@@ -37,6 +38,7 @@ __all__ = [
     "check_model_inputs",
     "score_stage",
     "scoring_as_of",
+    "data_as_of",
     "CHURN_MODEL_NAME",
     "CLV_MODEL_NAME",
     "SEGMENTS_MODEL_NAME",
@@ -99,7 +101,7 @@ def validate_stage(settings: Settings, input_dir: str | os.PathLike, out_dir: st
 
 @dataclasses.dataclass
 class RunResult:
-    """What the main job produced."""
+    """What the main job produced, and which models did not train and why (``failures``: role → reason)."""
 
     input_dir: Path
     validation_dir: Path
@@ -110,6 +112,24 @@ class RunResult:
     segments: TrainResult | None = None
     scores: object | None = None
     report: object | None = None
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _attempt(role: str, failures: dict[str, str], stage, *args, **kwargs):
+    """Run one training stage of the main job; a model the data cannot give is recorded, not fatal.
+
+    A problem with the data or the fit (:class:`~crmscore.errors.DataError`, ``FitError``) stops that model
+    only: its reason goes to ``failures`` and the job goes on with the others. An unreachable tracking
+    store or a wrong setting still stops the job.
+    """
+    from crmscore.errors import DataError, FitError
+
+    try:
+        return stage(*args, **kwargs)
+    except (DataError, FitError) as exc:
+        failures[role] = str(exc)
+        log.warning("%s model not trained: %s", role, exc)
+        return None
 
 
 def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None) -> RunResult:
@@ -119,9 +139,12 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
 
     ``input_dir`` (or ``data.input_dir``) points at the user's tables; without either, the embedded
     synthetic data is simulated into ``paths.simulated_dir`` first. Validation results go to
-    ``<reports_dir>/validation``.
+    ``<reports_dir>/validation``. A model the data cannot give (no label, no revenue, a fit the data
+    cannot identify) is reported in ``RunResult.failures``; the job goes on with the models that trained
+    and scores with them (it stops when neither churn nor CLV trained).
     """
     from crmscore import tracking
+    from crmscore.report import report_stage
 
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)  # fail fast when unreachable
     source = input_dir or settings.data.input_dir
@@ -131,13 +154,16 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
         source = simulated.out_dir
     validation_dir = Path(settings.paths.reports_dir) / "validation"
     loaded = validate_stage(settings, source, validation_dir)
-    churn = train_churn_stage(settings, source, loaded=loaded)
-    clv = train_clv_stage(settings, source, loaded=loaded)
-    segments = train_segments_stage(settings, source, loaded=loaded)
-    scores = score_stage(settings, scoring_as_of(loaded.tables), loaded=loaded)
-    from crmscore.report import report_stage
+    failures: dict[str, str] = {}
+    churn = _attempt("churn", failures, train_churn_stage, settings, source, loaded=loaded)
+    clv = _attempt("clv", failures, train_clv_stage, settings, source, loaded=loaded)
+    segments = _attempt("segments", failures, train_segments_stage, settings, source, loaded=loaded)
+    if churn is None and clv is None:
+        from crmscore.errors import DataError
 
-    report = report_stage(settings, input_dir=source)
+        raise DataError("no model trained: " + "; ".join(f"{role}: {why}" for role, why in failures.items()))
+    scores = score_stage(settings, data_as_of(loaded), loaded=loaded)
+    report = report_stage(settings, input_dir=source, not_trained=failures)
     return RunResult(
         input_dir=Path(source),
         validation_dir=validation_dir,
@@ -148,12 +174,11 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
         segments=segments,
         scores=scores,
         report=report,
+        failures=failures,
     )
 
 
 # --- churn -------------------------------------------------------------------------------------------
-
-CHURN_MODEL_NAME = "crmscore-churn"
 
 
 @dataclasses.dataclass
@@ -168,6 +193,7 @@ class TrainResult:
     champion_version: int | None
     decision: str
     seconds: float
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 def _input_tables(settings: Settings, input_dir: str | os.PathLike | None) -> tuple[Path, LoadedData]:
@@ -205,9 +231,10 @@ def train_churn_stage(
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     if loaded is None:
         _, loaded = _input_tables(settings, input_dir)
-    kind, splits = churn.churn_datasets(loaded.tables, cfg, settings.features)
+    kind, splits = churn.churn_datasets(loaded.tables, cfg, settings.features, snapshot_date=loaded.snapshot_date)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     log.info("churn (%s label): %d train / %d valid / %d test rows", kind, len(train), len(valid), len(test))
+    notes = feature_notes(loaded)
 
     tuning = churn.tune_lightgbm(train, valid, cfg.tuning, seed=cfg.seed, class_weight=cfg.class_weight)
     model = churn.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
@@ -220,6 +247,17 @@ def train_churn_stage(
             p = predictions[(split_name, prefix)] = estimator.predict_proba(split.X)[:, 1]
             for key, value in classification_metrics(split.y.to_numpy().astype(int), p).items():
                 metrics[f"{prefix}{split_name}_{key}"] = value
+    if kind == "subscription" and cfg.cv_repeats > 0:
+        # One test split of a snapshot is a noisy figure; repeated k-fold gives the one to compare.
+        cv_started = time.perf_counter()
+        folds = churn.snapshot_cv_folds(
+            loaded.tables, cfg, settings.features, tuning.best_params, snapshot_date=loaded.snapshot_date
+        )
+        metrics |= churn.cv_summary(folds, cfg.cv_folds)
+        notes.append(
+            f"{cfg.cv_repeats}×{cfg.cv_folds}-fold cross-validated ROC AUC {metrics['cv_roc_auc']:.4f} "
+            f"± {metrics['cv_roc_auc_se']:.4f} (standard error) in {time.perf_counter() - cv_started:.0f} s"
+        )
 
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     y_test = test.y.to_numpy().astype(int)
@@ -231,6 +269,7 @@ def train_churn_stage(
                 "crmscore.label": kind,
                 "mlflow.source.git.commit": tracking.git_commit(),
                 "crmscore.params_fingerprint": settings.fingerprint(),
+                "crmscore.notes": " | ".join(notes)[:4000],
             }
         )
         params = tracking.flatten_params(
@@ -307,7 +346,22 @@ def train_churn_stage(
         run_id = run.info.run_id
     seconds = time.perf_counter() - started
     log.info("churn model version %s: %s (%.0f s)", version, decision, seconds)
-    return TrainResult(CHURN_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds)
+    return TrainResult(CHURN_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds, notes)
+
+
+def feature_notes(loaded: LoadedData) -> list[str]:
+    """What the data leaves out of the features, and the attributes kept out on purpose, in words."""
+    notes = []
+    customers = loaded.tables["customers"]
+    if "signup_date" not in customers.columns:
+        notes.append(
+            "tenure_days left out: the customers have no signup dates (map a tenure column with its unit in "
+            "data.tables.customers.tenure, or a signup date in data.tables.customers.columns)"
+        )
+    held_out = [a for a in loaded.attributes if a["role"] in ("excluded", "protected")]
+    if held_out:
+        notes.append("never features: " + ", ".join(f"{a['column']} ({a['role']})" for a in held_out))
+    return notes
 
 
 def _promotion(
@@ -337,8 +391,6 @@ def _promotion(
 
 
 # --- CLV ---------------------------------------------------------------------------------------------
-
-CLV_MODEL_NAME = "crmscore-clv"
 
 
 def train_clv_stage(
@@ -569,7 +621,7 @@ def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResul
             "(run `crmscore train churn` first)"
         )
     churn_model = tracking.load_model(CHURN_MODEL_NAME, version=champion.version).unwrap_python_model().estimator
-    as_of = customers["signup_date"].max().normalize()
+    as_of = data_as_of(loaded)
     X = build_features(tables, as_of, settings.features)
     X = X.assign(churn_probability=churn_model.predict_proba(X)[:, 1])
     model = ContractualClv(
@@ -628,47 +680,79 @@ def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResul
 
 # --- segments ----------------------------------------------------------------------------------------
 
-SEGMENTS_MODEL_NAME = "crmscore-segments"
-
-
-def registered_estimator(name: str, version: int | None = None):
-    """The champion (or ``version``) of a registered model, its version and run id; a clear error without."""
-    from crmscore import tracking
-    from crmscore.errors import DataError
-
-    if version is None:
-        found = tracking.version_by_alias(name, tracking.CHAMPION)
-        if found is None:
-            kind = name.removeprefix("crmscore-")
-            raise DataError(
-                f"no champion of {name} is registered: run `crmscore train {kind}` (or `crmscore run`), or "
-                f"`crmscore promote {kind} --version N`"
-            )
-        version = int(found.version)
-    model = tracking.load_model(name, version=version)
-    info = tracking.client().get_model_version(name, str(version))
-    return model.unwrap_python_model().estimator, int(version), info.run_id
-
 
 def _current_values(settings: Settings, tables, as_of):
-    """Features at ``as_of`` with the champions' churn probability and CLV (for segments and tiers)."""
+    """Features at ``as_of`` with the champions' churn probability and CLV (for segments and tiers).
+
+    A model without a champion gives None in its place; at least one of the two must exist.
+    """
     from crmscore.clv.value import lifetime_value
+    from crmscore.errors import DataError
     from crmscore.features import build_features
 
-    churn_model, churn_version, _ = registered_estimator(CHURN_MODEL_NAME)
-    clv_model, clv_version, _ = registered_estimator(CLV_MODEL_NAME)
     X = build_features(tables, as_of, settings.features)
-    p = churn_model.predict_proba(X)[:, 1]
-    cfg = settings.clv
-    clv = lifetime_value(clv_model, X.assign(churn_probability=p), cfg.horizon_days, cfg.discount_rate, cfg.margin)
-    return X, p, clv, {"churn": churn_version, "clv": clv_version}
+    found = {}
+    for role, name in (("churn", CHURN_MODEL_NAME), ("clv", CLV_MODEL_NAME)):
+        try:
+            found[role] = registered_estimator(name)
+        except DataError as exc:
+            found[role] = None
+            log.warning("segments without %s: %s", role, exc)
+    if found["churn"] is None and found["clv"] is None:
+        raise DataError("segments: neither a churn nor a CLV champion is registered; train one first")
+    p = found["churn"][0].predict_proba(X)[:, 1] if found["churn"] else None
+    clv = None
+    if found["clv"]:
+        cfg = settings.clv
+        X_clv = X.assign(churn_probability=p if p is not None else np.nan)
+        clv = lifetime_value(found["clv"][0], X_clv, cfg.horizon_days, cfg.discount_rate, cfg.margin)
+    used = {role: ref[1] if ref else 0 for role, ref in found.items()}
+    return X, p, clv, used
 
 
-def scoring_as_of(tables) -> pd.Timestamp:
-    """The latest date the data covers: the last transaction, else the last signup (snapshot data)."""
+def _segment_target(settings: Settings, X: pd.DataFrame, p, clv) -> tuple[str, pd.Series]:
+    """The target of the segment tree: ``segments.target``, or the one the models give when it is missing."""
+    from crmscore import segments, tiers
+
+    target = settings.segments.target
+    available = {"clv": clv is not None, "churn": p is not None, "tier": True}
+    if not available[target]:
+        fallback = "churn" if p is not None else "clv"
+        log.warning("segments.target %s: no such model; the segments explain %s instead", target, fallback)
+        target = fallback
+    points = tiers.scorecard_points(X, settings.tiers.scorecard)["total"] if target == "tier" else None
+    y = segments.target_values(
+        target,
+        clv=None if clv is None else pd.Series(clv, index=X.index),
+        churn_probability=None if p is None else pd.Series(p, index=X.index),
+        points=points,
+    )
+    return target, y
+
+
+def _segment_features(settings: Settings, X: pd.DataFrame) -> list[str]:
+    """``segments.features`` present in the data; with fewer than three (a snapshot), every feature."""
+    present = [f for f in settings.segments.features if f in X.columns]
+    if len(present) >= 3:
+        return list(settings.segments.features)
+    return [*present, *(c for c in X.columns if c not in present)]
+
+
+def scoring_as_of(tables, snapshot_date=None) -> pd.Timestamp:
+    """The latest date the data covers: the last transaction, else the snapshot date of customers-only data
+    (``LoadedData.snapshot_date``), else the last signup, else today."""
     if "transactions" in tables and not tables["transactions"].empty:
         return pd.Timestamp(tables["transactions"]["date"].max()).normalize()
-    return pd.Timestamp(tables["customers"]["signup_date"].max()).normalize()
+    if snapshot_date is not None:
+        return pd.Timestamp(snapshot_date).normalize()
+    if "signup_date" in tables["customers"].columns:
+        return pd.Timestamp(tables["customers"]["signup_date"].max()).normalize()
+    return pd.Timestamp.today().normalize()
+
+
+def data_as_of(loaded: LoadedData) -> pd.Timestamp:
+    """The as-of date of validated input: :func:`scoring_as_of` of its tables and snapshot date."""
+    return scoring_as_of(loaded.tables, loaded.snapshot_date)
 
 
 def train_segments_stage(
@@ -687,26 +771,27 @@ def train_segments_stage(
     import numpy as np
     import pandas as pd
 
-    from crmscore import segments, tiers, tracking
+    from crmscore import segments, tracking
 
     started = time.perf_counter()
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     if loaded is None:
         _, loaded = _input_tables(settings, input_dir)
     tables = loaded.tables
-    as_of = scoring_as_of(tables)
+    as_of = data_as_of(loaded)
     X, p, clv, used = _current_values(settings, tables, as_of)
     cfg = settings.segments
-    points = tiers.scorecard_points(X, settings.tiers.scorecard)["total"] if cfg.target == "tier" else None
-    y = segments.target_values(
-        cfg.target,
-        clv=pd.Series(clv, index=X.index),
-        churn_probability=pd.Series(p, index=X.index),
-        points=points,
-    )
+    target, y = _segment_target(settings, X, p, clv)
+    cfg = cfg.model_copy(update={"target": target, "features": _segment_features(settings, X)})
     model = segments.segment_tree_from_settings(cfg).fit(X, y)
     ids = model.predict(X)
-    profile = model.profile(X, ids, pd.Series(clv, index=X.index), pd.Series(p, index=X.index))
+    nothing = pd.Series(np.nan, index=X.index)
+    profile = model.profile(
+        X,
+        ids,
+        nothing if clv is None else pd.Series(clv, index=X.index),
+        nothing if p is None else pd.Series(p, index=X.index),
+    )
 
     def r_squared(assigned: pd.Series) -> float:
         means = y.groupby(assigned.to_numpy()).transform("mean")
@@ -763,24 +848,33 @@ def train_segments_stage(
 
 
 def load_scoring_models(settings: Settings, versions: dict[str, int] | None = None):
-    """The champions (or the given versions) of the churn, CLV and segments models.
+    """The champions (or the given versions) of the churn, CLV and segments models that exist.
 
-    Churn and CLV are required; segments are optional (without a champion every customer gets segment 0).
+    A role without a champion is left out with its reason (``ScoringModels.missing``; logged): scoring
+    then writes null in that model's columns. At least one of churn and CLV must exist; a pinned version
+    (``versions``) must exist.
     """
     from crmscore import tracking
+    from crmscore.errors import DataError
     from crmscore.scoring import ModelRef, ScoringModels
 
     versions = versions or {}
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
-    refs = {}
+    refs: dict[str, ModelRef | None] = {}
+    missing: dict[str, str] = {}
     for role, name in (("churn", CHURN_MODEL_NAME), ("clv", CLV_MODEL_NAME), ("segments", SEGMENTS_MODEL_NAME)):
-        if role == "segments" and role not in versions and not tracking.version_by_alias(name, tracking.CHAMPION):
-            log.warning("no %s champion: every customer gets segment 0", name)
-            refs[role] = None
+        try:
+            estimator, version, run_id = registered_estimator(name, versions.get(role))
+        except DataError as exc:
+            if role in versions:
+                raise
+            refs[role], missing[role] = None, str(exc)
+            log.info("scoring without %s: %s", role, exc)
             continue
-        estimator, version, run_id = registered_estimator(name, versions.get(role))
         refs[role] = ModelRef(name, version, run_id, estimator)
-    return ScoringModels(churn=refs["churn"], clv=refs["clv"], segments=refs["segments"])
+    if refs["churn"] is None and refs["clv"] is None:
+        raise DataError(missing["churn"])  # nothing to score with: how to train the first model
+    return ScoringModels(churn=refs["churn"], clv=refs["clv"], segments=refs["segments"], missing=missing)
 
 
 def score_stage(
@@ -794,6 +888,9 @@ def score_stage(
 ):
     """Batch scoring as of a date: load the champions, read and validate the input, score, write atomically.
 
+    ``as_of`` None scores as of the data's last day: the last transaction, or the snapshot date of
+    customers-only data (``data.snapshot_date``, default the day the file was saved).
+
     Without ``loaded`` tables, the input (``input_dir``, else ``data.input_dir``, else the simulated
     data) is streamed: the customers are read whole, the other tables one chunk of customers at a time
     (:class:`crmscore.data.stream.StreamedInput`), so memory follows ``scoring.chunk_size``, not the
@@ -804,12 +901,15 @@ def score_stage(
     ``manifest.json`` (see :mod:`crmscore.scoring`). ``versions`` pins model versions by role
     (``{"churn": 3}``) instead of the champions.
     """
-    from crmscore.data.stream import StreamedInput
+    from crmscore.data.stream import StreamedInput, last_event_date
     from crmscore.scoring import score
 
     t0 = time.perf_counter()
     models = load_scoring_models(settings, versions)
     extra_seconds = {"load_models": time.perf_counter() - t0}
+    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
+    if as_of is None:
+        as_of = data_as_of(loaded) if loaded is not None else last_event_date(source, settings.data)
     as_of = pd.Timestamp(as_of).normalize()
     out_dir = out_dir or settings.scoring.out_dir
 
@@ -831,7 +931,6 @@ def score_stage(
             check_chunk=check,
         )
     else:
-        source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
         with StreamedInput(source, settings.data, as_of, settings.scoring.chunk_size) as streamed:
             result = score(
                 streamed,
@@ -852,7 +951,10 @@ def check_model_inputs(models, tables, features=None) -> None:
     from crmscore.errors import DataError
     from crmscore.features import build_features
 
-    probe_as_of = pd.Timestamp(tables["customers"]["signup_date"].max())
+    customers = tables["customers"]
+    probe_as_of = (
+        pd.Timestamp(customers["signup_date"].max()) if "signup_date" in customers.columns else scoring_as_of(tables)
+    )
     ids = tables["customers"]["customer_id"].head(200)
     sample = {name: df.loc[df["customer_id"].isin(ids)] for name, df in tables.items()}
     columns = set(build_features(sample, probe_as_of, features).columns)

@@ -59,6 +59,8 @@ __all__ = [
     "value_at_risk",
     "recommended_action",
     "assign",
+    "TierScale",
+    "fit_tier_scale",
     "tier_migration",
     "tier_summary",
     "tier_risk_matrix",
@@ -561,11 +563,20 @@ def lifecycle_stage(features: pd.DataFrame, settings: TierSettings | None = None
     ``features``. Raises DataError when ``tenure_days`` is absent or missing for some customer.
     """
     settings = settings or TierSettings()
-    if "tenure_days" not in features.columns:
-        raise DataError("lifecycle_stage: feature column 'tenure_days' is missing from the data")
-    tenure = _feature_values(features, "tenure_days", "lifecycle_stage")
-    if np.isnan(tenure).any():
-        raise DataError(f"lifecycle_stage: column 'tenure_days' has {int(np.isnan(tenure).sum())} missing value(s)")
+    if "tenure_days" not in features.columns and "recency_days" not in features.columns:
+        # A snapshot without signup dates or purchases: nothing tells how long anyone has been a customer.
+        log.info("lifecycle_stage: no tenure_days and no recency_days; the stage is left empty")
+        return pd.Series(
+            pd.Categorical.from_codes(np.full(len(features), -1, np.int8), dtype=LIFECYCLE_DTYPE),
+            index=features.index,
+            name="lifecycle_stage",
+        )
+    if "tenure_days" in features.columns:
+        tenure = _feature_values(features, "tenure_days", "lifecycle_stage")
+        if np.isnan(tenure).any():
+            raise DataError(f"lifecycle_stage: column 'tenure_days' has {int(np.isnan(tenure).sum())} missing value(s)")
+    else:  # no signup dates: nobody is known to be new; the stage follows the purchases
+        tenure = np.full(len(features), np.inf)
     if "recency_days" in features.columns:
         recency = _feature_values(features, "recency_days", "lifecycle_stage")
         never_bought = np.isnan(recency)
@@ -684,7 +695,10 @@ def assign(
     points = (
         scorecard.points(features)["total"] if scorecard is not None else pd.Series(np.nan, index=index, dtype=float)
     )
-    if settings.method == "scorecard":
+    method = settings.method
+    if method == "auto":  # the scorecard when it can rank the customers, else the value pyramid
+        method = "scorecard" if scorecard is not None else "pyramid"
+    if method == "scorecard":
         tier = scorecard_tiers(points, settings.scorecard)
     else:
         tier = pyramid_tiers_from_thresholds(
@@ -701,6 +715,57 @@ def assign(
     }
     # Every column is indexed like features; .array keeps the categoricals' fixed categories.
     return pd.DataFrame({name: series.array for name, series in columns.items()}, index=index)
+
+
+@dataclass
+class TierScale:
+    """The tier scale of one scoring: the method used and what it was fitted to (all customers at once)."""
+
+    method: str  # scorecard | pyramid (``auto`` resolved)
+    scorecard: Scorecard | None
+    pyramid: dict[str, dict[str, Any] | None] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "scorecard": None if self.scorecard is None else self.scorecard.to_dict(),
+            "pyramid": self.pyramid,
+        }
+
+
+_MAP_HINT = (
+    "map numeric attributes in tiers.scorecard.metrics (e.g. sales: Balance) with their weights, or give the "
+    "customers a monthly_revenue column (or transactions) so that a CLV model ranks them (tiers.method: pyramid)"
+)
+
+
+def fit_tier_scale(features: pd.DataFrame, clv: pd.Series | None, settings: TierSettings | None = None) -> TierScale:
+    """Fit the tier scale on every scored customer: ``tiers.method`` resolved against what the data has.
+
+    ``scorecard`` needs at least one scorecard metric that ranks the customers; ``pyramid`` needs CLV
+    (``clv``: a Series by customer id, None when no CLV model was scored) and fits the scorecard only
+    where it can (points are then informative); ``auto`` takes the scorecard when it can rank the
+    customers, else the pyramid when there is CLV. Raises :class:`DataError` with one line saying what
+    to map when no method applies.
+    """
+    settings = settings or TierSettings()
+    try:
+        scorecard: Scorecard | None = fit_scorecard(features, settings.scorecard)
+        problem = ""
+    except DataError as exc:
+        scorecard, problem = None, str(exc)
+    has_clv = clv is not None and bool(np.isfinite(np.asarray(clv, dtype=float)).any())
+    method = settings.method
+    if method == "auto":
+        method = "scorecard" if scorecard is not None else "pyramid" if has_clv else ""
+        if not method:
+            raise DataError(f"tiers: no scorecard metric can rank these customers and there is no CLV; {_MAP_HINT}")
+    if method == "scorecard" and scorecard is None:
+        raise DataError(f"tiers.method scorecard: {problem}; {_MAP_HINT}")
+    if method == "pyramid" and not has_clv:
+        raise DataError("tiers.method pyramid ranks customers by CLV, and no CLV model was scored; " + _MAP_HINT)
+    pyramid = fit_pyramid(clv.astype(float), settings.pyramid_shares) if has_clv else None
+    return TierScale(method=method, scorecard=scorecard, pyramid=pyramid)
 
 
 # --- reports -------------------------------------------------------------------------------------------

@@ -29,9 +29,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from crmscore.errors import TrackingError
+from crmscore.errors import DataError, TrackingError
 
 __all__ = [
+    "CHURN_MODEL_NAME",
+    "CLV_MODEL_NAME",
+    "SEGMENTS_MODEL_NAME",
+    "registered_estimator",
     "ARTIFACTS_DIR_NAME",
     "DEFAULT_DB_NAME",
     "DEFAULT_EXPERIMENT",
@@ -55,6 +59,11 @@ __all__ = [
     "tracking_uri",
     "ui_command",
 ]
+
+#: Names of the registered models.
+CHURN_MODEL_NAME = "crmscore-churn"
+CLV_MODEL_NAME = "crmscore-clv"
+SEGMENTS_MODEL_NAME = "crmscore-segments"
 
 DEFAULT_DB_NAME = "mlflow.db"
 ARTIFACTS_DIR_NAME = "mlartifacts"
@@ -570,3 +579,19 @@ def _plain_example(example):
         if isinstance(example[column].dtype, pd.CategoricalDtype):
             example[column] = example[column].astype(object).where(example[column].notna(), None)
     return example
+
+
+def registered_estimator(name: str, version: int | None = None):
+    """The champion (or ``version``) of a registered model, its version and run id; a clear error without."""
+    if version is None:
+        found = version_by_alias(name, CHAMPION)
+        if found is None:
+            kind = name.removeprefix("crmscore-")
+            raise DataError(
+                f"no champion of {name} is registered: run `crmscore train {kind}` (or `crmscore run`), or "
+                f"`crmscore promote {kind} --version N`"
+            )
+        version = int(found.version)
+    model = load_model(name, version=version)
+    info = client().get_model_version(name, str(version))
+    return model.unwrap_python_model().estimator, int(version), info.run_id

@@ -11,6 +11,8 @@ The models of non-contractual repeat buying, as published:
 * **Gamma-Gamma** — Fader, Hardie & Lee (2005), "RFM and CLV: using iso-value curves for customer base
   analysis", *Journal of Marketing Research* 42(4): the value of each repeat purchase is Gamma(p, ν)
   with ν ~ Gamma(q, γ), independent of the purchase process.
+* **NBD** — Ehrenberg (1959); Morrison & Schmittlein (1988): Poisson purchasing with rate
+  λ ~ Gamma(r, α) and nobody dropping out, the boundary of both dropout models.
 
 Every model takes a calibration summary as built by :func:`rfm_summary` — one row per customer with
 ``frequency`` (repeat purchases, x), ``recency`` (time from first to last purchase, t_x), ``T`` (time
@@ -27,13 +29,20 @@ distinct ``(x, t_x, T)`` rows weighted by their counts, which makes a million cu
 errors come from the inverse Hessian of the log-likelihood at the optimum (delta method from the log
 scale). A fit that does not converge raises :class:`~crmscore.errors.FitError` with a suggestion,
 never returns NaN.
+
+Some data put the maximum on a boundary of the parameter space, which is a finding rather than a
+failure: customers who never drop out (a → 0 or b → ∞ in BG/NBD, s → 0 in Pareto/NBD), purchase rates or
+spend that hardly differ between customers (parameters running to infinity). Each model class then raises
+:class:`NoMaximumError`, with the point where the optimiser stopped; :func:`fit_transaction_model` and
+:func:`fit_spend_model`, which the CLV estimator calls, fit the model the boundary calls for instead —
+the NBD where nobody drops out, a refit with :data:`FALLBACK_PENALIZER` otherwise — and say so in a note.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -50,7 +59,14 @@ __all__ = [
     "validate_summary",
     "BetaGeoModel",
     "ParetoNBDModel",
+    "NBDModel",
     "GammaGammaModel",
+    "NoMaximumError",
+    "FallbackFit",
+    "FALLBACK_PENALIZER",
+    "NO_DROPOUT_LEVEL",
+    "fit_transaction_model",
+    "fit_spend_model",
     "discount_factors",
     "customer_lifetime_value",
     "repeat_transactions_tracking",
@@ -233,6 +249,23 @@ class _Levels:
 # ---------------------------------------------------------------------------------------------------
 
 
+class NoMaximumError(FitError):
+    """The log-likelihood has no proper maximum on the data: the optimiser ran off towards a boundary, stopped
+    on a ridge or plateau, or did not converge.
+
+    ``estimates`` holds the parameters where it stopped and ``log_likelihood`` the (unpenalised)
+    log-likelihood there (NaN when not finite): on a flat ridge they are arbitrary points, but they show
+    which boundary the fit runs to (e.g. a → 0 in BG/NBD: no dropout).
+    """
+
+    def __init__(
+        self, message: str, estimates: dict[str, float] | None = None, log_likelihood: float = float("nan")
+    ) -> None:
+        super().__init__(message)
+        self.estimates = dict(estimates or {})
+        self.log_likelihood = log_likelihood
+
+
 def _hessian(f: Any, u: np.ndarray, step: float = 1e-4) -> np.ndarray:
     """Central-difference Hessian of the scalar ``f`` at ``u``."""
     k = len(u)
@@ -300,18 +333,28 @@ class _BaseFitter(BaseEstimator):
             value = objective(result.x)
         hint = "set clv.penalizer (e.g. 0.001) or check the summary for outliers"
         if not np.isfinite(value) or not np.all(np.isfinite(result.x)):
-            raise FitError(f"{self._label}: the log-likelihood is not finite at the optimum; {hint}")
+            message = f"{self._label}: the log-likelihood is not finite at the optimum; {hint}"
+            raise self._no_maximum(message, result.x, neg_ll)
         if np.any(np.abs(result.x) > 25):
             worst = int(np.argmax(np.abs(result.x)))
-            raise FitError(
+            message = (
                 f"{self._label}: parameter {self._names[worst]} ran off to {np.exp(result.x[worst]):.3g} (the "
                 f"likelihood has no finite maximum on this data); {hint}"
             )
+            raise self._no_maximum(message, result.x, neg_ll)
         if grad is not None and not result.success:
             gnorm = float(np.max(np.abs(objective_and_gradient(result.x)[1])))
             if gnorm > 1e-5:
-                raise FitError(f"{self._label}: the optimiser did not converge ({result.message}); {hint}")
+                message = f"{self._label}: the optimiser did not converge ({result.message}); {hint}"
+                raise self._no_maximum(message, result.x, neg_ll)
         self._set_fitted(result.x, neg_ll, n_customers, hint)
+
+    def _no_maximum(self, message: str, u: np.ndarray, neg_ll: Any) -> NoMaximumError:
+        """The error of a fit without a proper maximum, with the point where the optimiser stopped."""
+        with np.errstate(all="ignore"):
+            loglik = -float(neg_ll(u)) if np.all(np.isfinite(u)) else float("nan")
+            estimates = dict(zip(self._names, (float(v) for v in np.exp(u)), strict=True))
+        return NoMaximumError(message, estimates, loglik)
 
     def _set_fitted(self, u: np.ndarray, neg_ll: Any, n_customers: float, hint: str) -> None:
         theta = np.exp(u)
@@ -329,10 +372,11 @@ class _BaseFitter(BaseEstimator):
                 se_log = np.full(len(u), np.nan)
         if not np.all(np.isfinite(se_log)):
             shown = ", ".join(f"{n} = {v:.3g}" for n, v in zip(self._names, theta, strict=True))
-            raise FitError(
+            message = (
                 f"{self._label}: the log-likelihood has no proper maximum ({shown}: flat or not curving down in "
                 f"some direction, so the estimates are not identified by this data); {hint}"
             )
+            raise self._no_maximum(message, u, neg_ll)
         self.params_ = dict(zip(self._names, (float(v) for v in theta), strict=True))
         self.log_likelihood_ = -float(neg_ll(u))
         self.n_customers_ = int(round(n_customers))
@@ -485,7 +529,11 @@ class BetaGeoModel(_BaseFitter):
         """Expected purchases of a new customer in ``(0, t]`` (eq. 9): E[X(t)]."""
         r, alpha, a, b = self._theta()
         t = np.asarray(t, dtype=float)
-        return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+
+        def at(a: float) -> np.ndarray:
+            return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+
+        return _removable_at_one(a, at)
 
     def probability_alive(self, summary: pd.DataFrame) -> np.ndarray:
         """P(alive at T | x, t_x, T) (eq. 13 of the FHL note)."""
@@ -506,8 +554,21 @@ class BetaGeoModel(_BaseFitter):
         t = np.asarray(t, dtype=float)
         z = t / (alpha + T + t)
         log_ratio = (r + x) * (np.log(alpha + T) - np.log(alpha + T + t))
-        head = (a + b + x - 1) / (a - 1) * (1 - np.exp(log_ratio) * hyp2f1(r + x, b + x, a + b + x - 1, z))
-        return head * self.probability_alive(summary)
+
+        def head(a: float) -> np.ndarray:
+            return (a + b + x - 1) / (a - 1) * (1 - np.exp(log_ratio) * hyp2f1(r + x, b + x, a + b + x - 1, z))
+
+        return _removable_at_one(a, head) * self.probability_alive(summary)
+
+
+def _removable_at_one(a: float, f: Any, h: float = 1e-4) -> np.ndarray:
+    """``f(a)`` where ``f`` has a removable singularity at a = 1 — the 0/0 of the (a − 1) denominators of
+    eq. 9 and 10, which a penalised fit lands on exactly when the data say nothing about a — interpolated
+    linearly between a = 1 ± h within h of it (an error of order h² there)."""
+    if abs(a - 1) >= h:
+        return f(a)
+    low, high = f(1 - h), f(1 + h)
+    return low + (a - 1 + h) / (2 * h) * (high - low)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -610,6 +671,98 @@ def _one_minus_power_over(base: np.ndarray, k: float) -> np.ndarray:
     if abs(k) < 1e-10:
         return -np.log(base)
     return -np.expm1(k * np.log(base)) / k
+
+
+# ---------------------------------------------------------------------------------------------------
+# NBD: the no-dropout limit
+# ---------------------------------------------------------------------------------------------------
+
+
+class NBDModel(_BaseFitter):
+    """NBD model of repeat purchasing (Ehrenberg 1959; Morrison & Schmittlein 1988): nobody drops out.
+
+    Every customer buys for ever as a Poisson process with rate λ ~ Gamma(r, α). It is the boundary of
+    both dropout models — BG/NBD as the dropout probability p ~ Beta(a, b) goes to 0 (a → 0 or b → ∞),
+    Pareto/NBD as the dropout rate μ ~ Gamma(s, β) does (s → 0) — and its likelihood,
+    Γ(r + x)/Γ(r) · α^r / (α + T)^(r + x), is their limit, so the log-likelihoods compare directly.
+    The time of the last purchase carries no information: P(alive) = 1 for everyone.
+
+    Args:
+        penalizer: L2 penalty on the log-parameters (see :class:`BetaGeoModel`).
+        time_unit: time unit of the summaries.
+
+    Fitted: ``params_`` (r, alpha), ``standard_errors_``, ``log_likelihood_``, ``n_customers_``,
+    ``time_unit_``.
+    """
+
+    _names = ("r", "alpha")
+    _label = "NBD"
+
+    def __init__(self, penalizer: float = 0.0, time_unit: TimeUnit = "W") -> None:
+        self.penalizer = penalizer
+        self.time_unit = time_unit
+
+    @staticmethod
+    def _loglik(theta: np.ndarray, x: np.ndarray, T: np.ndarray, levels: _Levels | None = None) -> np.ndarray:
+        r, alpha = theta
+        lv = levels or _Levels(x)
+        head_x = gammaln(r + lv.values) - gammaln(r) + r * np.log(alpha)
+        return head_x[lv.index] - (r + x) * np.log(alpha + T)
+
+    @staticmethod
+    def _value_and_grad(
+        theta: np.ndarray, x: np.ndarray, T: np.ndarray, w: np.ndarray, levels: _Levels
+    ) -> tuple[float, np.ndarray]:
+        """Weighted log-likelihood and its gradient with respect to the log-parameters."""
+        r, alpha = theta
+        xs, idx = levels.values, levels.index
+        log_at = np.log(alpha + T)
+        value = _wsum(w, (gammaln(r + xs) - gammaln(r))[idx] + r * np.log(alpha) - (r + x) * log_at)
+        d_r = (digamma(r + xs) - digamma(r))[idx] + np.log(alpha) - log_at
+        d_alpha = r / alpha - (r + x) / (alpha + T)
+        return value, np.array([_wsum(w, d_r), _wsum(w, d_alpha)]) * theta
+
+    def fit(self, summary: pd.DataFrame, y: Any = None) -> NBDModel:
+        """Fit by maximum likelihood on ``summary`` (columns frequency, recency, T; recency is not used)."""
+        self._start_fit()
+        x, _, T = self._check_summary(summary, fitting=True)
+        (x, T), w = _compress(x, T)
+        levels = _Levels(x)
+
+        def neg_ll(u: np.ndarray) -> float:
+            return -_wsum(w, self._loglik(np.exp(u), x, T, levels))
+
+        def grad(u: np.ndarray) -> tuple[float, np.ndarray]:
+            value, g = self._value_and_grad(np.exp(u), x, T, w, levels)
+            return -value, -g
+
+        # Start from the moments of the purchase rate x/T, so the optimiser begins near the data's scale.
+        rate = float(np.average(x / np.maximum(T, 1e-9), weights=w))
+        self._fit_log_params(neg_ll, float(w.sum()), grad, np.log(np.array([1.0, 1.0 / max(rate, 1e-6)])))
+        self.time_unit_ = self.time_unit
+        return self
+
+    def log_likelihood_individual(self, summary: pd.DataFrame) -> np.ndarray:
+        """Each customer's log-likelihood under the fitted parameters."""
+        x, _, T = self._check_summary(summary)
+        return self._loglik(np.array(self._theta()), x, T)
+
+    def expected_purchases(self, t: float | np.ndarray) -> np.ndarray:
+        """Expected purchases of a new customer in ``(0, t]``: E[X(t)] = r·t/α."""
+        r, alpha = self._theta()
+        return r * np.asarray(t, dtype=float) / alpha
+
+    def probability_alive(self, summary: pd.DataFrame) -> np.ndarray:
+        """P(alive at T): 1 for every customer (nobody drops out)."""
+        self._theta()
+        x, _, _ = self._check_summary(summary)
+        return np.ones_like(x)
+
+    def conditional_expected_purchases(self, t: float | np.ndarray, summary: pd.DataFrame) -> np.ndarray:
+        """Expected purchases in ``(T, T + t]`` given the history: (r + x)·t/(α + T), the posterior mean rate × t."""
+        r, alpha = self._theta()
+        x, _, T = self._check_summary(summary)
+        return (r + x) * np.asarray(t, dtype=float) / (alpha + T)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -722,6 +875,186 @@ class GammaGammaModel(_BaseFitter):
 
 
 # ---------------------------------------------------------------------------------------------------
+# fits on a boundary: the NBD where nobody drops out, a penalizer where parameters run off
+# ---------------------------------------------------------------------------------------------------
+
+#: Penalizer of the refit of a likelihood without a proper maximum (when the fit had less): an L2 pull of
+#: the log-parameters towards 0 costing 0.001·(log θ)² per customer, negligible for parameters the
+#: data identify and decisive for those running off to 0 or infinity.
+FALLBACK_PENALIZER = 1e-3
+#: A dropout model whose fit (or the point where its optimiser stopped) expects a smaller share of
+#: customers than this to drop out over the calibration period sits on the no-dropout (NBD) boundary.
+NO_DROPOUT_LEVEL = 1e-2
+#: The NBD replaces a dropout model at the boundary only if its log-likelihood is at most this much lower
+#: (half the 95 % point of χ²(1): the dropout is not significant in a likelihood-ratio test).
+_NO_DROPOUT_LOGLIK_GAP = 1.92
+_TRANSACTION_MODELS: dict[str, type[_BaseFitter]] = {"bgnbd": BetaGeoModel, "pnbd": ParetoNBDModel}
+
+
+class FallbackFit(NamedTuple):
+    """A fitted model; the boundary the data pushed its fit to (None, ``"no_dropout"`` or ``"penalized"``);
+    and a note for the reader saying what happened and what was used instead (None for a plain fit)."""
+
+    model: Any
+    boundary: str | None
+    note: str | None
+
+
+#: What a parameter running off says about the customers: (parameter, runs to infinity?, reading).
+_RUNAWAY_READINGS = (
+    ("r", True, "purchase rates hardly differ between customers"),
+    ("r", False, "few customers buy again"),
+    ("b", True, "dropout probabilities hardly differ between customers"),
+    ("s", True, "dropout rates hardly differ between customers"),
+    ("p", True, "the values of a customer's purchases hardly vary around her own mean"),
+    ("q", True, "mean purchase values hardly differ between customers"),
+)
+
+
+def _shown(estimates: dict[str, float]) -> str:
+    """The estimates, and what those that run off (beyond 1e4 or below 1e-4) say about the customers."""
+    shown = ", ".join(f"{name} = {value:.3g}" for name, value in estimates.items())
+    readings = [
+        reading
+        for name, up, reading in _RUNAWAY_READINGS
+        if name in estimates and (estimates[name] > 1e4 if up else estimates[name] < 1e-4)
+    ]
+    return f"{shown}: {'; '.join(readings)}" if readings else shown
+
+
+def _dropout_share(kind: str, estimates: dict[str, float], summary: pd.DataFrame) -> float:
+    """Share of customers expected to drop out over the calibration period at ``estimates`` (NaN if not finite).
+
+    BG/NBD: 1 − E[(1 − p)^n], the share that drops out within n = the mean number of repeat purchases (at
+    least 1, so that data with few repeat purchases, which say little about dropout, are not read as
+    having none); Pareto/NBD: 1 − E[exp(−μ·T̄)] = 1 − (β/(β + T̄))^s over the mean time T̄ since the first
+    purchase. Unlike the mean dropout a/(a + b) or s/β, these stay small when the fit puts a tiny share
+    of customers at a very high dropout (a, b → 0 or s, β → 0 together).
+    """
+    x, _, T = _arrays(summary)
+    with np.errstate(all="ignore"):
+        if kind == "bgnbd":
+            a, b = estimates.get("a", np.nan), estimates.get("b", np.nan)
+            n = max(float(np.mean(x)), 1.0)
+            share = -np.expm1(betaln(a, b + n) - betaln(a, b))
+        else:
+            s, beta = estimates.get("s", np.nan), estimates.get("beta", np.nan)
+            share = -np.expm1(s * (np.log(beta) - np.log(beta + np.mean(T))))
+    return float(np.maximum(share, 0.0))  # rounding can give -0
+
+
+def _fit_or_penalize(cls: type[_BaseFitter], summary: pd.DataFrame, penalizer: float, time_unit: str) -> FallbackFit:
+    """``cls`` fitted with ``penalizer``; without a proper maximum, refitted with :data:`FALLBACK_PENALIZER`."""
+    try:
+        return FallbackFit(cls(penalizer=penalizer, time_unit=time_unit).fit(summary), None, None)
+    except NoMaximumError as exc:
+        if penalizer >= FALLBACK_PENALIZER:
+            raise
+        return _penalized_refit(cls, summary, exc, time_unit)
+
+
+def _penalized_refit(
+    cls: type[_BaseFitter], summary: pd.DataFrame, failure: NoMaximumError, time_unit: str
+) -> FallbackFit:
+    try:
+        model = cls(penalizer=FALLBACK_PENALIZER, time_unit=time_unit).fit(summary)
+    except FitError as exc:
+        raise FitError(f"{failure} (a refit with penalizer {FALLBACK_PENALIZER:g} failed too: {exc})") from exc
+    note = (
+        f"{cls._label}: the log-likelihood has no proper maximum on this data (the optimiser stopped at "
+        f"{_shown(failure.estimates)}); refitted with penalizer {FALLBACK_PENALIZER:g}, which shrinks the "
+        "log-parameters towards 0: the predictions are usable, the parameters are regularised estimates."
+    )
+    return FallbackFit(model, "penalized", note)
+
+
+def _no_dropout_fit(
+    kind: str, summary: pd.DataFrame, penalizer: float, time_unit: str, stop: tuple[dict[str, float], float, bool]
+) -> FallbackFit | None:
+    """The NBD in place of a dropout model; None if it fits worse than a likelihood-ratio test allows, or
+    cannot be fitted either.
+
+    ``stop`` is where the dropout model's fit ended: its estimates, log-likelihood, and whether that is a
+    proper maximum.
+    """
+    estimates, loglik, at_optimum = stop
+    near = _dropout_share(kind, estimates, summary) < NO_DROPOUT_LEVEL
+    if at_optimum and not near:
+        return None
+    runaway: dict[str, float] = {}
+    try:
+        nbd = NBDModel(penalizer=penalizer, time_unit=time_unit).fit(summary)
+        ll = nbd.log_likelihood_
+    except NoMaximumError as exc:
+        # Away from the boundary, a failed dropout model points to no dropout only if the NBD is identified.
+        if not near or penalizer >= FALLBACK_PENALIZER:
+            return None
+        ll, runaway = exc.log_likelihood, exc.estimates
+        try:
+            nbd = NBDModel(penalizer=FALLBACK_PENALIZER, time_unit=time_unit).fit(summary)
+        except FitError:
+            return None
+    if not ll >= loglik - _NO_DROPOUT_LOGLIK_GAP:
+        return None
+    label = _TRANSACTION_MODELS[kind]._label
+    dropout = {"bgnbd": ("a", "b"), "pnbd": ("s", "beta")}[kind]
+    limit = ", ".join(f"{name} = {estimates[name]:.3g}" for name in dropout)
+    share = _dropout_share(kind, estimates, summary)
+    where = "as fitted" if at_optimum else "where its optimiser stopped, without a proper maximum"
+    note = (
+        f"{label}: no dropout in this data ({limit}: a share of {share:.2g} of the customers is expected to "
+        f"drop out in the calibration period), so customers keep buying at their own rates; the NBD, its "
+        f"no-dropout limit, is used instead, with P(alive) = 1 for everyone: it fits as well (log-likelihood "
+        f"{ll:.1f} against {loglik:.1f} for the {label} {where})."
+    )
+    if runaway:
+        note += (
+            f" Its r and alpha have no proper maximum either ({_shown(runaway)}): it is fitted with "
+            f"penalizer {FALLBACK_PENALIZER:g}."
+        )
+    return FallbackFit(nbd, "no_dropout", note)
+
+
+def fit_transaction_model(
+    summary: pd.DataFrame, kind: str = "bgnbd", penalizer: float = 0.0, time_unit: TimeUnit = "W"
+) -> FallbackFit:
+    """Fit BG/NBD (``"bgnbd"``) or Pareto/NBD (``"pnbd"``), or the model its boundary calls for.
+
+    The :class:`NBDModel` (boundary ``"no_dropout"``), whose two parameters the data identify, replaces a
+    fit that has no proper maximum, or one that lands on the no-dropout boundary (less than
+    :data:`NO_DROPOUT_LEVEL` of the customers expected to drop out), when it fits as well: its log-likelihood is
+    within 1.92 of the dropout model's (a likelihood-ratio test at 5 %). Any other fit without a proper
+    maximum is refitted with :data:`FALLBACK_PENALIZER` (boundary ``"penalized"``). Errors in the data,
+    and fits that fail even so, are raised.
+    """
+    if kind not in _TRANSACTION_MODELS:
+        raise ValueError(f"transaction model {kind!r}: expected bgnbd or pnbd")
+    cls = _TRANSACTION_MODELS[kind]
+    model: _BaseFitter | None = None
+    try:
+        model = cls(penalizer=penalizer, time_unit=time_unit).fit(summary)
+        estimates, loglik = model.params_, model.log_likelihood_
+    except NoMaximumError as exc:
+        failure, estimates, loglik = exc, exc.estimates, exc.log_likelihood
+    replaced = _no_dropout_fit(kind, summary, penalizer, time_unit, (estimates, loglik, model is not None))
+    if replaced is not None:
+        return replaced
+    if model is not None:
+        return FallbackFit(model, None, None)
+    if penalizer >= FALLBACK_PENALIZER:
+        raise failure
+    return _penalized_refit(cls, summary, failure, time_unit)
+
+
+def fit_spend_model(summary: pd.DataFrame, penalizer: float = 0.0, time_unit: TimeUnit = "W") -> FallbackFit:
+    """Fit Gamma-Gamma; where the data do not identify p, q and γ, refit with :data:`FALLBACK_PENALIZER`.
+
+    A mean spend that does not exist (q ≤ 1) is a finding no penalizer fixes: it is raised.
+    """
+    return _fit_or_penalize(GammaGammaModel, summary, penalizer, time_unit)
+
+
+# ---------------------------------------------------------------------------------------------------
 # CLV over a horizon
 # ---------------------------------------------------------------------------------------------------
 
@@ -744,7 +1077,7 @@ def discount_factors(
 
 
 def customer_lifetime_value(
-    transaction_model: BetaGeoModel | ParetoNBDModel,
+    transaction_model: BetaGeoModel | ParetoNBDModel | NBDModel,
     spend_model: GammaGammaModel,
     summary: pd.DataFrame,
     horizon_days: float,
@@ -767,7 +1100,7 @@ def customer_lifetime_value(
 
 
 def repeat_transactions_tracking(
-    model: BetaGeoModel | ParetoNBDModel,
+    model: BetaGeoModel | ParetoNBDModel | NBDModel,
     transactions: pd.DataFrame,
     as_of: dt.date | str | pd.Timestamp,
     end: dt.date | str | pd.Timestamp,

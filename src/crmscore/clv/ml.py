@@ -58,7 +58,7 @@ from crmscore.errors import DataError, SettingsError
 from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
 from crmscore.explain import TreeShapCache
 from crmscore.features import FeatureEncoder, build_features, stack_frames
-from crmscore.labels import future_value, last_labelable_as_of
+from crmscore.labels import data_start, future_value, last_labelable_as_of
 
 __all__ = [
     "ClvData",
@@ -164,7 +164,7 @@ def clv_datasets(
     candidates = [
         test_as_of - h - pd.Timedelta(days=k * settings.cutoff_step_days) for k in range(settings.train_cutoffs)
     ]
-    first_signup = tables["customers"]["signup_date"].min()
+    first_signup = data_start(tables)
     train_dates = sorted(d for d in candidates if d > first_signup)
     if not train_dates:
         have = (test_as_of + h - first_signup).days

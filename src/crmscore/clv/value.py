@@ -11,7 +11,7 @@ frame of :func:`crmscore.features.build_features` (indexed by customer).
   (:func:`summary_from_features`, identical to :func:`~crmscore.clv.btyd.rfm_summary` at the same
   as-of date). It holds only the fitted parameters. Its discounting is exact: expected purchases are
   discounted month by month. Customers without any purchase yet are outside the model; their spend
-  is 0.
+  is 0. Where nobody drops out it uses the NBD, the dropout models' boundary, and says so in ``fit_note_``.
 * :class:`~crmscore.clv.ml.ClvModel` — LightGBM on the features (module :mod:`crmscore.clv.ml`); its
   ``clv`` is given by :func:`lifetime_value`, which discounts the predicted spend as if it were spread
   evenly over the horizon (the mean of the monthly discount factors).
@@ -22,6 +22,7 @@ frame of :func:`crmscore.features.build_features` (indexed by customer).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ __all__ = [
     "mean_discount_factor",
     "lifetime_value",
 ]
+
+log = logging.getLogger("crmscore")
 
 #: Features that hold the buy-till-you-die calibration summary.
 BTYD_FEATURES = ("repeat_purchase_days", "first_purchase_days", "recency_days", "repeat_spend_mean")
@@ -90,8 +93,12 @@ class BtydClv(RegressorMixin, BaseEstimator):
         annual_discount_rate: discount rate of ``clv``.
         margin: share of spend that is profit, applied by ``clv``.
 
-    Fitted: ``transaction_model_``, ``spend_model_`` (their ``params_`` and ``standard_errors_``),
-    ``n_buyers_``. No customer data is kept.
+    Fitted: ``transaction_model_`` (the BG/NBD or Pareto/NBD, or the
+    :class:`~crmscore.clv.btyd.NBDModel` where the data show no dropout), ``spend_model_`` (their
+    ``params_`` and ``standard_errors_``), ``n_buyers_``; ``boundary_`` — None for plain fits,
+    ``"no_dropout"`` when the NBD replaced the dropout model, else ``"penalized"`` when a model was
+    refitted with a penalizer — and ``fit_note_``: None, or a sentence or two per model saying what
+    happened, what it means for the customers and what was used instead. No customer data is kept.
     """
 
     def __init__(
@@ -110,25 +117,30 @@ class BtydClv(RegressorMixin, BaseEstimator):
         self.annual_discount_rate = annual_discount_rate
         self.margin = margin
 
-    def _models(self) -> tuple[Any, btyd.GammaGammaModel]:
-        kinds = {"bgnbd": btyd.BetaGeoModel, "pnbd": btyd.ParetoNBDModel}
-        if self.transaction_model not in kinds:
-            raise ValueError(f"transaction_model {self.transaction_model!r}: expected bgnbd or pnbd")
-        return (
-            kinds[self.transaction_model](penalizer=self.penalizer, time_unit=self.time_unit),
-            btyd.GammaGammaModel(penalizer=self.penalizer, time_unit=self.time_unit),
-        )
-
     def fit(self, X: pd.DataFrame, y: Any = None) -> BtydClv:
         """Fit both models on the customers of ``X`` who have bought (``y`` is ignored: the models are
-        fitted on the calibration history alone)."""
+        fitted on the calibration history alone).
+
+        Where the data push a fit to a boundary, the model the boundary calls for is used instead — the
+        NBD where nobody drops out, a refit with :data:`~crmscore.clv.btyd.FALLBACK_PENALIZER` where
+        parameters run off (:func:`~crmscore.clv.btyd.fit_transaction_model`,
+        :func:`~crmscore.clv.btyd.fit_spend_model`) — recorded in ``boundary_`` and ``fit_note_`` and
+        logged as a warning.
+        """
+        if self.transaction_model not in ("bgnbd", "pnbd"):
+            raise ValueError(f"transaction_model {self.transaction_model!r}: expected bgnbd or pnbd")
         summary = summary_from_features(X, self.time_unit)
         if summary.empty:
             raise DataError("CLV: no customer has a purchase before the as-of date; nothing to fit")
-        transactions, spend = self._models()
-        self.transaction_model_ = transactions.fit(summary)
-        self.spend_model_ = spend.fit(summary)
+        transactions = btyd.fit_transaction_model(summary, self.transaction_model, self.penalizer, self.time_unit)
+        spend = btyd.fit_spend_model(summary, self.penalizer, self.time_unit)
+        self.transaction_model_ = transactions.model
+        self.spend_model_ = spend.model
+        self.boundary_ = transactions.boundary or spend.boundary
+        self.fit_note_ = " ".join(note for note in (transactions.note, spend.note) if note) or None
         self.n_buyers_ = len(summary)
+        if self.fit_note_:
+            log.warning("CLV: %s", self.fit_note_)
         return self
 
     def _check(self) -> None:

@@ -37,6 +37,7 @@ with warnings.catch_warnings():
 import pyarrow.parquet as pq
 
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
+from crmscore.data.attributes import attribute_summary, coerce_attribute, derive_signup
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES, ColumnSpec, table_schema
 from crmscore.errors import DataError
 from crmscore.io import release_memory, write_csv, write_json, write_parquet
@@ -46,6 +47,8 @@ warnings.filterwarnings("ignore", message="PySpark does not yet fully support", 
 __all__ = [
     "TableReport",
     "LoadedData",
+    "CustomerOptions",
+    "snapshot_date_of",
     "find_table_file",
     "find_table_files",
     "read_table",
@@ -85,6 +88,10 @@ class LoadedData:
     tables: dict[str, pd.DataFrame]
     rejects: dict[str, pd.DataFrame]
     reports: dict[str, TableReport]
+    #: As-of date of customers-only (snapshot) data without signup dates of its own; None otherwise.
+    snapshot_date: pd.Timestamp | None = None
+    #: The customer attributes: type, distinct values, missing share and role (see ``attribute_summary``).
+    attributes: list[dict[str, object]] = dataclasses.field(default_factory=list)
 
     def summary(self) -> pd.DataFrame:
         """One row per table: rows in, kept, rejected, and the rejections by reason."""
@@ -101,6 +108,39 @@ class LoadedData:
                 }
             )
         return pd.DataFrame(rows, columns=["table", "rows_in", "rows_kept", "rows_rejected", "rejected_by_reason"])
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerOptions:
+    """How the customers table is completed and typed (``data.tables.customers`` and ``data.snapshot_date``)."""
+
+    types: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tenure_column: str | None = None
+    tenure_unit: str = "months"
+    snapshot_date: pd.Timestamp | None = None
+    exclude: tuple[str, ...] = ()
+    protected: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: DataSettings, snapshot_date: pd.Timestamp | None = None) -> CustomerOptions:
+        table = settings.tables.get("customers", TableSettings())
+        return cls(
+            types=dict(table.types),
+            tenure_column=table.tenure.column if table.tenure else None,
+            tenure_unit=table.tenure.unit if table.tenure else "months",
+            snapshot_date=snapshot_date,
+            exclude=tuple(table.exclude),
+            protected=tuple(table.protected),
+        )
+
+
+def snapshot_date_of(settings: DataSettings, customers_path: str | os.PathLike | None) -> pd.Timestamp:
+    """The as-of date of snapshot data: ``data.snapshot_date``, else the day the customers file was saved."""
+    if settings.snapshot_date is not None:
+        return pd.Timestamp(settings.snapshot_date)
+    if customers_path is not None and Path(customers_path).exists():
+        return pd.Timestamp(dt.date.fromtimestamp(Path(customers_path).stat().st_mtime))
+    return pd.Timestamp(dt.date.today())
 
 
 # --- reading ----------------------------------------------------------------------------------------
@@ -166,11 +206,13 @@ def read_table(
     columns: Mapping[str, str] | None = None,
     fmt: str = "auto",
     csv_separator: str = ",",
+    row_ids: bool = False,
 ) -> pd.DataFrame:
     """Read one table file and rename the user's columns to the contract's names.
 
     CSV cells are read as text (so a rejected row shows exactly what the file held); Parquet keeps its
-    types. ``columns`` maps contract names to the file's names. Raises :class:`DataError` when the file
+    types. ``columns`` maps contract names to the file's names; ``row_ids`` numbers the rows of a table
+    without customer ids (``data.tables.customers.id: row``). Raises :class:`DataError` when the file
     cannot be read or lacks a required column.
     """
     path = Path(path)
@@ -187,16 +229,31 @@ def read_table(
     except Exception as exc:  # any reader failure is a whole-file problem for the user
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {kind}: {detail}") from None
-    return map_columns(raw, path, table, columns).reset_index(drop=True)
+    return map_columns(raw, path, table, columns, row_ids=row_ids).reset_index(drop=True)
 
 
 def map_columns(
-    raw: pd.DataFrame, path: str | os.PathLike, table: str, columns: Mapping[str, str] | None
+    raw: pd.DataFrame,
+    path: str | os.PathLike,
+    table: str,
+    columns: Mapping[str, str] | None,
+    row_ids: bool = False,
 ) -> pd.DataFrame:
     """Rename the user's columns of ``raw`` (read from ``path``) to the contract's names and check that
-    every required column is there; raises :class:`DataError` naming the file and column otherwise."""
+    every required column is there; raises :class:`DataError` naming the file and column otherwise.
+
+    With ``row_ids`` the table gets ``customer_id`` = its 1-based row number (the rejects' ``row_number``
+    too), so scores join back to the file's rows.
+    """
     raw.columns = [str(c).strip() for c in raw.columns]
     mapping = dict(columns or {})
+    if row_ids:
+        if "customer_id" in mapping or "customer_id" in raw.columns:
+            raise DataError(
+                f"{path}: column 'customer_id': data.tables.{table}.id is 'row' but the file has a customer id "
+                "column; set id: column to use it"
+            )
+        raw.insert(0, "customer_id", np.arange(1, len(raw) + 1, dtype=np.int64))
     unknown = sorted(set(mapping) - {c.name for c in CONTRACT[table]})
     if unknown:
         allowed = ", ".join(c.name for c in CONTRACT[table])
@@ -313,7 +370,12 @@ def _coerce_flag(series: pd.Series) -> pd.Series:
 
 
 def _coerce(
-    raw: pd.DataFrame, table: str, source: str, date_format: str | None, rejections: _Rejections
+    raw: pd.DataFrame,
+    table: str,
+    source: str,
+    date_format: str | None,
+    rejections: _Rejections,
+    options: CustomerOptions | None = None,
 ) -> pd.DataFrame:
     """Convert contract columns to their kinds; record unreadable cells as row rejections."""
     df = raw.copy()
@@ -333,14 +395,43 @@ def _coerce(
             rejections.add(np.flatnonzero(bad), f"{spec.name}: {rule}", column=spec.name)
         df[spec.name] = coerced
     if table == "customers":
-        # Customer attributes: text columns become categories, which LightGBM and reports use directly.
-        contract = {c.name for c in CONTRACT[table]}
-        for column in df.columns:
-            if column not in contract and (
-                df[column].dtype == object or pd.api.types.is_string_dtype(df[column].dtype)
-            ):
-                df[column] = df[column].astype("category")
+        _coerce_attributes(df, source, options or CustomerOptions(), rejections)
     return df
+
+
+def _coerce_attributes(df: pd.DataFrame, source: str, options: CustomerOptions, rejections: _Rejections) -> None:
+    """Customer attributes typed as declared or as their values say; signup dates from a tenure column."""
+    found = ", ".join(map(str, df.columns[:12]))
+    for column in [*options.types, *options.exclude, *options.protected]:
+        if column not in df.columns:
+            raise DataError(
+                f"{source}: column '{column}' (named in data.tables.customers): no such column; columns found: {found}"
+            )
+    if options.tenure_column is not None:
+        column = options.tenure_column
+        if column not in df.columns:
+            raise DataError(
+                f"{source}: column '{column}' (data.tables.customers.tenure): required column is missing; "
+                f"columns found: {found}"
+            )
+        if "signup_date" in df.columns:
+            raise DataError(
+                f"{source}: column '{column}': data.tables.customers.tenure derives signup_date, but the table "
+                "has a signup_date too; map one of them"
+            )
+        snapshot = options.snapshot_date if options.snapshot_date is not None else pd.Timestamp(dt.date.today())
+        signup, bad, rule = derive_signup(df[column], options.tenure_unit, snapshot)
+        _fail_whole_column(source, column, rule, df[column], bad, ~_blank(df[column]))
+        if bad.any():
+            rejections.add(np.flatnonzero(bad), f"{column}: {rule}", column="signup_date")
+        df.insert(1, "signup_date", signup.to_numpy())
+    contract = {c.name for c in CONTRACT["customers"]}
+    for column in [c for c in df.columns if c not in contract]:
+        typed, bad, rule = coerce_attribute(df[column], options.types.get(column))
+        if bad.any():
+            _fail_whole_column(source, column, rule, df[column], bad, ~_blank(df[column]))
+            rejections.add(np.flatnonzero(bad), f"{column}: {rule}", column=column)
+        df[column] = typed
 
 
 def _coerce_column(spec: ColumnSpec, series: pd.Series, date_format: str | None) -> tuple[pd.Series, str]:
@@ -386,15 +477,17 @@ def validate_table(
     source: str,
     max_date: dt.date,
     date_format: str | None = None,
+    options: CustomerOptions | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Coerce and validate one table already renamed to the contract; return ``(kept, rejects)``.
 
     ``rejects`` holds the rejected rows as read (text), their 1-based ``row_number`` in the file and a
-    ``reason`` listing every rule the row broke. Raises :class:`DataError` for whole-column problems.
+    ``reason`` listing every rule the row broke. ``options`` complete and type the customers table.
+    Raises :class:`DataError` for whole-column problems.
     """
     raw = raw.reset_index(drop=True)
     rejections = _Rejections()
-    df = _coerce(raw, table, source, date_format, rejections)
+    df = _coerce(raw, table, source, date_format, rejections, options)
     present = [c.name for c in CONTRACT[table] if c.name in df.columns]
     schema = table_schema(table, max_date, present)
     try:
@@ -449,11 +542,13 @@ def validate_tables(
     max_date: dt.date | None = None,
     date_formats: Mapping[str, str | None] | None = None,
     sources: Mapping[str, str] | None = None,
+    options: CustomerOptions | None = None,
 ) -> LoadedData:
     """Validate contract tables (already renamed) and check every row's customer is known.
 
     Pure function: DataFrames in, :class:`LoadedData` out. ``max_date`` (default today) is the last
-    allowed event date; ``date_formats`` and ``sources`` (file names for messages) are per table.
+    allowed event date; ``date_formats`` and ``sources`` (file names for messages) are per table;
+    ``options`` complete and type the customers table (declared types, tenure, snapshot date).
     """
     max_date = max_date or dt.date.today()
     date_formats = dict(date_formats or {})
@@ -461,7 +556,7 @@ def validate_tables(
     missing = [t for t in REQUIRED_TABLES if t not in raw_tables]
     if missing:
         raise DataError(f"{missing[0]}: table is required but was not given")
-    validator = _Validator(max_date, date_formats, sources)
+    validator = _Validator(max_date, date_formats, sources, options)
     for table in TABLE_NAMES:
         if table in raw_tables:
             validator.add(table, raw_tables[table])
@@ -476,10 +571,17 @@ VALIDATION_SLICE_ROWS = 1_000_000
 class _Validator:
     """Validates tables one at a time (customers first), so a caller can free each raw table after it."""
 
-    def __init__(self, max_date: dt.date, date_formats: Mapping[str, str | None], sources: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        max_date: dt.date,
+        date_formats: Mapping[str, str | None],
+        sources: Mapping[str, str],
+        options: CustomerOptions | None = None,
+    ) -> None:
         self.max_date = max_date
         self.date_formats = date_formats
         self.sources = sources
+        self.options = options or CustomerOptions()
         self.tables: dict[str, pd.DataFrame] = {}
         self.rejects: dict[str, pd.DataFrame] = {}
         self.reports: dict[str, TableReport] = {}
@@ -533,15 +635,44 @@ class _Validator:
         """
         raw = raw.reset_index(drop=True)
         source = self.sources.get(table, table)
-        kept, rej = validate_table(raw, table, source, self.max_date, self.date_formats.get(table))
+        options = self.options if table == "customers" else None
+        kept, rej = validate_table(raw, table, source, self.max_date, self.date_formats.get(table), options)
         if table != "customers":
             kept, rej = _check_customers(raw, kept, rej, self.tables["customers"], self.rejects["customers"])
         if row_numbers is not None and len(rej):
             rej["row_number"] = np.asarray(row_numbers, dtype=np.int64)[rej["row_number"].to_numpy() - 1]
         return kept, rej
 
+    @property
+    def snapshot_date(self) -> pd.Timestamp | None:
+        """The snapshot date when the customers carry no signup dates of their own (derived or absent)."""
+        customers = self.tables.get("customers")
+        derived = self.options.tenure_column is not None
+        if customers is not None and ("signup_date" not in customers.columns or derived):
+            return self.options.snapshot_date if self.options.snapshot_date is not None else pd.Timestamp.today()
+        return None
+
+    def attributes(self) -> list[dict[str, object]]:
+        customers = self.tables.get("customers")
+        if customers is None:
+            return []
+        return attribute_summary(
+            customers,
+            {c.name for c in CONTRACT["customers"]},
+            exclude=self.options.exclude,
+            protected=self.options.protected,
+            declared=dict(self.options.types),
+            tenure_column=self.options.tenure_column,
+        )
+
     def result(self) -> LoadedData:
-        return LoadedData(tables=self.tables, rejects=self.rejects, reports=self.reports)
+        return LoadedData(
+            tables=self.tables,
+            rejects=self.rejects,
+            reports=self.reports,
+            snapshot_date=None if self.snapshot_date is None else self.snapshot_date.normalize(),
+            attributes=self.attributes(),
+        )
 
 
 def _concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -599,11 +730,23 @@ def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = No
     sources: dict[str, str] = {}
     date_formats = {t: settings.tables[t].date_format for t in settings.tables}
     # Read and validate one table at a time and let go of its raw copy before the next.
-    validator = _Validator(settings.max_date or dt.date.today(), date_formats, sources)
+    options = CustomerOptions.from_settings(settings, snapshot_date_of(settings, paths["customers"]))
+    validator = _Validator(settings.max_date or dt.date.today(), date_formats, sources, options)
     for table, path in paths.items():
         table_settings = settings.tables.get(table, TableSettings())
         sources[table] = str(path)
-        validator.add(table, read_table(path, table, table_settings.columns, settings.format, settings.csv_separator))
+        # The raw table is passed without keeping a reference, so the validator can free it.
+        validator.add(
+            table,
+            read_table(
+                path,
+                table,
+                table_settings.columns,
+                settings.format,
+                settings.csv_separator,
+                row_ids=table_settings.id == "row",
+            ),
+        )
     return validator.result()
 
 
@@ -615,7 +758,12 @@ def write_rejects(loaded: LoadedData, out_dir: str | os.PathLike) -> dict[str, P
     rejects survive from an earlier run) and ``<out_dir>/validation.json``; return the paths."""
     out = Path(out_dir)
     paths = {table: write_parquet(rej, out / "rejects" / f"{table}.parquet") for table, rej in loaded.rejects.items()}
-    write_json({t: r.as_dict() for t, r in loaded.reports.items()}, out / "validation.json")
+    summary = {
+        "tables": {t: r.as_dict() for t, r in loaded.reports.items()},
+        "snapshot_date": None if loaded.snapshot_date is None else str(loaded.snapshot_date.date()),
+        "attributes": loaded.attributes,
+    }
+    write_json(summary, out / "validation.json")
     return paths
 
 

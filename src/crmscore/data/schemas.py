@@ -21,7 +21,7 @@ from typing import Literal
 import pandas as pd
 import pandera.pandas as pa
 
-__all__ = ["ColumnSpec", "CONTRACT", "REQUIRED_TABLES", "table_schema", "contract_columns"]
+__all__ = ["ColumnSpec", "CONTRACT", "REQUIRED_TABLES", "table_schema", "contract_columns", "known_customers"]
 
 Kind = Literal["id", "date", "number", "integer", "text", "flag"]
 
@@ -42,7 +42,12 @@ class ColumnSpec:
 CONTRACT: dict[str, tuple[ColumnSpec, ...]] = {
     "customers": (
         ColumnSpec("customer_id", "id", description="customer identifier, unique"),
-        ColumnSpec("signup_date", "date", description="day the customer was acquired"),
+        ColumnSpec(
+            "signup_date",
+            "date",
+            required=False,
+            description="day the customer was acquired; snapshot data may derive it from a tenure column or go without",
+        ),
         ColumnSpec("churned", "flag", required=False, nullable=True, description="subscription churn label"),
         ColumnSpec(
             "monthly_revenue",
@@ -82,6 +87,13 @@ REQUIRED_TABLES = ("customers",)
 def contract_columns(table: str, required_only: bool = False) -> list[str]:
     """Names of the contract columns of ``table`` (all, or only those a file must have)."""
     return [c.name for c in CONTRACT[table] if c.required or not required_only]
+
+
+def known_customers(customers: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The customers signed up on or before ``as_of`` (all of them when the table has no signup dates)."""
+    if "signup_date" not in customers.columns:
+        return customers
+    return customers.loc[customers["signup_date"] <= as_of]
 
 
 def _rule_missing(column: str) -> str:

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from crmscore.config import DataSettings, TableSettings
 from crmscore.data.load import (
+    CustomerOptions,
     TableReport,
     _coerce_date,
     _coerce_id,
@@ -53,7 +54,9 @@ from crmscore.data.load import (
     find_table_files,
     map_columns,
     read_table,
+    snapshot_date_of,
 )
+from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.io import release_memory
 
@@ -85,6 +88,8 @@ def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None 
         if path is None:
             continue
         name = dict(cfg.columns or {}).get(column, column)
+        if table == "customers" and (cfg.tenure is not None or name not in _column_names(path, settings)):
+            return snapshot_date_of(settings, path).normalize()  # snapshot data: its as-of date
         if _format_of(path, settings.format) == "parquet":
             batches = (
                 b.column(0).to_pandas() for b in pq.ParquetFile(path).iter_batches(STREAM_BATCH_ROWS, columns=[name])
@@ -109,6 +114,13 @@ def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None 
         if latest is not None:
             return pd.Timestamp(latest).normalize()
     raise DataError(f"{folder}: no valid transaction or signup date to score as of; pass the as-of date")
+
+
+def _column_names(path: Path, settings: DataSettings) -> list[str]:
+    if _format_of(path, settings.format) == "parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    header = pd.read_csv(path, sep=settings.csv_separator, dtype=str, nrows=0)
+    return [str(c).strip() for c in header.columns]
 
 
 class _RowGroups:
@@ -227,12 +239,18 @@ class StreamedInput:
         self._spill_parent = spill_dir
         self._paths = find_table_files(input_dir, self.settings)
         date_formats = {t: self.settings.tables[t].date_format for t in self.settings.tables}
+        options = CustomerOptions.from_settings(
+            self.settings, snapshot_date_of(self.settings, self._paths["customers"])
+        )
         self._validator = _Validator(
-            self.settings.max_date or dt.date.today(), date_formats, {t: str(p) for t, p in self._paths.items()}
+            self.settings.max_date or dt.date.today(),
+            date_formats,
+            {t: str(p) for t, p in self._paths.items()},
+            options,
         )
         self._validator.add("customers", self._read_whole("customers"))
         customers = self._validator.tables["customers"]
-        known = customers.loc[customers["signup_date"] <= self.as_of].sort_values("customer_id", kind="stable")
+        known = known_customers(customers, self.as_of).sort_values("customer_id", kind="stable")
         self.customers = known
         self.ids = known["customer_id"].to_numpy()
         self.n_chunks = -(-len(self.ids) // self.chunk_size)
@@ -264,7 +282,14 @@ class StreamedInput:
 
     def _read_whole(self, table: str) -> pd.DataFrame:
         cfg = self._table_settings(table)
-        return read_table(self._paths[table], table, cfg.columns, self.settings.format, self.settings.csv_separator)
+        return read_table(
+            self._paths[table],
+            table,
+            cfg.columns,
+            self.settings.format,
+            self.settings.csv_separator,
+            row_ids=cfg.id == "row",
+        )
 
     def _kind(self, table: str) -> str:
         return _format_of(self._paths[table], self.settings.format)

@@ -50,7 +50,7 @@ from crmscore.config import Settings
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS
 from crmscore.features import build_features
-from crmscore.scoring import SCORE_COLUMNS, ScoreResult, ScoringModels, atomic_dir, previous_scoring, scoring_dir
+from crmscore.scoring import ScoreResult, ScoringModels, atomic_dir, previous_scoring, scoring_dir
 from crmscore.spark.features import probe_bucket, schema_of, to_spark_frame
 from crmscore.spark.session import DEFAULT_MASTER, require_pyspark, spark_session, user_errors
 from crmscore.spark.tables import (
@@ -217,8 +217,7 @@ def score_spark(
             metrics = [c for c in dict.fromkeys(cfg.scorecard.metrics.values()) if c in tier_columns]
             reference = scored.select("customer_id", "clv", *metrics).toArrow().to_pandas()
             reference = reference.set_index("customer_id")
-            scorecard = tiers.fit_scorecard(reference, cfg.scorecard)
-            pyramid = tiers.fit_pyramid(reference["clv"], cfg.pyramid_shares)
+            scale = scoring.fit_tier_scale(reference, settings, models)
             del reference
             seconds["tiers_fit"] = time.perf_counter() - t0
 
@@ -227,11 +226,10 @@ def score_spark(
             assign = functools.partial(
                 _assign_batches,
                 settings=settings,
-                scorecard=scorecard,
-                pyramid=pyramid,
+                scale=scale,
                 as_of=as_of,
-                segment_names=_segment_names(models),
-                versions=_versions(models),
+                segment_names=scoring.segment_name_map(models.segments),
+                versions=models.versions(),
                 schema=score_schema,
             )
             scores = scored.mapInPandas(assign, score_schema)
@@ -259,7 +257,8 @@ def score_spark(
                 "chunk_size": settings.scoring.chunk_size,
                 "chunks": n_buckets,
                 "previous_scoring": None if previous is None else previous.name,
-                "tiers": {"method": cfg.method, "scorecard": scorecard.to_dict(), "pyramid": pyramid},
+                "models_missing": dict(models.missing),
+                "tiers": scale.to_dict(),
                 "seconds": {k: round(v, 3) for k, v in seconds.items()},
                 "customers_per_second": round(known / seconds["total"], 1) if seconds["total"] > 0 else None,
                 "engine": "spark",
@@ -369,8 +368,7 @@ def _assign_batches(
     batches: Iterator[pd.DataFrame],
     *,
     settings: Settings,
-    scorecard: tiers.Scorecard,
-    pyramid: Mapping[str, Any],
+    scale: tiers.TierScale,
     as_of: pd.Timestamp,
     segment_names: dict[int, str],
     versions: dict[str, int],
@@ -378,43 +376,10 @@ def _assign_batches(
 ) -> Iterator[pd.DataFrame]:
     for batch in batches:
         frame = batch.set_index("customer_id")
-        assigned = tiers.assign(frame, frame["clv"], frame["churn_probability"], settings.tiers, scorecard, pyramid)
-        segment_ids = frame["segment_id"].to_numpy(dtype=np.int64)
-        scores = pd.DataFrame(
-            {
-                "customer_id": frame.index.to_numpy(),
-                "as_of": np.full(len(frame), as_of.to_datetime64()),
-                "churn_probability": frame["churn_probability"].to_numpy(),
-                "risk_band": assigned["risk_band"].astype(str).to_numpy(),
-                "expected_spend": frame["expected_spend"].to_numpy(),
-                "clv": frame["clv"].to_numpy(),
-                "points": assigned["points"].to_numpy(),
-                "tier": assigned["tier"].astype(str).to_numpy(),
-                "segment_id": segment_ids,
-                "segment": pd.Series(segment_ids).map(segment_names).fillna("").to_numpy(dtype=object),
-                "lifecycle_stage": assigned["lifecycle_stage"].astype(str).to_numpy(),
-                "value_at_risk": assigned["value_at_risk"].to_numpy(),
-                "action": assigned["action"].astype(str).to_numpy(),
-                **{f"{role}_model_version": np.full(len(frame), v, dtype=np.int64) for role, v in versions.items()},
-            }
-        )
-        yield to_spark_frame(scores[SCORE_COLUMNS], schema)
-
-
-def _segment_names(models: ScoringModels) -> dict[int, str]:
-    """Segment id → name, as the single-machine engine names them (empty without a segments model)."""
-    if models.segments is None:
-        return {}
-    ids = models.segments.estimator.leaves_["segment_id"].to_numpy(dtype=np.int64)
-    return dict(zip(ids.tolist(), scoring.segment_names(models.segments, ids).tolist(), strict=True))
-
-
-def _versions(models: ScoringModels) -> dict[str, int]:
-    return {
-        "churn": models.churn.version,
-        "clv": models.clv.version,
-        "segments": models.segments.version if models.segments is not None else 0,
-    }
+        scores = scoring.score_rows(frame, as_of, settings, scale, segment_names, versions)
+        for column in ("risk_band", "tier", "lifecycle_stage", "action"):
+            scores[column] = scores[column].astype(object)
+        yield to_spark_frame(scores, schema)
 
 
 # --- outputs -------------------------------------------------------------------------------------------------
