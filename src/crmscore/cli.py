@@ -391,6 +391,33 @@ def score(
 
 @app.command()
 @_friendly
+def evaluate(
+    input_dir: Annotated[Path, typer.Option("--input", help="Folder with the labelled tables to evaluate on.")],
+    model: Annotated[str, typer.Option("--model", help="churn or clv.")] = "churn",
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, help="Registered version (default the champion).")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default <paths.reports_dir>/evaluation).")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Evaluate a registered model on a labelled file of your own: the training run's metrics and plots."""
+    from crmscore.stages import evaluate_stage
+
+    result = evaluate_stage(_settings(params), input_dir, model=model, version=version, out_dir=out_dir)
+    typer.echo(
+        f"{result.model_name} v{result.version} on {result.customers:,} customers as of {result.as_of.date()} "
+        f"(MLflow run {result.run_id})"
+    )
+    for key, value in result.metrics.items():
+        if key != "eval_customers":
+            typer.echo(f"  {key.removeprefix('eval_'):<22} {value:.4f}")
+    typer.echo(f"evaluation: {result.out_dir}")
+
+
+@app.command()
+@_friendly
 def report(
     compare: Annotated[
         tuple[str, str],

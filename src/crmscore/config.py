@@ -193,9 +193,11 @@ class DataSettings(_Section):
         return self
 
     def not_features(self) -> list[str]:
-        """Customer columns that never become features: the excluded and the protected ones."""
+        """Customer columns that never become features: the excluded, the protected, and the tenure column
+        (it becomes ``signup_date`` and so ``tenure_days``)."""
         customers = self.tables["customers"]
-        return [*customers.exclude, *customers.protected]
+        tenure = [customers.tenure.column] if customers.tenure else []
+        return [*customers.exclude, *customers.protected, *tenure]
 
 
 class SimulateSettings(_Section):

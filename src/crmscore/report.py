@@ -826,12 +826,16 @@ def clv_section(
             )
         elif predictions:
             body.append(_note("The holdout has too few customers or no spend at all: no value metrics."))
-    body.append(_h3("BG/NBD × Gamma-Gamma model"))
+    body.append(_h3("Buy-till-you-die model (BG/NBD × Gamma-Gamma)"))
     if btyd_model is None:
         body.append(_note(f"No BG/NBD × Gamma-Gamma model: {btyd_source}."))
     else:
         table = btyd_model.parameter_table()
-        body.append(_p(f"{btyd_source}. Parameters with standard errors and 95 % intervals:"))
+        fit_note = getattr(btyd_model, "fit_note_", None)  # models registered before fit notes have none
+        if fit_note:
+            body.append(_note(fit_note))
+        label = f"{btyd_model.transaction_model_._label} × Gamma-Gamma"
+        body.append(_p(f"{btyd_source} ({label}). Parameters with standard errors and 95 % intervals:"))
         body.append(
             _table(
                 table,

@@ -505,43 +505,42 @@ def score_rows(
     ``frame`` is indexed by customer id; a model that was not scored left its columns NaN, and so are
     the columns derived from it (risk band, value at risk, action; the tier under the pyramid method).
     """
-    p = frame["churn_probability"].to_numpy(dtype=float)
-    clv = frame["clv"].to_numpy(dtype=float)
-    has_p, has_clv = bool(np.isfinite(p).any()), bool(np.isfinite(clv).any())
-    tier_settings = settings.tiers.model_copy(update={"method": scale.method})
-    assigned = tiers.assign(
-        frame,
-        pd.Series(np.nan_to_num(clv), index=frame.index),
-        pd.Series(np.nan_to_num(p), index=frame.index),
-        tier_settings,
-        scale.scorecard,
-        scale.pyramid,
-    )
+    index = frame.index
+    p = pd.Series(frame["churn_probability"].to_numpy(dtype=float), index=index)
+    clv = pd.Series(frame["clv"].to_numpy(dtype=float), index=index)
+    has_p, has_clv = bool(p.notna().any()), bool(clv.notna().any())
+    cfg = settings.tiers
+    points, tier = scale.tiers(frame, clv, cfg)
+    band = tiers.risk_band(p, cfg.risk_thresholds) if has_p else None
+    at_risk = tiers.value_at_risk(clv, p) if has_p and has_clv else None
+    action = tiers.recommended_action(tier, band, cfg.actions) if band is not None and scale.method != "none" else None
     segment_ids = frame["segment_id"].to_numpy(dtype=np.int64)
+    n = len(frame)
+
+    def text(values: pd.Series | None) -> np.ndarray:
+        if values is None:
+            return np.full(n, None, dtype=object)
+        out = values.astype(object).to_numpy()
+        return np.where(pd.isna(out), None, out)
+
     scores = pd.DataFrame(
         {
-            "customer_id": frame.index.to_numpy(),
-            "as_of": np.full(len(frame), pd.Timestamp(as_of).to_datetime64()),
-            "churn_probability": p,
-            "risk_band": assigned["risk_band"].astype(object).to_numpy(),
+            "customer_id": index.to_numpy(),
+            "as_of": np.full(n, pd.Timestamp(as_of).to_datetime64()),
+            "churn_probability": p.to_numpy(),
+            "risk_band": text(band),
             "expected_spend": frame["expected_spend"].to_numpy(dtype=float),
-            "clv": clv,
-            "points": assigned["points"].to_numpy(),
-            "tier": assigned["tier"].astype(object).to_numpy(),
+            "clv": clv.to_numpy(),
+            "points": points.to_numpy(dtype=float),
+            "tier": text(tier),
             "segment_id": segment_ids,
             "segment": pd.Series(segment_ids).map(dict(segment_names)).fillna("").to_numpy(dtype=object),
-            "lifecycle_stage": assigned["lifecycle_stage"].astype(object).to_numpy(),
-            "value_at_risk": assigned["value_at_risk"].to_numpy(dtype=float),
-            "action": assigned["action"].astype(object).to_numpy(),
-            **{f"{role}_model_version": np.full(len(frame), v, dtype=np.int64) for role, v in versions.items()},
+            "lifecycle_stage": text(tiers.lifecycle_stage(frame, cfg)),
+            "value_at_risk": np.full(n, np.nan) if at_risk is None else at_risk.to_numpy(dtype=float),
+            "action": text(action),
+            **{f"{role}_model_version": np.full(n, v, dtype=np.int64) for role, v in versions.items()},
         }
     )
-    if not has_p:
-        scores[["risk_band", "action"]] = None
-        scores["value_at_risk"] = np.nan
-    if not has_clv:
-        scores["value_at_risk"] = np.nan
-    scores["lifecycle_stage"] = scores["lifecycle_stage"].where(pd.notna(scores["lifecycle_stage"]), None)
     return scores[SCORE_COLUMNS]
 
 

@@ -9,6 +9,7 @@ the modules they call (``data.simulate``, ``data.load``, …).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -37,6 +38,8 @@ __all__ = [
     "registered_estimator",
     "check_model_inputs",
     "score_stage",
+    "EvaluationResult",
+    "evaluate_stage",
     "scoring_as_of",
     "data_as_of",
     "CHURN_MODEL_NAME",
@@ -452,6 +455,8 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
         margin=cfg.margin,
     ).fit(test.X)
 
+    btyd_label = f"{btyd_model.transaction_model_._label} × Gamma-Gamma"
+    notes = [btyd_model.fit_note_] if btyd_model.fit_note_ else []
     buyers = test.X["repeat_purchase_days"].notna().to_numpy()
     X_hold, y_hold = test.X.loc[buyers], test.y.to_numpy()[buyers]
     predictions = {"ml": ml_model.predict(X_hold), "btyd": btyd_model.predict(X_hold)}
@@ -484,8 +489,12 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
                 "mlflow.source.git.commit": tracking.git_commit(),
                 "crmscore.params_fingerprint": settings.fingerprint(),
                 "crmscore.clv_proposed": chosen,
+                "crmscore.btyd_transaction_model": btyd_label,
+                "crmscore.btyd_boundary": btyd_model.boundary_ or "none",
             }
         )
+        if btyd_model.fit_note_:
+            mlflow.log_text(btyd_model.fit_note_ + "\n", "btyd/fit_note.txt")
         params = tracking.flatten_params(
             {"clv": cfg.model_dump(mode="json"), "features": settings.features.model_dump(mode="json")}
         )
@@ -527,7 +536,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
             ("predicted_vs_actual", plots.plot_predicted_vs_actual),
         ):
             fig, ax = plt.subplots(figsize=(6, 4.5))
-            draw(y_hold, predictions["btyd"], ax=ax, label="BG/NBD × Gamma-Gamma")
+            draw(y_hold, predictions["btyd"], ax=ax, label=btyd_label)
             draw(y_hold, predictions["ml"], ax=ax, label="LightGBM")
             mlflow.log_figure(fig, f"plots/{file_name}.png")
             plt.close(fig)
@@ -594,7 +603,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
         run_id = run.info.run_id
     seconds = time.perf_counter() - started
     log.info("CLV model version %s: %s (%.0f s)", version, decision, seconds)
-    return TrainResult(CLV_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds)
+    return TrainResult(CLV_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds, notes)
 
 
 def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResult:
@@ -970,3 +979,139 @@ def check_model_inputs(models, tables, features=None) -> None:
                 f"{ref.name} v{ref.version} needs feature(s) {', '.join(missing[:5])} that the input tables do not "
                 "give (a table or column is missing); score with data like the training data or retrain"
             )
+
+
+# --- evaluation on a labelled file of your own ----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """Where an evaluation went and what it measured."""
+
+    model_name: str
+    version: int
+    out_dir: Path
+    run_id: str
+    metrics: dict[str, float]
+    customers: int
+    as_of: pd.Timestamp
+
+
+_CHURN_PLOTS = ("roc", "precision_recall", "calibration", "gains", "lift")
+_CLV_PLOTS = ("value_gains", "value_deciles", "predicted_vs_actual")
+
+
+def evaluate_stage(
+    settings: Settings,
+    input_dir: str | os.PathLike,
+    model: str = "churn",
+    version: int | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> EvaluationResult:
+    """Score a labelled file of your own with a registered model and measure it as training does.
+
+    The tables in ``input_dir`` are validated like any input (rejects go to the output folder); the
+    champion of ``crmscore-<model>`` (or ``version``) predicts the customers of
+    :func:`crmscore.holdout.churn_holdout` / :func:`~crmscore.holdout.clv_holdout`, and the same metrics
+    and plots as the training run's test set are written atomically to
+    ``<out_dir>/<model>_v<N>_as_of=<date>/`` (``out_dir`` default ``<reports_dir>/evaluation``:
+    ``metrics.json``, ``predictions.parquet``, ``calibration.csv`` for churn, the plots as PNG) and logged
+    to MLflow as an evaluation run tagged with the model version, which gets the run's id as its tag
+    ``crmscore.last_evaluation_run``. Train on one file and evaluate on the other to reproduce a
+    published train / test split.
+    """
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from crmscore import holdout, tracking
+    from crmscore.errors import SettingsError
+    from crmscore.evaluation import calibration_table, classification_metrics, value_metrics
+    from crmscore.scoring import atomic_dir
+
+    names = {"churn": CHURN_MODEL_NAME, "clv": CLV_MODEL_NAME}
+    if model not in names:
+        raise SettingsError(f"--model: expected churn or clv, got {model!r}")
+    started = time.perf_counter()
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    estimator, version, train_run = registered_estimator(names[model], version)
+    target = Path(out_dir or Path(settings.paths.reports_dir) / "evaluation")
+    loaded = load_tables(input_dir, settings.data)
+    if model == "churn":
+        data = holdout.churn_holdout(loaded.tables, settings, loaded.snapshot_date)
+        prediction = estimator.predict_proba(data.X)[:, 1]
+        metrics = classification_metrics(data.y.to_numpy().astype(int), prediction)
+    else:
+        data = holdout.clv_holdout(loaded.tables, settings)
+        prediction = np.asarray(estimator.predict(data.X), dtype=float)
+        metrics = value_metrics(data.y.to_numpy(), prediction)
+    metrics = {f"eval_{k}": float(v) for k, v in metrics.items()} | {"eval_customers": float(len(data))}
+    folder = target / f"{model}_v{version}_as_of={data.as_of.date()}"
+    figures = _evaluation_figures(model, data.y.to_numpy(), prediction, f"{names[model]} v{version}")
+    with atomic_dir(folder) as tmp:
+        write_rejects(loaded, tmp)
+        predictions = pd.DataFrame(
+            {"customer_id": data.X.index.to_numpy(), "actual": data.y.to_numpy(), "predicted": prediction}
+        )
+        write_parquet(predictions, tmp / "predictions.parquet")
+        if model == "churn":
+            calibration_table(data.y.to_numpy().astype(int), prediction).to_csv(tmp / "calibration.csv", index=False)
+        for name, fig in figures.items():
+            fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+        summary = {
+            "model": names[model],
+            "version": version,
+            "training_run": train_run,
+            "input": str(input_dir),
+            "as_of": str(data.as_of.date()),
+            "label": data.kind,
+            "metrics": metrics,
+        }
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    with mlflow.start_run(run_name=f"evaluate-{model}-v{version}") as run:
+        mlflow.set_tags(
+            {
+                "crmscore.stage": "evaluate",
+                "crmscore.model_name": names[model],
+                "crmscore.model_version": str(version),
+                "crmscore.training_run": train_run,
+                "crmscore.as_of": str(data.as_of.date()),
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "crmscore.params_fingerprint": settings.fingerprint(),
+            }
+        )
+        mlflow.log_params({"input": str(input_dir), "as_of": str(data.as_of.date()), "label": data.kind})
+        mlflow.log_metrics(metrics)
+        for name, fig in figures.items():
+            mlflow.log_figure(fig, f"plots/{name}.png")
+        mlflow.log_artifact(str(folder / "metrics.json"), artifact_path="evaluation")
+        run_id = run.info.run_id
+    for fig in figures.values():
+        plt.close(fig)
+    tracking.client().set_model_version_tag(names[model], str(version), "crmscore.last_evaluation_run", run_id)
+    seconds = time.perf_counter() - started
+    log.info("evaluated %s v%s on %d customers in %.1f s", names[model], version, len(data), seconds)
+    return EvaluationResult(names[model], version, folder, run_id, metrics, len(data), data.as_of)
+
+
+def _evaluation_figures(model: str, y: np.ndarray, prediction: np.ndarray, label: str) -> dict:
+    """The training run's test-set plots for one model: churn curves or value plots, by name."""
+    import matplotlib.pyplot as plt
+
+    from crmscore import plots
+
+    draws = {
+        "roc": plots.plot_roc,
+        "precision_recall": plots.plot_precision_recall,
+        "calibration": plots.plot_calibration,
+        "gains": plots.plot_gains,
+        "lift": plots.plot_lift,
+        "value_gains": plots.plot_value_gains,
+        "value_deciles": plots.plot_value_deciles,
+        "predicted_vs_actual": plots.plot_predicted_vs_actual,
+    }
+    figures = {}
+    for name in _CHURN_PLOTS if model == "churn" else _CLV_PLOTS:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        draws[name](y.astype(int) if model == "churn" else y, prediction, ax=ax, label=label)
+        figures[name] = fig
+    return figures

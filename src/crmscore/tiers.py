@@ -721,16 +721,34 @@ def assign(
 class TierScale:
     """The tier scale of one scoring: the method used and what it was fitted to (all customers at once)."""
 
-    method: str  # scorecard | pyramid (``auto`` resolved)
+    method: str  # scorecard | pyramid | none (``auto`` resolved; none: nothing ranks the customers)
     scorecard: Scorecard | None
     pyramid: dict[str, dict[str, Any] | None] | None
+    note: str = ""  # why there are no tiers (method none)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "scorecard": None if self.scorecard is None else self.scorecard.to_dict(),
             "pyramid": self.pyramid,
+            **({"note": self.note} if self.note else {}),
         }
+
+    def tiers(self, features: pd.DataFrame, clv: pd.Series, settings: TierSettings) -> tuple[pd.Series, pd.Series]:
+        """Scorecard points (NaN without a scorecard) and tier (None under method none) of each customer."""
+        index = features.index
+        points = (
+            self.scorecard.points(features)["total"]
+            if self.scorecard is not None
+            else pd.Series(np.nan, index=index, dtype=float)
+        )
+        if self.method == "scorecard":
+            tier = scorecard_tiers(points, settings.scorecard)
+        elif self.method == "pyramid":
+            tier = pyramid_tiers_from_thresholds(clv, self.pyramid)
+        else:
+            tier = pd.Series(pd.Categorical([None] * len(index), dtype=TIER_DTYPE), index=index, name="tier")
+        return points, tier
 
 
 _MAP_HINT = (
@@ -745,8 +763,9 @@ def fit_tier_scale(features: pd.DataFrame, clv: pd.Series | None, settings: Tier
     ``scorecard`` needs at least one scorecard metric that ranks the customers; ``pyramid`` needs CLV
     (``clv``: a Series by customer id, None when no CLV model was scored) and fits the scorecard only
     where it can (points are then informative); ``auto`` takes the scorecard when it can rank the
-    customers, else the pyramid when there is CLV. Raises :class:`DataError` with one line saying what
-    to map when no method applies.
+    customers, else the pyramid when there is CLV, else gives no tiers (method ``none``, with a note
+    saying what to map). ``scorecard`` or ``pyramid`` chosen where it cannot apply raises
+    :class:`DataError` with one line saying what to map.
     """
     settings = settings or TierSettings()
     try:
@@ -757,9 +776,11 @@ def fit_tier_scale(features: pd.DataFrame, clv: pd.Series | None, settings: Tier
     has_clv = clv is not None and bool(np.isfinite(np.asarray(clv, dtype=float)).any())
     method = settings.method
     if method == "auto":
-        method = "scorecard" if scorecard is not None else "pyramid" if has_clv else ""
-        if not method:
-            raise DataError(f"tiers: no scorecard metric can rank these customers and there is no CLV; {_MAP_HINT}")
+        method = "scorecard" if scorecard is not None else "pyramid" if has_clv else "none"
+        if method == "none":
+            note = f"no tiers: no scorecard metric can rank these customers and there is no CLV; {_MAP_HINT}"
+            log.warning("%s", note)
+            return TierScale(method="none", scorecard=None, pyramid=None, note=note)
     if method == "scorecard" and scorecard is None:
         raise DataError(f"tiers.method scorecard: {problem}; {_MAP_HINT}")
     if method == "pyramid" and not has_clv:
