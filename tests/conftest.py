@@ -30,7 +30,8 @@ def sim_tables(small_sim: SimulatedData) -> dict:
 
 def workspace_settings(folder, **sections):
     """Settings whose every generated path lies in ``folder``, with 1,500 simulated customers (seed 3)
-    and the future-date rule pinned; ``sections`` override whole sections (e.g. tiny tuning budgets)."""
+    and the future-date rule pinned; ``sections`` override whole sections (e.g. tiny tuning budgets), except
+    ``data``, whose keys are added to the pinned future-date rule."""
     from crmscore.config import Settings
 
     return Settings(
@@ -39,7 +40,7 @@ def workspace_settings(folder, **sections):
             "reports_dir": str(folder / "reports"),
             "simulated_dir": str(folder / "sim"),
         },
-        data={"max_date": str(MAX_DATE)},
+        data={"max_date": str(MAX_DATE), **sections.pop("data", {})},
         simulate={"customers": 1500, "seed": 3},
         **sections,
     )

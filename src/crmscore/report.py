@@ -885,11 +885,13 @@ def segments_section(
     by_id = scores.set_index("customer_id")
     scored = X.loc[X.index.isin(by_id.index)]
     ids = tree.predict(scored)
-    profile = tree.profile(
+    clv = by_id["clv"].reindex(scored.index)
+    churn_probability = by_id["churn_probability"].reindex(scored.index)
+    profile = tree.profile(  # a scoring without a CLV or churn model has no such column to profile
         None,
         pd.Series(ids.to_numpy(), index=scored.index),
-        by_id["clv"].reindex(scored.index),
-        by_id["churn_probability"].reindex(scored.index),
+        clv if clv.notna().all() else None,
+        churn_probability if churn_probability.notna().all() else None,
     )
     body.append(
         _p(

@@ -561,10 +561,11 @@ def segment_names(segments: ModelRef | None, ids: np.ndarray) -> np.ndarray:
 
 
 def _migration(previous: Path | None, scores: pd.DataFrame) -> pd.DataFrame:
-    current = pd.Series(scores["tier"].to_numpy(), index=scores["customer_id"].to_numpy())
+    """Tier moves since the previous scoring; customers without a tier (no method could rank them) are left out."""
+    current = pd.Series(scores["tier"].to_numpy(), index=scores["customer_id"].to_numpy()).dropna()
     if previous is None:
         before = pd.Series([], dtype=current.dtype)
     else:
         old = pd.read_parquet(previous / "scores.parquet", columns=["customer_id", "tier"])
-        before = pd.Series(old["tier"].to_numpy(), index=old["customer_id"].to_numpy())
+        before = pd.Series(old["tier"].to_numpy(), index=old["customer_id"].to_numpy()).dropna()
     return tiers.tier_migration(before, current)

@@ -741,7 +741,8 @@ class SegmentTree(BaseEstimator):
         Args:
             X: features, used to assign segments when ``segments`` is None.
             segments: segment id per customer (from :meth:`predict`), or None.
-            clv: customer lifetime value per customer (Series aligned by index, or positional array).
+            clv: customer lifetime value per customer (Series aligned by index, or positional array); None
+                without a CLV model (``share_value`` and ``mean_clv`` are then NaN).
             churn: churn probability or 0/1 churn flag per customer; ``churn_rate`` is its mean.
 
         Returns:
@@ -758,7 +759,7 @@ class SegmentTree(BaseEstimator):
         unknown = set(pd.unique(segments)) - set(self.leaves_["segment_id"])
         if unknown:
             raise ValueError(f"segments.profile: unknown segment id(s) {sorted(unknown)[:5]}")
-        value = _aligned(clv, segments, "clv")
+        value = _aligned(clv, segments, "clv") if clv is not None else np.full(len(segments), np.nan)
         frame = pd.DataFrame({"segment_id": segments.to_numpy(), "clv": value})
         frame["churn"] = _aligned(churn, segments, "churn") if churn is not None else np.nan
         grouped = frame.groupby("segment_id")
@@ -776,7 +777,10 @@ class SegmentTree(BaseEstimator):
         out["customers"] = out["customers"].fillna(0).astype("int64")
         n, total = len(frame), frame["clv"].sum()
         out["share_customers"] = out["customers"] / n if n else math.nan
-        out["share_value"] = out["value"].fillna(0.0) / total if total else math.nan
+        has_value = clv is not None
+        out["share_value"] = out["value"].fillna(0.0) / total if total and has_value else math.nan
+        if not has_value:
+            out["mean_clv"] = math.nan
         columns = [
             "segment_id",
             "name",

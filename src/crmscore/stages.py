@@ -489,7 +489,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
                 "mlflow.source.git.commit": tracking.git_commit(),
                 "crmscore.params_fingerprint": settings.fingerprint(),
                 "crmscore.clv_proposed": chosen,
-                "crmscore.btyd_transaction_model": btyd_label,
+                "crmscore.btyd_transaction_model": btyd_model.transaction_model_._label,
                 "crmscore.btyd_boundary": btyd_model.boundary_ or "none",
             }
         )
@@ -794,12 +794,11 @@ def train_segments_stage(
     cfg = cfg.model_copy(update={"target": target, "features": _segment_features(settings, X)})
     model = segments.segment_tree_from_settings(cfg).fit(X, y)
     ids = model.predict(X)
-    nothing = pd.Series(np.nan, index=X.index)
     profile = model.profile(
         X,
         ids,
-        nothing if clv is None else pd.Series(clv, index=X.index),
-        nothing if p is None else pd.Series(p, index=X.index),
+        None if clv is None else pd.Series(clv, index=X.index),
+        None if p is None else pd.Series(p, index=X.index),
     )
 
     def r_squared(assigned: pd.Series) -> float:

@@ -416,14 +416,21 @@ def _migration(spark: Any, previous: Path | None, scores: Path) -> pd.DataFrame:
     """Tier moves against the previous scoring, counted in Spark, in :func:`crmscore.tiers.tier_migration`'s form."""
     from pyspark.sql import functions as F
 
-    current = spark.read.parquet(str(scores)).select("customer_id", F.col("tier").alias("current"))
+    # Customers without a tier (no method could rank them) are left out, as on one machine.
+    current = (
+        spark.read.parquet(str(scores))
+        .where(F.col("tier").isNotNull())
+        .select("customer_id", F.col("tier").alias("current"))
+    )
     out = tiers.tier_migration(pd.Series([], dtype=object), pd.Series([], dtype=object))  # every cell, all zero
     if previous is None:
         counts = current.groupBy("current").count().collect()
         cells = [("new", r["current"], r["count"]) for r in counts]
     else:
-        before = spark.read.parquet(str(previous / "scores.parquet")).select(
-            "customer_id", F.col("tier").cast("string").alias("previous")
+        before = (
+            spark.read.parquet(str(previous / "scores.parquet"))
+            .where(F.col("tier").isNotNull())
+            .select("customer_id", F.col("tier").cast("string").alias("previous"))
         )
         joined = before.join(current, "customer_id", "full_outer").select(
             F.coalesce("previous", F.lit("new")).alias("previous"),
