@@ -326,6 +326,10 @@ def test_top_reasons_layout_and_text(small):
     first = _sigmoid(raw[0]) - _sigmoid(raw[0] - 0.9)
     assert reasons["probability_change"].iloc[0] == pytest.approx(first, abs=1e-12)
     assert reasons.equals(top_reasons(values, X, k=2, base=-1.0, rank_by="direction"))  # the log_odds default
+    # A model's own churn rate (its training share of churners) is the base rate quoted when given.
+    quoted = top_reasons(values, X, k=2, base=-1.0, base_rate=0.265)
+    assert quoted["text"].iloc[0].endswith("raises churn risk by 19.4 points (base rate 26.5 %)")
+    assert quoted.drop(columns="text").equals(reasons.drop(columns="text"))
 
 
 def test_top_reasons_by_increase_as_before(small):

@@ -9,8 +9,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import MAX_DATE
 
+from conftest import MAX_DATE
 from crmscore import churn, tiers
 from crmscore.config import DataSettings, Settings, TierSettings, settings_from_dict
 from crmscore.data.load import load_tables
@@ -72,9 +72,9 @@ def test_csv_attributes_keep_the_type_their_values_have(tmp_path):
 
 
 def test_a_declared_number_rejects_only_the_rows_that_are_not(tmp_path):
-    pd.DataFrame(
-        {"customer_id": [1, 2, 3], "signup_date": ["2024-01-01"] * 3, "balance": ["10", "ten", "30"]}
-    ).to_csv(tmp_path / "customers.csv", index=False)
+    pd.DataFrame({"customer_id": [1, 2, 3], "signup_date": ["2024-01-01"] * 3, "balance": ["10", "ten", "30"]}).to_csv(
+        tmp_path / "customers.csv", index=False
+    )
     loaded = load_tables(tmp_path, _data(types={"balance": "numeric"}))
     assert loaded.tables["customers"]["balance"].tolist() == [10, 30]
     rejects = loaded.rejects["customers"]
@@ -258,9 +258,7 @@ def test_tiers_for_customers_only_data_use_what_the_data_has():
 
 def test_scores_without_a_model_leave_its_columns_empty():
     X = _customers_only()
-    frame = X.assign(
-        churn_probability=np.linspace(0.01, 0.9, len(X)), expected_spend=np.nan, clv=np.nan, segment_id=0
-    )
+    frame = X.assign(churn_probability=np.linspace(0.01, 0.9, len(X)), expected_spend=np.nan, clv=np.nan, segment_id=0)
     settings = Settings(tiers={"scorecard": {"metrics": {"sales": "Balance"}, "weights": {"sales": 1.0}}})
     scale = tiers.fit_tier_scale(frame, None, settings.tiers)
     versions = {"churn": 3, "clv": 0, "segments": 0}

@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mlflow_workspace, workspace_settings, write_params
 from typer.testing import CliRunner
 
+from conftest import mlflow_workspace, workspace_settings, write_params
 from crmscore.cli import app
 
 runner = CliRunner()

@@ -293,7 +293,7 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         n_jobs: threads.
 
     Fitted attributes: ``boosters_``, ``linear_models_``, ``blend_weight_``, ``best_iterations_``,
-    ``calibrator_``, ``calibration_method_``,
+    ``calibrator_``, ``calibration_method_``, ``base_rate_`` (share of churners in training),
     ``feature_names_in_``,
     ``categories_`` (training categories per categorical column), ``dropped_features_``, ``classes_``.
     """
@@ -359,6 +359,7 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         y = np.asarray(y).astype(int)
         if len(np.unique(y)) < 2:
             raise DataError("churn model: the training label has only one class")
+        self.base_rate_ = float(y.mean())  # the churn rate the reasons quote
         X_train = self._prepare(X, fitting=True)
         params = self._lgb_params(y)
         categorical = list(self.categories_) or "auto"

@@ -411,7 +411,7 @@ def evaluate(
         f"(MLflow run {result.run_id})"
     )
     for key, value in result.metrics.items():
-        if key != "eval_customers":
+        if key not in ("eval_customers", "eval_n"):
             typer.echo(f"  {key.removeprefix('eval_'):<22} {value:.4f}")
     typer.echo(f"evaluation: {result.out_dir}")
 

@@ -909,6 +909,7 @@ def top_reasons(
     kind: str | None = None,
     rank_by: str | None = None,
     trend_window_days: int = 90,
+    base_rate: float | None = None,
 ) -> pd.DataFrame:
     """The ``k`` strongest reasons per customer, one row each (long format, columns :data:`REASON_COLUMNS`).
 
@@ -940,6 +941,8 @@ def top_reasons(
             chosen sign count). Zero contributions are never reasons; ties go to the feature that comes
             first in ``feature_names``.
         trend_window_days: the trend window the feature descriptions quote.
+        base_rate: the churn rate the churn texts quote (e.g. the training data's share of churners);
+            default ``sigmoid(base)``, the model's mean log-odds as a probability.
 
     Returns:
         DataFrame sorted by customer (``X``'s order) and rank (1 = strongest) with ``customer_id``,
@@ -1008,8 +1011,10 @@ def top_reasons(
         spend_change = np.full(len(rows), np.nan)
         effect = np.where(contribution > 0, "raises churn risk by ", "lowers churn risk by ")
         amount = _amount_text(100.0 * probability_change)
-        base_rate = _amount_text(100.0 * _sigmoid(np.array([float(base)])))[0] if base is not None else None
-        unit = " points" if base_rate is None else f" points (base rate {base_rate} %)"
+        if base_rate is None and base is not None:
+            base_rate = float(_sigmoid(np.array([float(base)]))[0])
+        rate = _amount_text(100.0 * np.array([base_rate]))[0] if base_rate is not None else None
+        unit = " points" if rate is None else f" points (base rate {rate} %)"
     else:
         probability_change = np.full(len(rows), np.nan)
         spend_change = np.expm1(contribution)

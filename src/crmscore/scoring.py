@@ -331,6 +331,7 @@ def score_chunk(
                 base=base,
                 kind=kind,
                 trend_window_days=settings.features.trend_window_days,
+                base_rate=getattr(ref.estimator, "base_rate_", None),  # models trained before have none
             )
         )
     explanations = pd.concat(reasons, ignore_index=True) if reasons else pd.DataFrame(columns=REASON_COLUMNS)

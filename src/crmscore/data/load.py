@@ -648,6 +648,9 @@ class _Validator:
         """The snapshot date when the customers carry no signup dates of their own (derived or absent)."""
         customers = self.tables.get("customers")
         derived = self.options.tenure_column is not None
+        transactions = self.tables.get("transactions")
+        if transactions is not None and len(transactions):
+            return None  # dated by its transactions, not a snapshot
         if customers is not None and ("signup_date" not in customers.columns or derived):
             return self.options.snapshot_date if self.options.snapshot_date is not None else pd.Timestamp.today()
         return None

@@ -47,6 +47,7 @@ import pandas as pd
 
 from crmscore import scoring, tiers
 from crmscore.config import Settings
+from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS
 from crmscore.features import build_features
@@ -314,7 +315,7 @@ def _score_bucket(
     spent = {"validate": time.perf_counter() - t0}
     tables = loaded.tables
     parts = []
-    known = int((tables["customers"]["signup_date"] <= as_of).sum())
+    known = len(known_customers(tables["customers"], as_of))
     explanation_rows = 0
     if known:
         frame, explanations, chunk_seconds = scoring.score_chunk(tables, as_of, models.value, settings)

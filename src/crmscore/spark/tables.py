@@ -39,9 +39,16 @@ import numpy as np
 import pandas as pd
 
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
-from crmscore.data.load import LoadedData, _format_of, find_table_files, missing_table_error, validate_tables
+from crmscore.data.load import (
+    CustomerOptions,
+    LoadedData,
+    _format_of,
+    find_table_files,
+    missing_table_error,
+    validate_tables,
+)
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES
-from crmscore.errors import DataError
+from crmscore.errors import DataError, SettingsError
 from crmscore.spark.session import configure
 
 __all__ = [
@@ -101,14 +108,22 @@ class BucketContext:
     id_kind: str  # "int" or "text", decided over all customers
     max_date: dt.date
     date_formats: dict[str, str | None]
+    options: CustomerOptions | None = None  # declared attribute types, as the single-machine loader applies them
 
     @classmethod
     def of(cls, inp: SparkInput, settings: DataSettings, kind: str) -> BucketContext:
+        customers = settings.tables.get("customers", TableSettings())
+        if customers.id == "row" or customers.tenure is not None:
+            raise SettingsError(
+                "data.tables.customers: id: row and tenure need the whole customers table in file order; "
+                "score such a snapshot with --engine local"
+            )
         return cls(
             specs=dict(inp.specs),
             id_kind=kind,
             max_date=settings.max_date or dt.date.today(),
             date_formats={t: settings.tables.get(t, TableSettings()).date_format for t in inp.specs},
+            options=CustomerOptions.from_settings(settings),
         )
 
 
@@ -383,6 +398,7 @@ def prepare_bucket(
         max_date=ctx.max_date,
         date_formats=ctx.date_formats,
         sources={t: s.source for t, s in ctx.specs.items()},
+        options=ctx.options,
     )
     if ctx.id_kind == "text":
         # A bucket whose ids all happen to be digits would make them numbers; the whole input has text ids.
