@@ -101,12 +101,13 @@ def test_bad_params_exit_2_with_one_line(tmp_path):
 
 def test_missing_column_exit_2_with_one_line(tmp_path):
     (tmp_path / "in").mkdir()
-    pd.DataFrame({"customer_id": [1], "created": ["2024-01-01"]}).to_csv(tmp_path / "in" / "customers.csv", index=False)
+    pd.DataFrame({"CustID": [1], "signup_date": ["2024-01-01"]}).to_csv(tmp_path / "in" / "customers.csv", index=False)
     result = _run(["validate", "--input", "in", "--out", "out"], cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("error: in/customers.csv: column 'signup_date': required column is missing")
+    assert lines[0].startswith("error: in/customers.csv: column 'customer_id': required column is missing")
+    assert "data.tables.customers.columns" in lines[0]  # says which setting maps it
 
 
 def test_unknown_explicit_params_file_exit_2(tmp_path):
