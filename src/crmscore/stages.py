@@ -1024,8 +1024,7 @@ def evaluate_stage(
 
     from crmscore import holdout, tracking
     from crmscore.errors import SettingsError
-    from crmscore.evaluation import calibration_table, classification_metrics, value_metrics
-    from crmscore.scoring import atomic_dir
+    from crmscore.evaluation import classification_metrics, value_metrics
 
     names = {"churn": CHURN_MODEL_NAME, "clv": CLV_MODEL_NAME}
     if model not in names:
@@ -1046,26 +1045,16 @@ def evaluate_stage(
     metrics = {f"eval_{k}": float(v) for k, v in metrics.items()} | {"eval_customers": float(len(data))}
     folder = target / f"{model}_v{version}_as_of={data.as_of.date()}"
     figures = _evaluation_figures(model, data.y.to_numpy(), prediction, f"{names[model]} v{version}")
-    with atomic_dir(folder) as tmp:
-        write_rejects(loaded, tmp)
-        predictions = pd.DataFrame(
-            {"customer_id": data.X.index.to_numpy(), "actual": data.y.to_numpy(), "predicted": prediction}
-        )
-        write_parquet(predictions, tmp / "predictions.parquet")
-        if model == "churn":
-            calibration_table(data.y.to_numpy().astype(int), prediction).to_csv(tmp / "calibration.csv", index=False)
-        for name, fig in figures.items():
-            fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
-        summary = {
-            "model": names[model],
-            "version": version,
-            "training_run": train_run,
-            "input": str(input_dir),
-            "as_of": str(data.as_of.date()),
-            "label": data.kind,
-            "metrics": metrics,
-        }
-        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    summary = {
+        "model": names[model],
+        "version": version,
+        "training_run": train_run,
+        "input": str(input_dir),
+        "as_of": str(data.as_of.date()),
+        "label": data.kind,
+        "metrics": metrics,
+    }
+    _write_evaluation(folder, loaded, data, prediction, figures, summary)
     with mlflow.start_run(run_name=f"evaluate-{model}-v{version}") as run:
         mlflow.set_tags(
             {
@@ -1090,6 +1079,24 @@ def evaluate_stage(
     seconds = time.perf_counter() - started
     log.info("evaluated %s v%s on %d customers in %.1f s", names[model], version, len(data), seconds)
     return EvaluationResult(names[model], version, folder, run_id, metrics, len(data), data.as_of)
+
+
+def _write_evaluation(folder: Path, loaded: LoadedData, data, prediction: np.ndarray, figures: dict, summary: dict):
+    """The evaluation folder, written atomically: rejects, predictions, calibration, plots, metrics.json."""
+    from crmscore.evaluation import calibration_table
+    from crmscore.scoring import atomic_dir
+
+    with atomic_dir(folder) as tmp:
+        write_rejects(loaded, tmp)
+        predictions = pd.DataFrame(
+            {"customer_id": data.X.index.to_numpy(), "actual": data.y.to_numpy(), "predicted": prediction}
+        )
+        write_parquet(predictions, tmp / "predictions.parquet")
+        if data.kind != "value":
+            calibration_table(data.y.to_numpy().astype(int), prediction).to_csv(tmp / "calibration.csv", index=False)
+        for name, fig in figures.items():
+            fig.savefig(tmp / f"{name}.png", dpi=110, bbox_inches="tight")
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def _evaluation_figures(model: str, y: np.ndarray, prediction: np.ndarray, label: str) -> dict:
