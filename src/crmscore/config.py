@@ -13,6 +13,7 @@ relative to the working directory, never to this file.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import hashlib
 import json
@@ -86,6 +87,17 @@ def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PydanticCustomError("text", "expected a non-empty text, got {got}", {"got": repr(value)})
     return value
+
+
+def _encoding(value: Any) -> str:
+    text = _text(value)
+    try:
+        codecs.lookup(text)
+    except LookupError:
+        raise PydanticCustomError(
+            "encoding", "unknown text encoding {got} (e.g. utf-8, latin-1, cp1252)", {"got": repr(value)}
+        ) from None
+    return text
 
 
 def _optional_text(value: Any) -> str | None:
@@ -169,6 +181,7 @@ class DataSettings(_Section):
     max_date: OptionalDate = None
     snapshot_date: OptionalDate = None
     csv_separator: Text = ","
+    encoding: Annotated[str, BeforeValidator(_encoding)] = "utf-8"
     tables: dict[str, TableSettings] = Field(default_factory=lambda: {t: TableSettings() for t in TABLE_NAMES})
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ file and a ``reason``, and ``rows in = rows kept + rows rejected`` holds for eve
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import datetime as dt
 import os
@@ -51,6 +52,7 @@ __all__ = [
     "snapshot_date_of",
     "find_table_file",
     "find_table_files",
+    "read_csv",
     "read_table",
     "validate_table",
     "validate_tables",
@@ -157,6 +159,55 @@ def _format_of(path: Path, fmt: str) -> str:
     raise DataError(f"{path}: unknown file type (expected .csv or .parquet, or set data.format)")
 
 
+def read_csv(path: str | os.PathLike, separator: str = ",", encoding: str = "utf-8", **kwargs):
+    """``pandas.read_csv`` of an input file: every cell as text, ``encoding`` (UTF-8 with or without a
+    byte-order mark by default), and a one-line :class:`DataError` naming the line when the bytes are not
+    that encoding. With ``chunksize`` the error comes while iterating."""
+    options = {"dtype": str, "keep_default_na": False, "na_values": [""], **kwargs}
+    reader = pd.read_csv(path, sep=separator, encoding=_python_encoding(encoding), **options)
+    if "chunksize" not in kwargs:
+        return reader
+    return _decoded_chunks(reader, path, encoding)
+
+
+def _decoded_chunks(reader, path: str | os.PathLike, encoding: str):
+    try:
+        yield from reader
+    except UnicodeDecodeError:
+        raise decode_error(path, encoding) from None
+
+
+def _python_encoding(encoding: str) -> str:
+    # "utf-8-sig" reads UTF-8 and drops a byte-order mark (Excel's "CSV UTF-8") when there is one.
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def decode_error(path: str | os.PathLike, encoding: str) -> DataError:
+    """The one-line error for a file that is not ``encoding`` text: the first bad line and byte, the setting."""
+    decoder = codecs.getincrementaldecoder(_python_encoding(encoding))()
+    where = ""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as exc:
+                where = f"line {number}: byte 0x{line[exc.start]:02x} "
+                break
+    return DataError(
+        f"{path}: {where or ''}is not {encoding} text; set data.encoding to the file's encoding "
+        "(e.g. latin-1 or cp1252 for many Western European exports)"
+    )
+
+
+def separator_hint(columns, separator: str) -> str:
+    """`` (looks like ';'-separated: …)`` when the header read holds another common separator."""
+    header = " ".join(map(str, columns))
+    for candidate, name in ((";", "';'"), ("\t", "tab"), ("|", "'|'"), (",", "','")):
+        if candidate != separator and candidate in header:
+            return f" (looks like {name}-separated: set data.csv_separator: {candidate!r})"
+    return ""
+
+
 def find_table_file(input_dir: str | os.PathLike, table: str, settings: TableSettings | None = None) -> Path | None:
     """The file of ``table`` in ``input_dir``: the configured name, else ``<table>.parquet`` / ``.csv``."""
     folder = Path(input_dir)
@@ -207,6 +258,7 @@ def read_table(
     fmt: str = "auto",
     csv_separator: str = ",",
     row_ids: bool = False,
+    encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """Read one table file and rename the user's columns to the contract's names.
 
@@ -223,13 +275,17 @@ def read_table(
             # never held twice (Arrow and pandas) in memory.
             raw = pq.read_table(path).to_pandas(self_destruct=True, split_blocks=True)
         else:
-            raw = pd.read_csv(path, sep=csv_separator, dtype=str, keep_default_na=False, na_values=[""])
+            raw = read_csv(path, csv_separator, encoding)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise decode_error(path, encoding) from None
     except Exception as exc:  # any reader failure is a whole-file problem for the user
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {kind}: {detail}") from None
-    return map_columns(raw, path, table, columns, row_ids=row_ids).reset_index(drop=True)
+    return map_columns(
+        raw, path, table, columns, row_ids=row_ids, separator=csv_separator if kind == "csv" else None
+    ).reset_index(drop=True)
 
 
 def map_columns(
@@ -238,13 +294,16 @@ def map_columns(
     table: str,
     columns: Mapping[str, str] | None,
     row_ids: bool = False,
+    separator: str | None = None,
 ) -> pd.DataFrame:
     """Rename the user's columns of ``raw`` (read from ``path``) to the contract's names and check that
     every required column is there; raises :class:`DataError` naming the file and column otherwise.
 
     With ``row_ids`` the table gets ``customer_id`` = its 1-based row number (the rejects' ``row_number``
-    too), so scores join back to the file's rows.
+    too), so scores join back to the file's rows. ``separator`` (CSV files) lets a missing-column error
+    say when the header looks split by another separator.
     """
+    hint = separator_hint(raw.columns, separator) if separator is not None else ""
     raw.columns = [str(c).strip() for c in raw.columns]
     mapping = dict(columns or {})
     if row_ids:
@@ -263,15 +322,15 @@ def map_columns(
     for contract_name, user_name in mapping.items():
         if user_name not in raw.columns:
             raise DataError(
-                f"{path}: column '{user_name}' (mapped to {contract_name}): required column is missing; "
+                f"{path}: column '{user_name}' (mapped to {contract_name}): required column is missing{hint}; "
                 f"columns found: {', '.join(raw.columns[:12])}"
             )
     raw = raw.rename(columns={user: contract for contract, user in mapping.items()})
     for spec in CONTRACT[table]:
         if spec.required and spec.name not in raw.columns:
+            fix = hint or f" (map your column in params.yaml data.tables.{table}.columns)"
             raise DataError(
-                f"{path}: column '{spec.name}': required column is missing "
-                f"(map your column in params.yaml data.tables.{table}.columns); "
+                f"{path}: column '{spec.name}': required column is missing{fix}; "
                 f"columns found: {', '.join(raw.columns[:12])}"
             )
     if raw.columns.duplicated().any():
@@ -748,6 +807,7 @@ def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = No
                 settings.format,
                 settings.csv_separator,
                 row_ids=table_settings.id == "row",
+                encoding=settings.encoding,
             ),
         )
     return validator.result()

@@ -53,6 +53,7 @@ from crmscore.data.load import (
     find_table_file,
     find_table_files,
     map_columns,
+    read_csv,
     read_table,
     snapshot_date_of,
 )
@@ -95,12 +96,10 @@ def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None 
                 b.column(0).to_pandas() for b in pq.ParquetFile(path).iter_batches(STREAM_BATCH_ROWS, columns=[name])
             )
         else:
-            reader = pd.read_csv(
+            reader = read_csv(
                 path,
-                sep=settings.csv_separator,
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
+                settings.csv_separator,
+                settings.encoding,
                 usecols=lambda c, wanted=name: str(c).strip() == wanted,
                 chunksize=STREAM_BATCH_ROWS,
             )
@@ -119,7 +118,7 @@ def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None 
 def _column_names(path: Path, settings: DataSettings) -> list[str]:
     if _format_of(path, settings.format) == "parquet":
         return list(pq.ParquetFile(path).schema_arrow.names)
-    header = pd.read_csv(path, sep=settings.csv_separator, dtype=str, nrows=0)
+    header = read_csv(path, settings.csv_separator, settings.encoding, nrows=0)
     return [str(c).strip() for c in header.columns]
 
 
@@ -289,6 +288,7 @@ class StreamedInput:
             self.settings.format,
             self.settings.csv_separator,
             row_ids=cfg.id == "row",
+            encoding=self.settings.encoding,
         )
 
     def _kind(self, table: str) -> str:
@@ -312,7 +312,7 @@ class StreamedInput:
                     log.debug("%s: row groups ordered by customer; read per chunk", path)
                     return reader
             else:
-                header = pd.read_csv(path, sep=self.settings.csv_separator, dtype=str, nrows=0)
+                header = read_csv(path, self.settings.csv_separator, self.settings.encoding, nrows=0)
                 self._check_columns(table, header)
         except DataError:
             raise
@@ -386,14 +386,7 @@ class StreamedInput:
         if kind == "parquet":
             yield from pq.ParquetFile(path).iter_batches(batch_size=STREAM_BATCH_ROWS)
         else:
-            yield from pd.read_csv(
-                path,
-                sep=self.settings.csv_separator,
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                chunksize=STREAM_BATCH_ROWS,
-            )
+            yield from read_csv(path, self.settings.csv_separator, self.settings.encoding, chunksize=STREAM_BATCH_ROWS)
 
     # --- chunks -----------------------------------------------------------------------------------------
 
@@ -426,7 +419,7 @@ class StreamedInput:
         path = self._paths[table]
         if self._kind(table) == "parquet":
             return pq.ParquetFile(path).schema_arrow.empty_table().to_pandas()
-        return pd.read_csv(path, sep=self.settings.csv_separator, dtype=str, nrows=0)
+        return read_csv(path, self.settings.csv_separator, self.settings.encoding, nrows=0)
 
     def chunk(self, k: int) -> dict[str, pd.DataFrame]:
         """Chunk ``k``'s validated tables (its customers and their rows); records the chunk's rejects."""

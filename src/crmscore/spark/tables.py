@@ -201,6 +201,7 @@ def _read_file(spark: Any, path: Path, table: str, settings: DataSettings) -> tu
             frame = (
                 spark.read.option("header", True)
                 .option("sep", settings.csv_separator)
+                .option("encoding", settings.encoding)
                 .option("inferSchema", False)  # every cell as text, as the loader reads CSV
                 .option("escape", '"')  # "" inside quotes, as pandas reads it
                 .option("mode", "PERMISSIVE")
