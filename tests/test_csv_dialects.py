@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import MAX_DATE
 
+from conftest import MAX_DATE
 from crmscore.config import DataSettings, settings_from_dict
 from crmscore.data.load import load_tables
 from crmscore.data.stream import StreamedInput
