@@ -385,8 +385,8 @@ ENGINE_NOTES = [
     "Spark DataFrame (tested equal to `build_features`).",
     "* **Tiers** rank customers against each other: the driver collects customer id, CLV and the scorecard "
     "metrics' features (8 bytes per customer and column: 56 MB per 1M customers, 5.6 GB per 100M) and fits the "
-    "scale with `tiers.fit_scorecard` / `tiers.fit_pyramid`, so the scale is exactly the local engine's; "
-    "`tiers.assign` then runs per partition (`mapInPandas`).",
+    "scale with `scoring.fit_tier_scale`, so the scale is exactly the local engine's; "
+    "`scoring.score_rows`, the local engine's row builder, then runs per partition (`mapInPandas`).",
     "* **Output**: `scores.parquet` and `explanations.parquet` are folders of Parquet part files, sorted by "
     "customer (and model, rank), written with `rejects/`, `tier_migration.csv` and `manifest.json` into a "
     "temporary folder renamed onto `<out>/as_of=YYYY-MM-DD` when complete (the output must be a POSIX path the "

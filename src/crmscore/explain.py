@@ -922,7 +922,7 @@ def top_reasons(
         model: the label written in the ``model`` column (``churn``, ``clv``, …).
         base, raw: the base value (the model's mean raw output), or the raw output per customer (default
             ``base + values.sum(1)``); ``log_odds`` reasons need one of them for the probability change,
-            and quote the base rate ``sigmoid(base)`` when ``base`` is given.
+            and quote ``base_rate`` (default ``sigmoid(base)``) as the base rate.
         kind: ``log_odds`` (churn) or ``log_spend`` (CLV with a log link); default from ``model``
             (``churn`` → ``log_odds``, otherwise ``log_spend``).
         rank_by: which features become a customer's reasons.
@@ -956,7 +956,7 @@ def top_reasons(
 
         * churn: ``days since the last purchase = 210: raises churn risk by 12.3 points (base rate
           26.5 %)`` — percentage points of ``probability_change`` with one decimal (``< 0.1 points``
-          when smaller), the base rate ``sigmoid(base)`` only when ``base`` is given;
+          when smaller), the base rate ``base_rate`` (default ``sigmoid(base)``) when either is given;
         * CLV: ``purchases, all time = 12: raises expected spend by 25 %`` / ``… lowers expected spend
           by 40 %`` — ``relative_spend_change`` in percent (whole numbers from 10 %, one decimal below).
     """

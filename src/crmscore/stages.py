@@ -237,7 +237,7 @@ def train_churn_stage(
     kind, splits = churn.churn_datasets(loaded.tables, cfg, settings.features, snapshot_date=loaded.snapshot_date)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     log.info("churn (%s label): %d train / %d valid / %d test rows", kind, len(train), len(valid), len(test))
-    notes = feature_notes(loaded)
+    notes = _feature_notes(loaded)
 
     tuning = churn.tune_lightgbm(train, valid, cfg.tuning, seed=cfg.seed, class_weight=cfg.class_weight)
     model = churn.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
@@ -352,7 +352,7 @@ def train_churn_stage(
     return TrainResult(CHURN_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds, notes)
 
 
-def feature_notes(loaded: LoadedData) -> list[str]:
+def _feature_notes(loaded: LoadedData) -> list[str]:
     """What the data leaves out of the features, and the attributes kept out on purpose, in words."""
     notes = []
     customers = loaded.tables["customers"]
@@ -700,13 +700,9 @@ def _current_values(settings: Settings, tables, as_of):
     from crmscore.features import build_features
 
     X = build_features(tables, as_of, settings.features)
-    found = {}
-    for role, name in (("churn", CHURN_MODEL_NAME), ("clv", CLV_MODEL_NAME)):
-        try:
-            found[role] = registered_estimator(name)
-        except DataError as exc:
-            found[role] = None
-            log.warning("segments without %s: %s", role, exc)
+    found, missing = _registered_models({"churn": CHURN_MODEL_NAME, "clv": CLV_MODEL_NAME})
+    for role, why in missing.items():
+        log.warning("segments without %s: %s", role, why)
     if found["churn"] is None and found["clv"] is None:
         raise DataError("segments: neither a churn nor a CLV champion is registered; train one first")
     p = found["churn"][0].predict_proba(X)[:, 1] if found["churn"] else None
@@ -855,6 +851,24 @@ def train_segments_stage(
 # --- scoring -----------------------------------------------------------------------------------------
 
 
+def _registered_models(names: dict[str, str], versions: dict[str, int] | None = None):
+    """``registered_estimator`` of each role's model (its champion, or the version pinned in ``versions``),
+    None where none is registered, and the reason per missing role. A pinned version must exist."""
+    from crmscore.errors import DataError
+
+    versions = versions or {}
+    found: dict[str, tuple | None] = {}
+    missing: dict[str, str] = {}
+    for role, name in names.items():
+        try:
+            found[role] = registered_estimator(name, versions.get(role))
+        except DataError as exc:
+            if role in versions:
+                raise
+            found[role], missing[role] = None, str(exc)
+    return found, missing
+
+
 def load_scoring_models(settings: Settings, versions: dict[str, int] | None = None):
     """The champions (or the given versions) of the churn, CLV and segments models that exist.
 
@@ -868,18 +882,11 @@ def load_scoring_models(settings: Settings, versions: dict[str, int] | None = No
 
     versions = versions or {}
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
-    refs: dict[str, ModelRef | None] = {}
-    missing: dict[str, str] = {}
-    for role, name in (("churn", CHURN_MODEL_NAME), ("clv", CLV_MODEL_NAME), ("segments", SEGMENTS_MODEL_NAME)):
-        try:
-            estimator, version, run_id = registered_estimator(name, versions.get(role))
-        except DataError as exc:
-            if role in versions:
-                raise
-            refs[role], missing[role] = None, str(exc)
-            log.info("scoring without %s: %s", role, exc)
-            continue
-        refs[role] = ModelRef(name, version, run_id, estimator)
+    names = {"churn": CHURN_MODEL_NAME, "clv": CLV_MODEL_NAME, "segments": SEGMENTS_MODEL_NAME}
+    found, missing = _registered_models(names, versions)
+    for role, why in missing.items():
+        log.info("scoring without %s: %s", role, why)
+    refs = {role: None if ref is None else ModelRef(names[role], ref[1], ref[2], ref[0]) for role, ref in found.items()}
     if refs["churn"] is None and refs["clv"] is None:
         raise DataError(missing["churn"])  # nothing to score with: how to train the first model
     return ScoringModels(churn=refs["churn"], clv=refs["clv"], segments=refs["segments"], missing=missing)

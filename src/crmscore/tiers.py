@@ -692,18 +692,12 @@ def assign(
             if settings.method == "scorecard":
                 raise
             log.info("assign: no scorecard metric can be scored; points are left empty (method pyramid)")
-    points = (
-        scorecard.points(features)["total"] if scorecard is not None else pd.Series(np.nan, index=index, dtype=float)
-    )
     method = settings.method
     if method == "auto":  # the scorecard when it can rank the customers, else the value pyramid
         method = "scorecard" if scorecard is not None else "pyramid"
-    if method == "scorecard":
-        tier = scorecard_tiers(points, settings.scorecard)
-    else:
-        tier = pyramid_tiers_from_thresholds(
-            clv_s, pyramid if pyramid is not None else fit_pyramid(clv_s, settings.pyramid_shares)
-        )
+    if method == "pyramid" and pyramid is None:
+        pyramid = fit_pyramid(clv_s, settings.pyramid_shares)
+    points, tier = TierScale(method, scorecard, pyramid).tiers(features, clv_s, settings)
     band = risk_band(p_s, settings.risk_thresholds)
     columns = {
         "points": points,

@@ -11,10 +11,11 @@ local mode), in three passes:
    staging folder (Parquet, one sub-folder per kind of row);
 2. **the tier scale**, which ranks customers against each other: only the columns it needs (customer
    id, CLV and the scorecard metrics' features: 8 bytes per customer per column, e.g. 7 columns × 100M
-   customers = 5.6 GB on the driver) are collected, and :func:`crmscore.tiers.fit_scorecard` and
-   :func:`crmscore.tiers.fit_pyramid` fit the scale exactly as on one machine;
-3. **per partition of scored customers** (``mapInPandas``): :func:`crmscore.tiers.assign` gives tier,
-   risk band, lifecycle stage, value at risk and action against that scale.
+   customers = 5.6 GB on the driver) are collected, and :func:`crmscore.scoring.fit_tier_scale` fits
+   the scale exactly as on one machine;
+3. **per partition of scored customers** (``mapInPandas``): :func:`crmscore.scoring.score_rows`, the
+   single-machine engine's own row builder, gives tier, risk band, lifecycle stage, value at risk and
+   action against that scale.
 
 Outputs, in ``<out>/as_of=YYYY-MM-DD/`` (written into a temporary folder beside it and renamed when
 complete, :func:`crmscore.scoring.atomic_dir`, so the output folder must be a local or shared POSIX file
