@@ -239,10 +239,13 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
 
 
 def make_baseline(numeric: list[str], categorical: list[str], seed: int = 0, C: float = 1.0) -> Pipeline:
-    """Logistic-regression baseline: impute (+ indicators), signed log, scale, one-hot, L2 logistic."""
+    """Logistic-regression baseline: signed log, impute (+ indicators), scale, one-hot, L2 logistic.
+
+    The signed log comes first, so that no later step sums raw values: any finite input (1e308 too)
+    stays finite through imputation and scaling."""
     numeric_steps = make_pipeline(
-        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=False),
         FunctionTransformer(_signed_log1p, feature_names_out="one-to-one"),
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=False),
         StandardScaler(),
     )
     categorical_steps = make_pipeline(

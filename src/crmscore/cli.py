@@ -133,12 +133,14 @@ def validate(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Check the input tables against the data contract; write rejected rows with their reason."""
+    from crmscore.data.plausibility import check_reject_shares
     from crmscore.stages import validate_stage
 
     settings = _settings(params, {"data": {"max_date": max_date}} if max_date else None)
-    loaded = validate_stage(settings, input_dir, out)
+    loaded = validate_stage(settings, input_dir, out, check=False)
     _print_validation(loaded)
     typer.echo(f"rejects written to {out / 'rejects'}")
+    check_reject_shares(loaded.reports, settings.data.checks)  # after the summary, so the counts are shown
 
 
 def _print_validation(loaded: Any) -> None:
@@ -146,10 +148,16 @@ def _print_validation(loaded: Any) -> None:
         {"table": r.table, "in": f"{r.rows_in:,}", "kept": f"{r.rows_kept:,}", "rejected": f"{r.rows_rejected:,}"}
         for r in loaded.reports.values()
     ]
-    _print_table(rows, ["table", "in", "kept", "rejected"])
+    rows = [
+        {**row, "warnings": f"{sum(r.warnings.values()):,}"}
+        for row, r in zip(rows, loaded.reports.values(), strict=True)
+    ]
+    _print_table(rows, ["table", "in", "kept", "rejected", "warnings"])
     for r in loaded.reports.values():
         for reason, count in r.reasons.items():
             typer.echo(f"  {r.table}: {count:,} × {reason}")
+        for reason, count in r.warnings.items():
+            typer.echo(f"  {r.table}: {count:,} kept but flagged: {reason}")
     if loaded.snapshot_date is not None:
         typer.echo(f"snapshot data as of {loaded.snapshot_date.date()} (data.snapshot_date)")
     if loaded.attributes:

@@ -14,6 +14,7 @@ relative to the working directory, never to this file.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -173,6 +174,79 @@ class TableSettings(_Section):
         return self
 
 
+Action = Literal["reject", "flag", "off"]
+
+
+def _optional_positive_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # YAML reads 1e12 (no dot, no sign) as text
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise PydanticCustomError("positive", "expected a number > 0 or null, got {got}", {"got": repr(value)})
+    return float(value)
+
+
+OptionalPositiveFloat = Annotated[float | None, BeforeValidator(_optional_positive_float)]
+
+
+class AmountCheck(_Section):
+    """Money values (amount, amount_due, amount_paid, monthly_revenue) beyond a plausible bound.
+
+    A value is implausible above ``max`` (an absolute cap) or above ``multiple`` × the column's 99.9th
+    percentile (rounded up to a power of two, never counting the column's largest value; only for columns
+    with at least 100 positive values). Either bound may be null to switch it off.
+    """
+
+    action: Action = "reject"
+    max: OptionalPositiveFloat = 1.0e12
+    multiple: OptionalPositiveFloat = 100.0
+
+
+class DateCheck(_Section):
+    """Dates before ``earliest`` (placeholders such as 1900-01-01 or 1970-01-01, two-digit years)."""
+
+    action: Action = "reject"
+    earliest: Date = dt.date(1970, 1, 2)
+
+
+class QuantityCheck(_Section):
+    """Transaction quantities of zero or below."""
+
+    action: Action = "reject"
+
+
+class OverpaymentCheck(_Section):
+    """Payments larger than their invoice by more than ``tolerance`` (a share of the invoice)."""
+
+    action: Action = "flag"
+    tolerance: Annotated[float, BeforeValidator(_non_negative_float)] = 0.01
+
+
+class ActivityCheck(_Section):
+    """Customers with more than ``max_per_day`` transaction rows on one day (test accounts, duplicated loads)."""
+
+    action: Action = "flag"
+    max_per_day: PositiveInt = 50
+
+
+class CheckSettings(_Section):
+    """Plausibility checks of values that parse but cannot be right (``data.checks``).
+
+    Each check rejects the row (``reject``, with its reason), flags it (``flag``: kept, counted as a warning
+    in the validation summary) or is ``off``. A table with more than ``max_reject_share`` of its rows rejected
+    stops the run: a wrong date format, separator or column mapping rejects rows in bulk.
+    """
+
+    max_reject_share: Fraction = 0.05
+    amount: AmountCheck = Field(default_factory=AmountCheck)
+    date: DateCheck = Field(default_factory=DateCheck)
+    quantity: QuantityCheck = Field(default_factory=QuantityCheck)
+    overpayment: OverpaymentCheck = Field(default_factory=OverpaymentCheck)
+    activity: ActivityCheck = Field(default_factory=ActivityCheck)
+
+
 class DataSettings(_Section):
     """Input tables, their column mapping and the validation rules that depend on settings."""
 
@@ -182,6 +256,7 @@ class DataSettings(_Section):
     snapshot_date: OptionalDate = None
     csv_separator: Text = ","
     encoding: Annotated[str, BeforeValidator(_encoding)] = "utf-8"
+    checks: CheckSettings = Field(default_factory=CheckSettings)
     tables: dict[str, TableSettings] = Field(default_factory=lambda: {t: TableSettings() for t in TABLE_NAMES})
 
     @model_validator(mode="after")

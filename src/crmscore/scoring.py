@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from crmscore import tiers
 from crmscore.clv.value import lifetime_value
 from crmscore.config import Settings
+from crmscore.data.plausibility import check_reject_shares
 from crmscore.data.schemas import known_customers
 from crmscore.data.stream import StreamedInput
 from crmscore.errors import DataError
@@ -368,13 +369,17 @@ def score(
     progress: bool = True,
     extra_seconds: Mapping[str, float] | None = None,
     check_chunk: Callable[[Mapping[str, pd.DataFrame]], None] | None = None,
+    warnings: Mapping[str, Mapping[str, int]] | None = None,
 ) -> ScoreResult:
     """Score every customer known on ``as_of`` and write the scoring folder atomically.
 
     ``tables`` are validated tables loaded whole, or a :class:`~crmscore.data.stream.StreamedInput`
     that reads and validates them one chunk at a time (its chunk size and rejects then apply). For
     tables loaded whole, ``rejects`` are the rows validation refused (written to ``rejects/`` and counted
-    in the manifest) and ``rows_in`` the row counts read per table. ``extra_seconds`` are the times of
+    in the manifest), ``rows_in`` the row counts read per table and ``warnings`` the rows flagged by the
+    plausibility checks (table → reason → rows). A streamed input is checked as it is read: a table
+    with more than ``data.checks.max_reject_share`` of its rows rejected stops the scoring before
+    anything is written. ``extra_seconds`` are the times of
     steps done before (loading models, reading and validating input), reported in the manifest and
     counted in its total. ``check_chunk`` is called with the first chunk's tables before it is scored
     (e.g. to check the input gives the features the models need). See the module docstring for the
@@ -437,11 +442,13 @@ def score(
         migration = _migration(previous, scores)
         migration.to_csv(tmp / "tier_migration.csv")
         rejects = source.rejects
-        rows_in = (
-            {name: report.rows_in for name, report in source.reports.items()}
-            if isinstance(source, StreamedInput)
-            else source.rows_in
-        )
+        if isinstance(source, StreamedInput):
+            reports = source.reports
+            check_reject_shares(reports, settings.data.checks)
+            rows_in = {name: report.rows_in for name, report in reports.items()}
+            warnings = {name: report.warnings for name, report in reports.items()}
+        else:
+            rows_in = source.rows_in
         if source.seconds:
             seconds["read_and_validate"] = seconds.get("read_and_validate", 0.0) + source.seconds
         rejected = {}
@@ -462,6 +469,7 @@ def score(
             "customers_known": known,
             "scored": int(len(scores)),
             "rejected": rejected,
+            "warnings": {name: dict(counts) for name, counts in (warnings or {}).items() if counts},
             "explanations": explanation_rows,
             "chunk_size": chunk_size,
             "chunks": n_chunks,

@@ -20,6 +20,7 @@ import pandas as pd
 
 from crmscore.config import Settings
 from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tables
+from crmscore.data.plausibility import check_reject_shares
 from crmscore.data.simulate import SimulatedData, simulate_crm
 from crmscore.io import write_parquet
 from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME, registered_estimator
@@ -91,14 +92,24 @@ def simulate_stage(
     return SimulateResult(out_dir=out, paths=paths, rows=rows, seconds=seconds)
 
 
-def validate_stage(settings: Settings, input_dir: str | os.PathLike, out_dir: str | os.PathLike) -> LoadedData:
-    """Load and validate the tables in ``input_dir``; write rejects and ``validation.json`` to ``out_dir``."""
+def validate_stage(
+    settings: Settings, input_dir: str | os.PathLike, out_dir: str | os.PathLike, check: bool = True
+) -> LoadedData:
+    """Load and validate the tables in ``input_dir``; write rejects and ``validation.json`` to ``out_dir``.
+
+    With ``check`` (the default), a table with more than ``data.checks.max_reject_share`` of its rows
+    rejected then stops with a one-line :class:`~crmscore.errors.DataError` (the rejects are written first).
+    """
     loaded = load_tables(input_dir, settings.data)
     write_rejects(loaded, out_dir)
     for report in loaded.reports.values():
         log.info(
             "%s: %s in, %s kept, %s rejected", report.table, report.rows_in, report.rows_kept, report.rows_rejected
         )
+        for reason, count in report.warnings.items():
+            log.warning("%s: %s rows kept but flagged: %s", report.table, f"{count:,}", reason)
+    if check:
+        check_reject_shares(loaded.reports, settings.data.checks)
     return loaded
 
 
@@ -933,6 +944,7 @@ def score_stage(
 
     if loaded is not None:
         rows_in = {name: report.rows_in for name, report in loaded.reports.items()}
+        warnings = {name: report.warnings for name, report in loaded.reports.items()}
         result = score(
             loaded.tables,
             as_of,
@@ -944,6 +956,7 @@ def score_stage(
             progress=progress,
             extra_seconds=extra_seconds,
             check_chunk=check,
+            warnings=warnings,
         )
     else:
         with StreamedInput(source, settings.data, as_of, settings.scoring.chunk_size) as streamed:
@@ -1041,6 +1054,7 @@ def evaluate_stage(
     estimator, version, train_run = registered_estimator(names[model], version)
     target = Path(out_dir or Path(settings.paths.reports_dir) / "evaluation")
     loaded = load_tables(input_dir, settings.data)
+    check_reject_shares(loaded.reports, settings.data.checks)
     if model == "churn":
         data = holdout.churn_holdout(loaded.tables, settings, loaded.snapshot_date)
         prediction = estimator.predict_proba(data.X)[:, 1]

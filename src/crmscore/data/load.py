@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
 from crmscore.data.attributes import attribute_summary, coerce_attribute, derive_signup
+from crmscore.data.plausibility import MONEY_COLUMNS, MagnitudeCounts, Plausibility, busy_rows
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES, ColumnSpec, table_schema
 from crmscore.errors import DataError
 from crmscore.io import release_memory, write_csv, write_json, write_parquet
@@ -57,6 +58,7 @@ __all__ = [
     "validate_table",
     "validate_tables",
     "load_tables",
+    "money_counts",
     "write_rejects",
     "write_tables",
 ]
@@ -77,6 +79,8 @@ class TableReport:
     rows_kept: int
     rows_rejected: int
     reasons: dict[str, int]
+    #: Kept rows flagged by a plausibility check (``data.checks``), by reason.
+    warnings: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """The report as plain values (for JSON and manifests)."""
@@ -96,20 +100,22 @@ class LoadedData:
     attributes: list[dict[str, object]] = dataclasses.field(default_factory=list)
 
     def summary(self) -> pd.DataFrame:
-        """One row per table: rows in, kept, rejected, and the rejections by reason."""
+        """One row per table: rows in, kept, rejected, the rejections by reason and the warnings (kept rows a
+        plausibility check flagged) by reason."""
+        columns = ["table", "rows_in", "rows_kept", "rows_rejected", "rejected_by_reason", "warnings_by_reason"]
         rows = []
         for r in self.reports.values():
-            by_reason = "; ".join(f"{reason} ×{count}" for reason, count in r.reasons.items())
             rows.append(
                 {
                     "table": r.table,
                     "rows_in": r.rows_in,
                     "rows_kept": r.rows_kept,
                     "rows_rejected": r.rows_rejected,
-                    "rejected_by_reason": by_reason,
+                    "rejected_by_reason": "; ".join(f"{reason} ×{count}" for reason, count in r.reasons.items()),
+                    "warnings_by_reason": "; ".join(f"{reason} ×{count}" for reason, count in r.warnings.items()),
                 }
             )
-        return pd.DataFrame(rows, columns=["table", "rows_in", "rows_kept", "rows_rejected", "rejected_by_reason"])
+        return pd.DataFrame(rows, columns=columns)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,11 +543,15 @@ def validate_table(
     max_date: dt.date,
     date_format: str | None = None,
     options: CustomerOptions | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Coerce and validate one table already renamed to the contract; return ``(kept, rejects)``.
+    checks: Plausibility | None = None,
+    busy: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, Counter]:
+    """Coerce and validate one table already renamed to the contract; return ``(kept, rejects, warnings)``.
 
     ``rejects`` holds the rejected rows as read (text), their 1-based ``row_number`` in the file and a
     ``reason`` listing every rule the row broke. ``options`` complete and type the customers table.
+    ``checks`` are the plausibility checks (default: none); ``warnings`` counts the kept rows they flagged
+    by reason, and ``busy`` marks over-active customer-days counted over a larger table than ``raw``.
     Raises :class:`DataError` for whole-column problems.
     """
     raw = raw.reset_index(drop=True)
@@ -563,7 +573,35 @@ def validate_table(
                 )
             if positions.size:
                 rejections.add(positions, _reason_of(str(check), column))
-    return _split(raw, df, rejections)
+    flagged = _apply_checks(checks, table, df, busy, rejections) if checks is not None else []
+    kept, rejects = _split(raw, df, rejections)
+    warnings = Counter()
+    for finding in flagged:
+        kept_rows = sum(1 for p in finding.positions.tolist() if p not in rejections.reasons)
+        if kept_rows:
+            warnings[finding.reason] += kept_rows
+    return kept, rejects, warnings
+
+
+def _apply_checks(checks: Plausibility, table: str, df: pd.DataFrame, busy, rejections: _Rejections) -> list:
+    """Reject the rows the plausibility checks reject; return the findings that only flag."""
+    flagged = []
+    for finding in checks.findings(table, df, busy):
+        if finding.action == "reject":
+            rejections.add(finding.positions, finding.reason)
+        else:
+            flagged.append(finding)
+    return flagged
+
+
+def money_counts(table: str, raw: pd.DataFrame) -> dict[str, MagnitudeCounts]:
+    """The magnitude counts of ``table``'s money columns in ``raw`` (contract names, values as read)."""
+    specs = {c.name: c for c in CONTRACT[table]}
+    out = {}
+    for column in MONEY_COLUMNS.get(table, ()):
+        if column in raw.columns:
+            out[column] = MagnitudeCounts().add(_coerce_column(specs[column], raw[column], None)[0])
+    return out
 
 
 def _split(raw: pd.DataFrame, df: pd.DataFrame, rejections: _Rejections) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -602,12 +640,15 @@ def validate_tables(
     date_formats: Mapping[str, str | None] | None = None,
     sources: Mapping[str, str] | None = None,
     options: CustomerOptions | None = None,
+    checks: Plausibility | None = None,
 ) -> LoadedData:
     """Validate contract tables (already renamed) and check every row's customer is known.
 
     Pure function: DataFrames in, :class:`LoadedData` out. ``max_date`` (default today) is the last
     allowed event date; ``date_formats`` and ``sources`` (file names for messages) are per table;
-    ``options`` complete and type the customers table (declared types, tenure, snapshot date).
+    ``options`` complete and type the customers table (declared types, tenure, snapshot date);
+    ``checks`` are the plausibility checks (default: those of ``data.checks`` defaults), their amount
+    bounds taken from the given tables unless already set.
     """
     max_date = max_date or dt.date.today()
     date_formats = dict(date_formats or {})
@@ -615,7 +656,7 @@ def validate_tables(
     missing = [t for t in REQUIRED_TABLES if t not in raw_tables]
     if missing:
         raise DataError(f"{missing[0]}: table is required but was not given")
-    validator = _Validator(max_date, date_formats, sources, options)
+    validator = _Validator(max_date, date_formats, sources, options, checks)
     for table in TABLE_NAMES:
         if table in raw_tables:
             validator.add(table, raw_tables[table])
@@ -636,14 +677,21 @@ class _Validator:
         date_formats: Mapping[str, str | None],
         sources: Mapping[str, str],
         options: CustomerOptions | None = None,
+        checks: Plausibility | None = None,
     ) -> None:
         self.max_date = max_date
         self.date_formats = date_formats
         self.sources = sources
         self.options = options or CustomerOptions()
+        self.checks = checks if checks is not None else Plausibility()
         self.tables: dict[str, pd.DataFrame] = {}
         self.rejects: dict[str, pd.DataFrame] = {}
         self.reports: dict[str, TableReport] = {}
+        self.warnings: dict[str, Counter] = {}
+
+    def set_counts(self, table: str, counts: Mapping[str, MagnitudeCounts]) -> None:
+        """Set ``table``'s amount bounds from magnitude counts taken over the whole table."""
+        self.checks = self.checks.with_counts(table, counts)
 
     def add(self, table: str, raw: pd.DataFrame) -> None:
         source = self.sources.get(table, table)
@@ -651,10 +699,14 @@ class _Validator:
             raise DataError(f"{table}: the customers table must be validated first")
         n = len(raw)
         step = n if table == "customers" else VALIDATION_SLICE_ROWS
+        if table not in self.checks.fitted:
+            self.set_counts(table, money_counts(table, raw))
+        busy = self._busy(table, raw) if n > step else None
         kept_parts, rejected_parts = [], []
         for start in range(0, max(n, 1), max(step, 1)):
             part = raw.iloc[start : start + step].reset_index(drop=True)
-            kept, rej = self.validate_rows(table, part)
+            part_busy = None if busy is None else busy[start : start + step]
+            kept, rej = self.validate_rows(table, part, busy=part_busy)
             if start and len(rej):
                 rej["row_number"] = rej["row_number"] + start
             kept_parts.append(kept)
@@ -680,22 +732,41 @@ class _Validator:
             rows_kept=len(kept),
             rows_rejected=len(rej),
             reasons=dict(reasons.most_common()),
+            warnings=dict(self.warnings.get(table, Counter()).most_common()),
         )
         if n != len(kept) + len(rej):  # the contract's promise; never silently lose a row
             raise AssertionError(f"{table}: {n} rows in, {len(kept)} kept + {len(rej)} rejected")
 
+    def _busy(self, table: str, raw: pd.DataFrame) -> np.ndarray | None:
+        """Over-active customer-days counted over the whole table (validated in slices)."""
+        if table != "transactions" or self.checks.settings.activity.action == "off":
+            return None
+        if not {"customer_id", "date"} <= set(raw.columns):
+            return None
+        dates = _coerce_date(raw["date"], self.date_formats.get(table))
+        return busy_rows(_coerce_id(raw["customer_id"]), dates, self.checks.settings.activity.max_per_day)
+
     def validate_rows(
-        self, table: str, raw: pd.DataFrame, row_numbers: np.ndarray | None = None
+        self,
+        table: str,
+        raw: pd.DataFrame,
+        row_numbers: np.ndarray | None = None,
+        busy: np.ndarray | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Validate some rows of ``table`` (after the customers): ``(kept, rejects)``.
+        """Validate some rows of ``table`` (after the customers): ``(kept, rejects)``; the flagged rows are
+        counted in :attr:`warnings`.
 
         ``row_numbers`` are the rows' 1-based numbers in the file (default: their positions in ``raw``);
-        the rejects carry them.
+        the rejects carry them. ``busy`` marks over-active customer-days when ``raw`` does not hold every
+        row of its customers.
         """
         raw = raw.reset_index(drop=True)
         source = self.sources.get(table, table)
         options = self.options if table == "customers" else None
-        kept, rej = validate_table(raw, table, source, self.max_date, self.date_formats.get(table), options)
+        kept, rej, warnings = validate_table(
+            raw, table, source, self.max_date, self.date_formats.get(table), options, self.checks, busy
+        )
+        self.warnings.setdefault(table, Counter()).update(warnings)
         if table != "customers":
             kept, rej = _check_customers(raw, kept, rej, self.tables["customers"], self.rejects["customers"])
         if row_numbers is not None and len(rej):
@@ -793,7 +864,8 @@ def load_tables(input_dir: str | os.PathLike, settings: DataSettings | None = No
     date_formats = {t: settings.tables[t].date_format for t in settings.tables}
     # Read and validate one table at a time and let go of its raw copy before the next.
     options = CustomerOptions.from_settings(settings, snapshot_date_of(settings, paths["customers"]))
-    validator = _Validator(settings.max_date or dt.date.today(), date_formats, sources, options)
+    checks = Plausibility(settings.checks)
+    validator = _Validator(settings.max_date or dt.date.today(), date_formats, sources, options, checks)
     for table, path in paths.items():
         table_settings = settings.tables.get(table, TableSettings())
         sources[table] = str(path)

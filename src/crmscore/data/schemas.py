@@ -63,7 +63,13 @@ CONTRACT: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("date", "date", description="purchase day"),
         ColumnSpec("amount", "number", min_value=0.0, description="purchase value; returns are separate rows"),
         ColumnSpec("product", "text", required=False, nullable=True, description="product or category"),
-        ColumnSpec("quantity", "integer", required=False, nullable=True, min_value=0, description="units bought"),
+        ColumnSpec(
+            "quantity",
+            "integer",
+            required=False,
+            nullable=True,
+            description="units bought (data.checks.quantity: above zero)",
+        ),
     ),
     "payments": (
         ColumnSpec("customer_id", "id", description="customer identifier"),

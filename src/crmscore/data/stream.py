@@ -53,10 +53,12 @@ from crmscore.data.load import (
     find_table_file,
     find_table_files,
     map_columns,
+    money_counts,
     read_csv,
     read_table,
     snapshot_date_of,
 )
+from crmscore.data.plausibility import MONEY_COLUMNS, MagnitudeCounts, Plausibility
 from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.io import release_memory
@@ -246,6 +248,7 @@ class StreamedInput:
             date_formats,
             {t: str(p) for t, p in self._paths.items()},
             options,
+            Plausibility(self.settings.checks),
         )
         self._validator.add("customers", self._read_whole("customers"))
         customers = self._validator.tables["customers"]
@@ -300,6 +303,28 @@ class StreamedInput:
     def _check_columns(self, table: str, empty: pd.DataFrame) -> None:
         map_columns(empty, self._paths[table], table, self._table_settings(table).columns)
 
+    def _money_columns(self, table: str, names: list[str]) -> dict[str, str]:
+        """The money columns of ``table`` in the file: the file's name → the contract's name."""
+        mapping = dict(self._table_settings(table).columns or {})
+        wanted = {mapping.get(c, c): c for c in MONEY_COLUMNS.get(table, ())}
+        return {name: wanted[name.strip()] for name in names if name.strip() in wanted}
+
+    def _count_money(self, table: str, batch: pd.DataFrame, counts: dict[str, MagnitudeCounts]) -> None:
+        """Add a batch's money values (the file's column names) to the table's magnitude counts."""
+        columns = self._money_columns(table, list(map(str, batch.columns)))
+        part = money_counts(table, batch[list(columns)].rename(columns=columns))
+        for column, counted in part.items():
+            counts.setdefault(column, MagnitudeCounts()).merge(counted)
+
+    def _money_pass(self, table: str, file: pq.ParquetFile) -> dict[str, MagnitudeCounts]:
+        """One read of a Parquet table's money columns, for its amount bounds."""
+        counts: dict[str, MagnitudeCounts] = {}
+        columns = list(self._money_columns(table, file.schema_arrow.names))
+        if columns:
+            for batch in file.iter_batches(batch_size=STREAM_BATCH_ROWS, columns=columns):
+                self._count_money(table, batch.to_pandas(), counts)
+        return counts
+
     def _open(self, table: str) -> _RowGroups | _Spilled:
         path = self._paths[table]
         kind = self._kind(table)
@@ -310,6 +335,7 @@ class StreamedInput:
                 reader = _RowGroups.open(path, self._mapped_id(table), self._integer_ids)
                 if reader is not None:
                     log.debug("%s: row groups ordered by customer; read per chunk", path)
+                    self._validator.set_counts(table, self._money_pass(table, file))
                     return reader
             else:
                 header = read_csv(path, self.settings.csv_separator, self.settings.encoding, nrows=0)
@@ -344,6 +370,7 @@ class StreamedInput:
         id_column = mapping.get("customer_id", "customer_id")
         writers: dict[int, pq.ParquetWriter] = {}
         files: dict[int, Path] = {}
+        counts: dict[str, MagnitudeCounts] = {}
         rows = 0
         schema = None
         try:
@@ -354,9 +381,12 @@ class StreamedInput:
                         batch, schema=pa.schema([(str(c), pa.string()) for c in batch.columns]), preserve_index=False
                     )
                     ids = batch[id_column.strip()]
+                    self._count_money(table, batch, counts)
                 else:
                     arrow = pa.Table.from_batches([batch])
                     ids = arrow.column(id_column).to_pandas()
+                    money = list(self._money_columns(table, arrow.column_names))
+                    self._count_money(table, arrow.select(money).to_pandas(), counts)
                 n = arrow.num_rows
                 chunks = self.chunk_of(ids)
                 arrow = arrow.append_column(_ROW, pa.array(np.arange(rows + 1, rows + n + 1, dtype=np.int64)))
@@ -380,6 +410,7 @@ class StreamedInput:
             for writer in writers.values():
                 writer.close()
         release_memory()
+        self._validator.set_counts(table, counts)
         return _Spilled(files, group, rows, kind == "csv")
 
     def _batches(self, path: Path, kind: str) -> Iterator:
@@ -485,6 +516,7 @@ class StreamedInput:
                 rows_kept=int(self._kept_counts[table]),
                 rows_rejected=len(rej),
                 reasons=dict(reasons.most_common()),
+                warnings=dict(self._validator.warnings.get(table, Counter()).most_common()),
             )
             if self._consumed and reader.rows != out[table].rows_kept + len(rej):
                 kept = out[table].rows_kept

@@ -33,12 +33,14 @@ tier scale from the same values, so the scores equal the single-machine engine's
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ import pandas as pd
 
 from crmscore import scoring, tiers
 from crmscore.config import Settings
+from crmscore.data.plausibility import check_reject_shares
 from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS
@@ -204,6 +207,12 @@ def score_spark(
             stats = [json.loads(r.stats) for r in spark.read.parquet(str(staging / f"kind={_STATS}")).collect()]
             rows_in = _add(s["rows_in"] for s in stats)
             rejected = {t: 0 for t in rows_in} | _add(s["rejected"] for s in stats)
+            reasons = {t: _add(s["reasons"].get(t, {}) for s in stats) for t in rows_in}
+            warnings = {t: _add(s["warnings"].get(t, {}) for s in stats) for t in rows_in}
+            check_reject_shares(
+                {t: _Counted(t, inp.specs[t].source, rows_in[t], rejected[t], reasons[t]) for t in rows_in},
+                settings.data.checks,
+            )
             known = sum(s["known"] for s in stats)
             explanation_rows = sum(s["explanations"] for s in stats)
             task_seconds = _add(s["seconds"] for s in stats)
@@ -255,6 +264,7 @@ def score_spark(
                 "customers_known": known,
                 "scored": known,
                 "rejected": rejected,
+                "warnings": {t: _ranked(w) for t, w in warnings.items() if w},
                 "explanations": explanation_rows,
                 "chunk_size": settings.scoring.chunk_size,
                 "chunks": n_buckets,
@@ -327,9 +337,10 @@ def _score_bucket(
         explanation_rows = len(reasons)
         parts.append(to_spark_frame(reasons.assign(kind=_REASON), schema))
         spent["output"] = time.perf_counter() - t0
-    rejected = {}
+    rejected, reasons = {}, {}
     for table, rejects in loaded.rejects.items():
         rejected[table] = len(rejects)
+        reasons[table] = dict(Counter(r for reason in rejects["reason"].tolist() for r in reason.split("; ")))
         if len(rejects):
             raw = rejects.drop(columns=["row_number", "reason"]).astype(object)
             raw = raw.where(raw.notna(), None)
@@ -346,6 +357,8 @@ def _score_bucket(
     stats = {
         "rows_in": {t: int(len(r)) for t, r in rows.items()},
         "rejected": rejected,
+        "reasons": reasons,
+        "warnings": {t: r.warnings for t, r in loaded.reports.items()},
         "known": known,
         "explanations": explanation_rows,
         "seconds": spent,
@@ -353,6 +366,22 @@ def _score_bucket(
     parts.append(to_spark_frame(pd.DataFrame({"kind": [_STATS], "stats": [json.dumps(stats)]}), schema))
     out = pd.concat(parts, ignore_index=True)
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Counted:
+    """A table's row counts summed over the buckets, as :func:`check_reject_shares` reads them."""
+
+    table: str
+    source: str
+    rows_in: int
+    rows_rejected: int
+    reasons: dict[str, int]
+
+
+def _ranked(counts: Mapping[str, int]) -> dict[str, int]:
+    """Counts by reason, the largest first (ties by reason), as the single-machine manifest orders them."""
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _add(dicts: Iterator[Mapping[str, float]]) -> dict[str, Any]:

@@ -45,8 +45,10 @@ from crmscore.data.load import (
     _format_of,
     find_table_files,
     missing_table_error,
+    money_counts,
     validate_tables,
 )
+from crmscore.data.plausibility import MONEY_COLUMNS, MagnitudeCounts, Plausibility
 from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES
 from crmscore.errors import DataError, SettingsError
 from crmscore.spark.session import configure
@@ -109,6 +111,7 @@ class BucketContext:
     max_date: dt.date
     date_formats: dict[str, str | None]
     options: CustomerOptions | None = None  # declared attribute types, as the single-machine loader applies them
+    checks: Plausibility | None = None  # plausibility checks, amount bounds taken over whole tables
 
     @classmethod
     def of(cls, inp: SparkInput, settings: DataSettings, kind: str) -> BucketContext:
@@ -124,7 +127,35 @@ class BucketContext:
             max_date=settings.max_date or dt.date.today(),
             date_formats={t: settings.tables.get(t, TableSettings()).date_format for t in inp.specs},
             options=CustomerOptions.from_settings(settings),
+            checks=plausibility(inp, settings),
         )
+
+
+def plausibility(inp: SparkInput, settings: DataSettings) -> Plausibility:
+    """The plausibility checks with every table's amount bounds, counted over the whole table in the
+    executors (magnitude counts add up), as the single-machine loader counts them."""
+    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
+
+    checks = Plausibility(settings.checks)
+    schema = StructType(
+        [StructField("column", StringType()), StructField("exponent", IntegerType()), StructField("n", LongType())]
+    )
+    for table, frame in inp.frames.items():
+        columns = [c for c in MONEY_COLUMNS.get(table, ()) if c in frame.columns]
+
+        def count(batches, table=table):
+            for batch in batches:
+                for column, counted in money_counts(table, batch).items():
+                    rows = [(column, int(e), int(n)) for e, n in counted.counts.items()]
+                    yield pd.DataFrame(rows, columns=["column", "exponent", "n"])
+
+        counts: dict[str, MagnitudeCounts] = {c: MagnitudeCounts() for c in columns}
+        if columns:
+            totals = frame.select(*[f"`{c}`" for c in columns]).mapInPandas(count, schema)
+            for row in totals.groupBy("column", "exponent").sum("n").collect():
+                counts[row[0]].counts[int(row[1])] += int(row[2])
+        checks = checks.with_counts(table, counts)
+    return checks
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -400,6 +431,7 @@ def prepare_bucket(
         date_formats=ctx.date_formats,
         sources={t: s.source for t, s in ctx.specs.items()},
         options=ctx.options,
+        checks=ctx.checks,
     )
     if ctx.id_kind == "text":
         # A bucket whose ids all happen to be digits would make them numbers; the whole input has text ids.
