@@ -60,8 +60,8 @@ def validated(tmp_path_factory, request):
 def test_example_validates_with_the_documented_rejects(validated):
     result, out = validated
     lines = [line.rstrip() for line in result.output.splitlines()]
-    assert re.split(r"\s+", lines[1]) == ["customers", "8", "8", "0"]
-    assert re.split(r"\s+", lines[2]) == ["transactions", "24", "22", "2"]
+    assert re.split(r"\s+", lines[1]) == ["customers", "8", "8", "0", "0"]
+    assert re.split(r"\s+", lines[2]) == ["transactions", "24", "22", "2", "0"]
     assert "  transactions: 1 × amount: negative" in lines
     assert "  transactions: 1 × customer_id: unknown customer" in lines
 

@@ -21,6 +21,7 @@ import codecs
 import dataclasses
 import datetime as dt
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -383,7 +384,11 @@ def _fail_whole_column(
     # A column where *nothing* can be read is a whole-file problem (wrong column mapped, wrong
     # format), not a thousand bad rows.
     if given.any() and bad[given].all():
-        raise DataError(f"{source}: column '{column}': uncoercible type: {rule} (e.g. {_example(series, bad)})")
+        example = str(series[bad].iloc[0])
+        hint = ""
+        if rule.startswith("not a number") and re.fullmatch(r"\s*-?[\d.]*\d,\d+\s*", example):
+            hint = "; looks like decimal commas: export numbers with a '.' decimal point"
+        raise DataError(f"{source}: column '{column}': uncoercible type: {rule} (e.g. {example!r}){hint}")
 
 
 def _coerce_id(series: pd.Series) -> pd.Series:

@@ -148,7 +148,7 @@ class Plausibility:
                 values = df[column].to_numpy(dtype=float, na_value=np.nan)
                 found(
                     values > bound,
-                    f"{column}: implausibly large (above {bound:.6g}; data.checks.amount)",
+                    f"{column}: implausibly large, above {bound:.6g} (data.checks.amount)",
                     s.amount.action,
                     column,
                 )
