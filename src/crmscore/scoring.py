@@ -543,7 +543,7 @@ def score_rows(
             "points": points.to_numpy(dtype=float),
             "tier": text(tier),
             "segment_id": segment_ids,
-            "segment": pd.Series(segment_ids).map(dict(segment_names)).fillna("").to_numpy(dtype=object),
+            "segment": pd.Series(segment_ids).map(dict(segment_names)).astype(object).fillna("").to_numpy(dtype=object),
             "lifecycle_stage": text(tiers.lifecycle_stage(frame, cfg)),
             "value_at_risk": np.full(n, np.nan) if at_risk is None else at_risk.to_numpy(dtype=float),
             "action": text(action),
