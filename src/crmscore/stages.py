@@ -916,17 +916,31 @@ def score_stage(
     ``manifest.json`` (see :mod:`crmscore.scoring`). ``versions`` pins model versions by role
     (``{"churn": 3}``) instead of the champions.
     """
-    from crmscore.data.stream import StreamedInput, last_event_date
-    from crmscore.scoring import score
+    from crmscore.data.stream import last_event_date
+    from crmscore.locks import folder_lock
+    from crmscore.scoring import scoring_dir
 
-    t0 = time.perf_counter()
-    models = load_scoring_models(settings, versions)
-    extra_seconds = {"load_models": time.perf_counter() - t0}
     source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
     if as_of is None:
         as_of = data_as_of(loaded) if loaded is not None else last_event_date(source, settings.data)
     as_of = pd.Timestamp(as_of).normalize()
     out_dir = out_dir or settings.scoring.out_dir
+    # Held from before the models and the input are read until the folder is in place: a second run for
+    # the same folder fails at once with one line, and nobody sees a folder mixed from two runs.
+    with folder_lock(scoring_dir(out_dir, as_of)):
+        result = _score_locked(settings, as_of, source, out_dir, versions, loaded, progress)
+    log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
+    return result
+
+
+def _score_locked(settings: Settings, as_of: pd.Timestamp, source: Path, out_dir, versions, loaded, progress: bool):
+    """The body of :func:`score_stage` once the scoring folder is locked: load the models, score, write."""
+    from crmscore.data.stream import StreamedInput
+    from crmscore.scoring import score
+
+    t0 = time.perf_counter()
+    models = load_scoring_models(settings, versions)
+    extra_seconds = {"load_models": time.perf_counter() - t0}
 
     def check(tables) -> None:
         check_model_inputs(models, tables, settings.features)
@@ -957,7 +971,6 @@ def score_stage(
                 extra_seconds=extra_seconds,
                 check_chunk=check,
             )
-    log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
     return result
 
 
