@@ -265,7 +265,7 @@ def train_churn_stage(
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     y_test = test.y.to_numpy().astype(int)
     p_test, p_base = predictions[("test", "")], predictions[("test", "baseline_")]
-    with mlflow.start_run(run_name=f"churn-{kind}") as run:
+    with tracking.start_run(f"churn-{kind}") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_churn",
@@ -482,7 +482,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     end = test_as_of + pd.Timedelta(days=cfg.horizon_days)
     holdout_summary = btyd.rfm_summary(tables["transactions"], test_as_of, cfg.time_unit, holdout_end=end)
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
-    with mlflow.start_run(run_name="clv") as run:
+    with tracking.start_run("clv") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_clv",
@@ -646,7 +646,7 @@ def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResul
         "clv_top20_share": float(top_share_of_value(clv, 0.2)),
         "customers": float(len(clv)),
     }
-    with mlflow.start_run(run_name="clv-contractual") as run:
+    with tracking.start_run("clv-contractual") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_clv",
@@ -804,7 +804,7 @@ def train_segments_stage(
 
     score = r_squared(ids)
     metrics = {"segments": float(len(model.leaves_)), "r2": score, "customers": float(len(X))}
-    with mlflow.start_run(run_name="segments") as run:
+    with tracking.start_run("segments") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_segments",
@@ -1075,7 +1075,7 @@ def evaluate_stage(
         "metrics": metrics,
     }
     _write_evaluation(folder, loaded, data, prediction, figures, summary)
-    with mlflow.start_run(run_name=f"evaluate-{model}-v{version}") as run:
+    with tracking.start_run(f"evaluate-{model}-v{version}") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "evaluate",
