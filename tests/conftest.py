@@ -76,3 +76,29 @@ def write_params(settings, path: Path) -> Path:
 def visible(folder: Path) -> list[str]:
     """Names in ``folder``, hidden ones (temporary files) left out, sorted."""
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def hooked_crmscore(folder: Path, module: str, function: str, body: str) -> list[str]:
+    """The argv of a ``crmscore`` process in which ``crmscore.<module>.<function>`` first runs ``body``.
+
+    ``body`` is Python run with the call's ``args`` and ``kwargs`` in scope (e.g. ``os.kill(os.getpid(),
+    signal.SIGKILL)`` to kill the process at that point, as ``kill -9`` would); then the real function
+    runs. The process is otherwise the real command line, so a test can stop it at a chosen step.
+    """
+    import sys
+    import textwrap
+
+    script = folder / f"crmscore_hooked_{module}_{function}.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        f"from crmscore import {module} as target\n"
+        f"real = target.{function}\n\n\n"
+        "def hooked(*args, **kwargs):\n"
+        f"{textwrap.indent(textwrap.dedent(body).strip(), '    ')}\n"
+        "    return real(*args, **kwargs)\n\n\n"
+        f"target.{function} = hooked\n"
+        "from crmscore.cli import app\n\n"
+        "app(sys.argv[1:], prog_name='crmscore')\n"
+    )
+    return [sys.executable, str(script)]

@@ -211,3 +211,55 @@ def test_quiet_mlflow_restores_logger_levels() -> None:
     with tracking.quiet_mlflow():
         assert logger.level == logging.WARNING
     assert logger.level == before
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process liveness is checked on POSIX only")
+def test_runs_left_running_by_a_dead_process_of_this_host_are_closed_others_kept(tmp_path: Path) -> None:
+    import subprocess
+
+    experiment_id = tracking.configure(tmp_path / "models", experiment="crmscore")
+    client = tracking.client()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    host = socket.gethostname()
+
+    def running(tags: dict[str, str]) -> str:
+        return client.create_run(experiment_id, tags=tags).info.run_id  # left RUNNING, as by kill -9
+
+    dead = running({tracking.PID_TAG: str(gone.pid), tracking.HOST_TAG: host})
+    alive = running({tracking.PID_TAG: str(os.getpid()), tracking.HOST_TAG: host})
+    elsewhere = running({tracking.PID_TAG: str(gone.pid), tracking.HOST_TAG: host + "-other"})
+    untagged = running({})
+
+    with tracking.start_run("next") as run:
+        assert run.data.tags[tracking.PID_TAG] == str(os.getpid()) and run.data.tags[tracking.HOST_TAG] == host
+    status = {run_id: client.get_run(run_id).info.status for run_id in (dead, alive, elsewhere, untagged)}
+    assert status == {dead: "KILLED", alive: "RUNNING", elsewhere: "RUNNING", untagged: "RUNNING"}
+    assert client.get_run(dead).data.tags["crmscore.abandoned"] == f"process {gone.pid} ended without closing it"
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert tracking.close_abandoned_runs() == []  # nothing more to close
+
+
+def test_alias_is_never_set_on_a_version_that_is_not_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    class Version:
+        status = "PENDING_REGISTRATION"
+
+    class Client:
+        def get_model_version(self, name, version):
+            return Version()
+
+        def set_registered_model_alias(self, name, alias, version):
+            calls.append((name, alias, version))
+
+    monkeypatch.setattr(tracking, "client", Client)
+    with pytest.raises(TrackingError) as raised:
+        tracking.set_alias("crmscore-churn", tracking.CHAMPION, 3)
+    assert str(raised.value) == (
+        "crmscore-churn: version 3 is not ready (PENDING_REGISTRATION); alias champion is left as it was"
+    )
+    assert calls == []
+    Version.status = "READY"
+    tracking.set_alias("crmscore-churn", tracking.CHAMPION, 3)
+    assert calls == [("crmscore-churn", "champion", "3")]

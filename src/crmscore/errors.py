@@ -33,3 +33,7 @@ class TrackingError(CrmscoreError):
 
 class FitError(CrmscoreError):
     """A model could not be fitted: the optimiser failed or the likelihood is not finite."""
+
+
+class LockedError(CrmscoreError):
+    """Another crmscore run is writing the same output folder (it holds the folder's lock); run again later."""

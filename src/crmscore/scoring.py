@@ -50,6 +50,7 @@ from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS, top_reasons
 from crmscore.features import build_features
 from crmscore.io import release_memory
+from crmscore.locks import folder_lock
 
 __all__ = [
     "ModelRef",
@@ -248,26 +249,33 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; on success it replaces ``target`` whole.
 
     On an exception (or a kill) the temporary folder is removed (or left as a hidden ``.tmp`` folder
-    that the next run ignores) and ``target`` is untouched.
+    that the next run removes) and ``target`` is untouched. The folder's lock
+    (:func:`crmscore.locks.folder_lock`) is held throughout: another run writing ``target`` fails with
+    :class:`~crmscore.errors.LockedError` instead of mixing its files in.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _recover(target)
-    # Not tempfile.mkdtemp: its folders are private (0700); a scoring folder gets the usual permissions.
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.{os.getpid()}.old")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with folder_lock(target) as locked:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _recover(target)
+        if locked:  # nobody else writes target now: what a killed run left beside it is garbage
+            for pattern in (f".{target.name}.*.tmp", f".{target.name}.*.old"):
+                for left in target.parent.glob(pattern):
+                    shutil.rmtree(left, ignore_errors=True)
+        # Not tempfile.mkdtemp: its folders are private (0700); a scoring folder gets the usual permissions.
+        tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp.mkdir()
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.{os.getpid()}.old")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 # --- one chunk --------------------------------------------------------------------------------------

@@ -276,7 +276,7 @@ def train_churn_stage(
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     y_test = test.y.to_numpy().astype(int)
     p_test, p_base = predictions[("test", "")], predictions[("test", "baseline_")]
-    with mlflow.start_run(run_name=f"churn-{kind}") as run:
+    with tracking.start_run(f"churn-{kind}") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_churn",
@@ -493,7 +493,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     end = test_as_of + pd.Timedelta(days=cfg.horizon_days)
     holdout_summary = btyd.rfm_summary(tables["transactions"], test_as_of, cfg.time_unit, holdout_end=end)
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
-    with mlflow.start_run(run_name="clv") as run:
+    with tracking.start_run("clv") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_clv",
@@ -657,7 +657,7 @@ def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResul
         "clv_top20_share": float(top_share_of_value(clv, 0.2)),
         "customers": float(len(clv)),
     }
-    with mlflow.start_run(run_name="clv-contractual") as run:
+    with tracking.start_run("clv-contractual") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_clv",
@@ -815,7 +815,7 @@ def train_segments_stage(
 
     score = r_squared(ids)
     metrics = {"segments": float(len(model.leaves_)), "r2": score, "customers": float(len(X))}
-    with mlflow.start_run(run_name="segments") as run:
+    with tracking.start_run("segments") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "train_segments",
@@ -927,17 +927,31 @@ def score_stage(
     ``manifest.json`` (see :mod:`crmscore.scoring`). ``versions`` pins model versions by role
     (``{"churn": 3}``) instead of the champions.
     """
-    from crmscore.data.stream import StreamedInput, last_event_date
-    from crmscore.scoring import score
+    from crmscore.data.stream import last_event_date
+    from crmscore.locks import folder_lock
+    from crmscore.scoring import scoring_dir
 
-    t0 = time.perf_counter()
-    models = load_scoring_models(settings, versions)
-    extra_seconds = {"load_models": time.perf_counter() - t0}
     source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
     if as_of is None:
         as_of = data_as_of(loaded) if loaded is not None else last_event_date(source, settings.data)
     as_of = pd.Timestamp(as_of).normalize()
     out_dir = out_dir or settings.scoring.out_dir
+    # Held from before the models and the input are read until the folder is in place: a second run for
+    # the same folder fails at once with one line, and nobody sees a folder mixed from two runs.
+    with folder_lock(scoring_dir(out_dir, as_of)):
+        result = _score_locked(settings, as_of, source, out_dir, versions, loaded, progress)
+    log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
+    return result
+
+
+def _score_locked(settings: Settings, as_of: pd.Timestamp, source: Path, out_dir, versions, loaded, progress: bool):
+    """The body of :func:`score_stage` once the scoring folder is locked: load the models, score, write."""
+    from crmscore.data.stream import StreamedInput
+    from crmscore.scoring import score
+
+    t0 = time.perf_counter()
+    models = load_scoring_models(settings, versions)
+    extra_seconds = {"load_models": time.perf_counter() - t0}
 
     def check(tables) -> None:
         check_model_inputs(models, tables, settings.features)
@@ -970,7 +984,6 @@ def score_stage(
                 extra_seconds=extra_seconds,
                 check_chunk=check,
             )
-    log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
     return result
 
 
@@ -1076,7 +1089,7 @@ def evaluate_stage(
         "metrics": metrics,
     }
     _write_evaluation(folder, loaded, data, prediction, figures, summary)
-    with mlflow.start_run(run_name=f"evaluate-{model}-v{version}") as run:
+    with tracking.start_run(f"evaluate-{model}-v{version}") as run:
         mlflow.set_tags(
             {
                 "crmscore.stage": "evaluate",

@@ -45,6 +45,7 @@ __all__ = [
     "artifact_root",
     "configure",
     "client",
+    "close_abandoned_runs",
     "data_fingerprint",
     "flatten_params",
     "git_commit",
@@ -55,10 +56,13 @@ __all__ = [
     "promote",
     "quiet_mlflow",
     "set_alias",
+    "start_run",
     "version_by_alias",
     "tracking_uri",
     "ui_command",
 ]
+
+log = logging.getLogger("crmscore")
 
 #: Names of the registered models.
 CHURN_MODEL_NAME = "crmscore-churn"
@@ -441,6 +445,72 @@ def data_fingerprint(tables: dict) -> dict[str, str | int]:
 
 
 # --------------------------------------------------------------------------------------------
+# Runs: who started them, and runs whose process was killed
+# --------------------------------------------------------------------------------------------
+
+#: Tags naming the process that started a run, so a later run can tell a run still going from one whose
+#: process was killed (``kill -9``, a lost machine) and that MLflow would otherwise show RUNNING forever.
+PID_TAG = "crmscore.pid"
+HOST_TAG = "crmscore.host"
+
+
+def start_run(run_name: str):
+    """``mlflow.start_run`` tagged with this process (:data:`PID_TAG`, :data:`HOST_TAG`), after
+    :func:`close_abandoned_runs`; use it as ``with tracking.start_run(...) as run:``."""
+    import socket
+
+    import mlflow
+
+    close_abandoned_runs()
+    return mlflow.start_run(run_name=run_name, tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
+
+
+def close_abandoned_runs() -> list[str]:
+    """Mark KILLED the runs left RUNNING by a crmscore process of this machine that no longer exists.
+
+    Only runs tagged by :func:`start_run` on this host are judged, and only by whether their process is
+    alive, so a run going on elsewhere (another machine, a live process) is never touched. A failure to
+    look is logged, never raised: tidying must not stop the new run. Returns the ids of the runs closed.
+    """
+    import socket
+
+    from mlflow.exceptions import MlflowException
+
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return []
+    host = socket.gethostname()
+    closed = []
+    try:
+        store = client()
+        experiments = [e.experiment_id for e in store.search_experiments()]
+        running = store.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000)
+        for run in running:
+            tags = run.data.tags
+            if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit():
+                continue
+            if _process_alive(int(tags[PID_TAG])):
+                continue
+            store.set_tag(run.info.run_id, "crmscore.abandoned", f"process {tags[PID_TAG]} ended without closing it")
+            store.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    except MlflowException as exc:
+        log.warning("could not close runs left RUNNING by killed processes: %s", _short_reason(exc))
+    if closed:
+        log.info("marked %d run(s) KILLED whose process had ended: %s", len(closed), ", ".join(closed))
+    return closed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------------------------
 # Model registry: versions and aliases (never the deprecated stages)
 # --------------------------------------------------------------------------------------------
 
@@ -463,10 +533,18 @@ def version_by_alias(name: str, alias: str):
 
 
 def set_alias(name: str, alias: str, version: int | str) -> None:
-    """Point ``alias`` of registered model ``name`` at ``version``."""
+    """Point ``alias`` of registered model ``name`` at ``version``, which must be registered completely.
+
+    A version is complete when its registration is ``READY`` (MLflow registers it after the model's
+    files are logged; a store that registers asynchronously reports ``PENDING_REGISTRATION`` until
+    then), so an alias never points at a version a killed or failed run left half-made.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
+        status = client().get_model_version(name, str(version)).status
+        if status != "READY":
+            raise TrackingError(f"{name}: version {version} is not ready ({status}); alias {alias} is left as it was")
         client().set_registered_model_alias(name, alias, str(version))
     except MlflowException as exc:
         raise TrackingError(f"{name}: cannot set alias {alias} to version {version}: {_short_reason(exc)}") from exc
