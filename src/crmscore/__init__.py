@@ -21,7 +21,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 from crmscore.config import Settings, load_settings
 from crmscore.data.load import LoadedData, load_tables, validate_tables
 from crmscore.data.simulate import SimulatedData, simulate_crm
-from crmscore.errors import CrmscoreError, DataError, SettingsError, TrackingError
+from crmscore.errors import CrmscoreError, DataError, LockedError, SettingsError, TrackingError
 
 __all__ = [
     "__version__",
@@ -36,4 +36,5 @@ __all__ = [
     "DataError",
     "SettingsError",
     "TrackingError",
+    "LockedError",
 ]

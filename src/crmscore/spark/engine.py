@@ -125,26 +125,30 @@ def score_stage_spark(
     buckets (default: ``scoring.chunk_size`` customers per bucket, at least one per core); ``conf`` adds
     Spark settings to a session started here.
     """
+    from crmscore.locks import folder_lock
     from crmscore.stages import load_scoring_models
 
     require_pyspark()
-    t0 = time.perf_counter()
-    models = load_scoring_models(settings, versions)
-    load_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    session = spark if spark is not None else spark_session(master, conf)
-    start_seconds = time.perf_counter() - t0
-    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
-    result = score_spark(
-        session,
-        source,
-        as_of,
-        models,
-        settings,
-        out_dir or settings.scoring.out_dir,
-        buckets=buckets,
-        extra_seconds={"load_models": load_seconds, "start_spark": start_seconds},
-    )
+    out_dir = out_dir or settings.scoring.out_dir
+    # One run at a time writes the folder: the lock is held from before the input is read.
+    with folder_lock(scoring_dir(out_dir, pd.Timestamp(as_of).normalize())):
+        t0 = time.perf_counter()
+        models = load_scoring_models(settings, versions)
+        load_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        session = spark if spark is not None else spark_session(master, conf)
+        start_seconds = time.perf_counter() - t0
+        source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
+        result = score_spark(
+            session,
+            source,
+            as_of,
+            models,
+            settings,
+            out_dir,
+            buckets=buckets,
+            extra_seconds={"load_models": load_seconds, "start_spark": start_seconds},
+        )
     log.info("scored %d customers as of %s on Spark into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
     return result
 
