@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,49 @@ def mlflow_workspace(root: Path) -> Iterator[pytest.MonkeyPatch]:
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)
+
+
+@dataclasses.dataclass
+class Champions:
+    """A workspace with registered champions: its folder, settings, training results by role, params file, input."""
+
+    root: Path
+    settings: object
+    trained: dict
+    params: Path
+    tables: dict
+
+
+@contextlib.contextmanager
+def champions(folder: Path, budget: dict, churn_cutoffs: int = 3, **sections) -> Iterator[Champions]:
+    """Simulated input and churn, CLV and segments champions in ``folder``, inside :func:`mlflow_workspace`.
+
+    Churn and CLV are tuned with ``budget``; the CLV model is pinned to the LightGBM one (``clv.model:
+    ml``) so that both models give SHAP reasons. ``sections`` go to :func:`workspace_settings`; the
+    settings are written to ``folder / "params.yaml"`` and the simulated tables read back.
+    """
+    import pandas as pd
+
+    from crmscore.stages import simulate_stage, train_churn_stage, train_clv_stage, train_segments_stage
+
+    with mlflow_workspace(folder):
+        settings = workspace_settings(
+            folder,
+            churn={"train_cutoffs": churn_cutoffs, "tuning": budget},
+            clv={"model": "ml", "train_cutoffs": 2, "tuning": budget},
+            **sections,
+        )
+        simulate_stage(settings)
+        trained = {
+            "churn": train_churn_stage(settings),
+            "clv": train_clv_stage(settings),
+            "segments": train_segments_stage(settings),
+        }
+        assert all(t.promoted for t in trained.values())
+        params = write_params(settings, folder / "params.yaml")
+        names = ("customers", "transactions", "payments", "interactions")
+        tables = {name: pd.read_parquet(folder / "sim" / f"{name}.parquet") for name in names}
+        yield Champions(folder, settings, trained, params, tables)
 
 
 def write_params(settings, path: Path) -> Path:

@@ -102,6 +102,10 @@ def test_every_settings_field_is_in_params_yaml():
             "params.yaml: tiers: the action matrix needs every tier × risk band, missing A.medium",
         ),
         ({"clv": {"time_unit": "M"}}, "params.yaml: clv.time_unit: expected one of 'D' or 'W', got 'M'"),
+        (
+            {"scoring": {"unseen_error_share": 1.5}},
+            "params.yaml: scoring.unseen_error_share: expected a number between 0 and 1, got 1.5",
+        ),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(raw, message):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from tests.conftest import mlflow_workspace, workspace_settings, write_params
@@ -32,7 +33,8 @@ from typer.testing import CliRunner
 from crmscore import tracking
 from crmscore.cli import app
 from crmscore.config import Settings
-from crmscore.report import REPORT_SECTIONS, btyd_model_of_run, compare_versions, run_link
+from crmscore.drift import feature_drift
+from crmscore.report import REPORT_SECTIONS, btyd_model_of_run, compare_versions, drift_section, run_link
 from crmscore.stages import (
     CHURN_MODEL_NAME,
     CLV_MODEL_NAME,
@@ -235,6 +237,31 @@ def test_segments_tiers_and_drift_sections_hold_their_figures_and_tables(ws):
     drift = _section(ws, "drift")
     assert "Population stability index" in drift and "<figcaption>Feature drift (PSI)</figcaption>" in drift
     assert "recency_days" in drift
+    # The scoring manifest's feature checks, beside the PSI (the simulated data scores within training's categories).
+    assert "Values the models never saw in training" in drift and "unseen in training</td>" not in drift
+
+
+def test_drift_section_lists_the_scoring_feature_checks():
+    drift_table = feature_drift(
+        pd.DataFrame({"tenure_days": np.arange(50.0)}), pd.DataFrame({"tenure_days": np.arange(50.0) + 3})
+    )
+    checks = [
+        {"feature": "region", "kind": "unseen", "models": ["churn", "clv"], "count": 40, "share": 1.0,
+         "examples": ["mars", "venus"]},
+        {"feature": "monetary_total", "kind": "out_of_range", "models": ["clv"], "count": 12, "share": 0.3,
+         "training_range": [0.0, 5432.1]},
+        {"feature": "collection_rate", "kind": "missing", "models": ["churn"], "count": 8, "share": 0.2,
+         "training_share": 0.01},
+    ]  # fmt: skip
+    day = pd.Timestamp("2026-10-31")
+    body = drift_section(drift_table, day, day, "test", 0.2, checks).body
+    assert "3 check(s) to look at; values unseen in training: region." in body
+    for cell in ("region", "unseen in training", "churn, clv", "100.0%", "mars, venus"):
+        assert f"<td>{cell}</td>" in body, cell
+    assert "<td>0 to 5,432.1</td>" in body and "<td>1.0% missing</td>" in body
+    assert "outside the training range" in body and "<td>missing</td>" in body
+    assert "holds no feature checks" in drift_section(drift_table, day, day, "test", 0.2, None).body
+    assert "Nothing to report" in drift_section(drift_table, day, day, "test", 0.2, []).body
 
 
 # --- MLflow --------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import mlflow_workspace, visible, workspace_settings, write_params
+from tests.conftest import champions, visible, write_params
 from typer.testing import CliRunner
 
 from crmscore import scoring, tiers, tracking
@@ -36,9 +36,6 @@ from crmscore.stages import (
     TrainResult,
     score_stage,
     simulate_stage,
-    train_churn_stage,
-    train_clv_stage,
-    train_segments_stage,
 )
 
 runner = CliRunner()
@@ -112,24 +109,9 @@ def _one_error_line(result) -> str:
 def ws(tmp_path_factory):
     """Simulated input and registered churn, CLV and segments champions, every path in a temporary folder."""
     root = tmp_path_factory.mktemp("scoring")
-    with mlflow_workspace(root):
-        budget = {"trials": 2, "timeout_seconds": 600, "max_trees": 150}
-        settings = workspace_settings(
-            root,
-            churn={"train_cutoffs": 3, "tuning": budget},
-            clv={"model": "ml", "train_cutoffs": 2, "tuning": budget},
-            scoring={"out_dir": str(root / "reports" / "scores")},
-        )
-        simulate_stage(settings)
-        trained = {
-            "churn": train_churn_stage(settings),
-            "clv": train_clv_stage(settings),
-            "segments": train_segments_stage(settings),
-        }
-        assert all(t.promoted for t in trained.values())
-        params = write_params(settings, root / "params.yaml")
-        tables = {name: pd.read_parquet(root / "sim" / f"{name}.parquet") for name in TABLES}
-        yield Workspace(root, settings, params, trained, tables)
+    budget = {"trials": 2, "timeout_seconds": 600, "max_trees": 150}
+    with champions(root, budget, scoring={"out_dir": str(root / "reports" / "scores")}) as made:
+        yield Workspace(root, made.settings, made.params, made.trained, made.tables)
 
 
 @pytest.fixture(scope="module")

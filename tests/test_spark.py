@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import mlflow_workspace, visible, workspace_settings, write_params
+from tests.conftest import champions, visible
 from typer.testing import CliRunner
 
 pytest.importorskip("pyspark")
@@ -35,10 +35,6 @@ from crmscore.scoring import SCORE_COLUMNS, scoring_dir  # noqa: E402
 from crmscore.spark import build_features_spark, build_features_sql, spark_session  # noqa: E402
 from crmscore.stages import (  # noqa: E402
     score_stage,
-    simulate_stage,
-    train_churn_stage,
-    train_clv_stage,
-    train_segments_stage,
 )
 
 runner = CliRunner()
@@ -86,19 +82,9 @@ def _read(folder: Path) -> Scoring:
 def ws(tmp_path_factory):
     """Simulated input, registered champions and a corrupted CSV copy of the input, all in a temporary folder."""
     root = tmp_path_factory.mktemp("spark")
-    with mlflow_workspace(root):
-        budget = {"trials": 1, "timeout_seconds": 600, "max_trees": 60}
-        settings = workspace_settings(
-            root,
-            churn={"train_cutoffs": 2, "tuning": budget},
-            clv={"model": "ml", "train_cutoffs": 2, "tuning": budget},
-            scoring={"out_dir": str(root / "scores")},
-        )
-        simulate_stage(settings)
-        trained = [train_churn_stage(settings), train_clv_stage(settings), train_segments_stage(settings)]
-        assert all(t.promoted for t in trained)
-        params = write_params(settings, root / "params.yaml")
-        tables = {name: pd.read_parquet(root / "sim" / f"{name}.parquet") for name in TABLES}
+    budget = {"trials": 1, "timeout_seconds": 600, "max_trees": 60}
+    with champions(root, budget, churn_cutoffs=2, scoring={"out_dir": str(root / "scores")}) as made:
+        settings, params, tables = made.settings, made.params, made.tables
         bad = {name: df.copy() for name, df in tables.items()}
         tx = bad["transactions"]
         tx.loc[5, "amount"] = -3.0
@@ -188,8 +174,10 @@ def test_spark_explanations_equal_the_local_engine(scorings):
 def test_spark_manifest_tiers_migration_and_rejects_equal_the_local_engine(ws, scorings):
     local, spark_scoring, _ = scorings
     m, s = local.manifest, spark_scoring.manifest
-    for key in ["as_of", "params_hash", "models", "rows_in", "customers_known", "scored", "rejected", "explanations"]:
+    keys = ["as_of", "params_hash", "models", "rows_in", "customers_known", "scored", "rejected", "explanations"]
+    for key in [*keys, "feature_checks"]:
         assert s[key] == m[key], key
+    assert m["feature_checks"]  # summed over the buckets: customers older than the training ones lie out of range
     assert s["rejected"] == {"customers": 0, "transactions": 2, "payments": 0, "interactions": 0}
     assert s["tiers"] == m["tiers"]  # the same scorecard knots and pyramid boundaries, to the last bit
     assert s["previous_scoring"] == m["previous_scoring"] == f"as_of={EARLIER}"

@@ -14,8 +14,9 @@
   on, so that a 30 % churn probability means 30 % of such customers leave.
 
 Unseen categories at prediction time are treated as missing (LightGBM routes missing values along the
-branch learned for them) and counted in a warning; features that are entirely missing in training
-are dropped with a warning.
+branch learned for them) and their count is logged (scoring reports them per feature,
+:mod:`crmscore.feature_checks`); features that are entirely missing in training are dropped with a
+warning.
 """
 
 from __future__ import annotations

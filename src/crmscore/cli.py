@@ -67,6 +67,21 @@ def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         typer.echo("  ".join(str(r[c]).ljust(widths[c]) for c in columns))
 
 
+#: Feature checks of a scoring printed as warning lines; the rest are counted and left to the manifest.
+_SHOWN_CHECKS = 5
+
+
+def _print_feature_checks(manifest: dict[str, Any], folder: Path) -> None:
+    """One ``warning: …`` line (stderr) per feature the scoring's checks report, most severe first."""
+    from crmscore.feature_checks import check_message
+
+    checks = manifest.get("feature_checks") or []
+    for entry in checks[:_SHOWN_CHECKS]:
+        typer.echo(f"warning: {check_message(entry)}", err=True)
+    if len(checks) > _SHOWN_CHECKS:
+        typer.echo(f"warning: … and {len(checks) - _SHOWN_CHECKS} more in {folder / 'manifest.json'}", err=True)
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"crmscore {__version__}")
@@ -203,6 +218,7 @@ def run(
         typer.echo(f"{role} model not trained: {why}")
     if result.scores is not None:
         typer.echo(f"scored {result.scores.scored:,} customers: {result.scores.out_dir / 'scores.parquet'}")
+        _print_feature_checks(result.scores.manifest, result.scores.out_dir)
     if result.report is not None:
         typer.echo(f"review report: {result.report.path} (open it in a browser)")
     from crmscore.tracking import tracking_uri
@@ -395,6 +411,7 @@ def score(
     rejected = sum(result.rejected.values())
     typer.echo(f"  rejected rows: {rejected:,}" + (f" (see {result.out_dir / 'rejects'})" if rejected else ""))
     typer.echo(f"scores: {result.out_dir / 'scores.parquet'}")
+    _print_feature_checks(manifest, result.out_dir)
 
 
 @app.command()

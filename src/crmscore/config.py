@@ -60,6 +60,10 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+def _optional_fraction(value: Any) -> float | None:
+    return None if value is None else _fraction(value)
+
+
 def _non_negative_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise PydanticCustomError("non_negative", "expected a number ≥ 0, got {got}", {"got": repr(value)})
@@ -108,6 +112,7 @@ def _optional_text(value: Any) -> str | None:
 PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 NonNegativeInt = Annotated[int, BeforeValidator(_non_negative_int)]
 Fraction = Annotated[float, BeforeValidator(_fraction)]
+OptionalFraction = Annotated[float | None, BeforeValidator(_optional_fraction)]
 Date = Annotated[dt.date, BeforeValidator(_date)]
 OptionalDate = Annotated[dt.date | None, BeforeValidator(_optional_date)]
 Text = Annotated[str, BeforeValidator(_text)]
@@ -521,11 +526,20 @@ class TierSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    """Batch scoring: chunking, reasons and where the scores go."""
+    """Batch scoring: chunking, reasons, where the scores go, and the checks of the scored features.
+
+    The feature checks (:mod:`crmscore.feature_checks`) report every category unseen in training, a
+    share of numbers outside the training range above ``out_of_range_warn_share`` and a missing share
+    above training's by more than ``missing_warn_increase``; ``unseen_error_share`` (off when null)
+    stops the scoring when a feature's unseen share exceeds it.
+    """
 
     chunk_size: PositiveInt = 50_000
     top_reasons: PositiveInt = 3
     out_dir: Text = "reports/scores"
+    unseen_error_share: OptionalFraction = None
+    out_of_range_warn_share: Fraction = 0.05
+    missing_warn_increase: Fraction = 0.10
 
 
 class Settings(_Section):

@@ -28,7 +28,8 @@ import datetime as dt
 import logging
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from crmscore.data.schemas import CONTRACT, known_customers
 from crmscore.errors import DataError
 
 __all__ = [
+    "DATE_FEATURES",
     "FEATURES",
     "LABEL_COLUMNS",
     "FeatureEncoder",
@@ -45,6 +47,7 @@ __all__ = [
     "describe",
     "feature_columns",
     "stack_frames",
+    "training_profile",
 ]
 
 log = logging.getLogger("crmscore")
@@ -84,6 +87,10 @@ FEATURES: dict[str, str] = {
 
 # Columns that hold outcomes, never inputs: using them as features would leak the label.
 LABEL_COLUMNS = frozenset({"churned"})
+
+#: Features of the as-of date itself (time of year): they differ between any two dates, so drift and range
+#: checks leave them out.
+DATE_FEATURES = ("season_sin", "season_cos")
 
 _WINDOWED = re.compile(r"^(?P<stem>[a-z_]+)_(?P<w>\d+)d$")
 
@@ -339,13 +346,44 @@ def feature_columns(features: pd.DataFrame) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
+def training_profile(X: pd.DataFrame, categories: Mapping[str, Iterable[Any]]) -> dict[str, dict[str, Any]]:
+    """The training profile of every column of ``X``: what scoring compares new customers with.
+
+    Args:
+        X: the training features (one row per training example), as the model sees them.
+        categories: the categories the model knows, per categorical column; every other column is numeric.
+
+    Returns:
+        Column → ``{"kind": "categorical", "categories": [...], "missing_share": s}`` or
+        ``{"kind": "numeric", "min": a, "max": b, "missing_share": s}`` (``min``/``max`` of the finite
+        values, ``None`` when there is none). Plain Python values: a few hundred bytes per feature.
+    """
+    profile: dict[str, dict[str, Any]] = {}
+    n = len(X)
+    for column in X.columns:
+        values = X[column]
+        missing = float(values.isna().sum() / n) if n else 0.0
+        if column in categories:
+            known = [c.item() if isinstance(c, np.generic) else c for c in categories[column]]
+            profile[column] = {"kind": "categorical", "categories": known, "missing_share": missing}
+            continue
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        finite = numbers[np.isfinite(numbers)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+        profile[column] = {"kind": "numeric", "min": low, "max": high, "missing_share": missing}
+    return profile
+
+
 class FeatureEncoder:
     """Mixin of the models: remembers the training features and categories and encodes frames alike.
 
     ``_prepare(X, fitting=True)`` records ``feature_names_in_``, ``categories_`` (training categories per
-    categorical column) and ``dropped_features_`` (features with no value at all, dropped with a
-    warning); at prediction it selects those columns, codes categories against the training ones (an
-    unseen value becomes missing, with a logged count) and makes every other column float.
+    categorical column), ``dropped_features_`` (features with no value at all, dropped with a
+    warning) and ``feature_profile_`` (:func:`training_profile`: categories, numeric ranges and missing
+    shares, which scoring checks new customers against); at prediction it selects those columns, codes
+    categories against the training ones (an unseen value becomes missing, its count logged at info level:
+    scoring reports them once per feature, :mod:`crmscore.feature_checks`) and makes every other column
+    float.
     """
 
     _label = "model"
@@ -379,11 +417,13 @@ class FeatureEncoder:
             coded = pd.Categorical(values.where(values.isin(categories)), categories=categories)
             unseen = int((pd.isna(coded) & pd.notna(values)).sum())
             if unseen and not fitting:
-                log.warning("%s: %d value(s) never seen in training; treated as missing", column, unseen)
+                log.info("%s: %d value(s) never seen in training; treated as missing", column, unseen)
             X[column] = coded
         for column in X.columns:
             if column not in self.categories_:
                 X[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
+        if fitting:
+            self.feature_profile_ = training_profile(X, self.categories_)
         return X
 
 

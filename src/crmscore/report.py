@@ -60,6 +60,7 @@ import pandas as pd
 
 from crmscore.config import Settings
 from crmscore.errors import DataError
+from crmscore.features import DATE_FEATURES
 
 __all__ = [
     "ReportResult",
@@ -102,9 +103,6 @@ REPORT_SECTIONS: dict[str, str] = {
 
 # SHAP values of this many test customers are enough for a stable picture and take a second.
 _SHAP_SAMPLE = 1_000
-# Features of the as-of date itself, equal for every customer of a date: they differ between any two
-# dates by construction, so their PSI would flag every report without saying anything about customers.
-_DATE_FEATURES = ("season_sin", "season_cos")
 _DEPENDENCE_FEATURES = 3
 _FIGURE_DPI = 100
 
@@ -1093,8 +1091,11 @@ def drift_section(
     scoring_as_of: pd.Timestamp,
     reference_source: str,
     threshold: float,
+    feature_checks: Sequence[Mapping[str, Any]] | None = None,
 ) -> Section:
-    """PSI per feature between the reference population and the scored one, drifted features flagged."""
+    """PSI per feature between the reference population and the scored one, drifted features flagged, and
+    the scoring's ``feature_checks`` (its manifest's: values unseen in training, out of the training range or
+    newly missing); ``None`` for a scoring whose manifest has none (scored before the checks existed)."""
     from crmscore.features import describe
 
     drifted = drift.loc[drift["drifted"], "feature"].tolist()
@@ -1104,7 +1105,7 @@ def drift_section(
             f"({reference_source}) against the customers scored as of {_date(scoring_as_of)}. Quantile bins of the "
             f"reference, missing values in a bin of their own. Below 0.1 little change, 0.1–0.25 a moderate shift, "
             f"above 0.25 a major one; features above {threshold:g} are flagged. Features of the date itself "
-            f"({', '.join(_DATE_FEATURES)}) are left out: they differ between any two dates."
+            f"({', '.join(DATE_FEATURES)}) are left out: they differ between any two dates."
         )
     ]
     if pd.Timestamp(reference_as_of) == pd.Timestamp(scoring_as_of):
@@ -1125,7 +1126,52 @@ def drift_section(
             {"psi": _decimal, "missing (reference)": _percent, "missing (scoring)": _percent},
         )
     )
+    body.extend(_feature_checks_part(feature_checks))
     return Section("drift", REPORT_SECTIONS["drift"], "".join(body))
+
+
+_CHECK_KINDS = {"unseen": "unseen in training", "out_of_range": "outside the training range", "missing": "missing"}
+
+
+def _feature_checks_part(checks: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """The scoring's feature checks as a table beside the PSI: what the models met that training never showed."""
+    body = [_h3("Values the models never saw in training")]
+    if checks is None:
+        return [*body, _note("The scoring manifest holds no feature checks (scored before crmscore recorded them).")]
+    intro = (
+        "Counted while scoring, per model feature, against the training profile the model was registered "
+        "with: categories never seen in training (the model treats them as missing), numbers outside the "
+        "training range (above scoring.out_of_range_warn_share of the customers) and missing values (above "
+        "the training share by more than scoring.missing_warn_increase). Models registered before these "
+        "profiles existed are not checked."
+    )
+    if not checks:
+        return [*body, _p(intro), _p("Nothing to report: no scored value was unseen, out of range or newly missing.")]
+
+    def training(entry: Mapping[str, Any]) -> str:
+        if entry["kind"] == "missing":
+            return f"{_percent(entry['training_share'])} missing"
+        if entry["kind"] == "out_of_range":
+            low, high = entry["training_range"]
+            return f"{low:,.6g} to {high:,.6g}"
+        return ""
+
+    table = pd.DataFrame(
+        {
+            "feature": [e["feature"] for e in checks],
+            "check": [_CHECK_KINDS.get(e["kind"], e["kind"]) for e in checks],
+            "models": [", ".join(e["models"]) for e in checks],
+            "customers": [e["count"] for e in checks],
+            "share": [e["share"] for e in checks],
+            "training": [training(e) for e in checks],
+            "examples": [", ".join(e.get("examples", [])) for e in checks],
+        }
+    )
+    unseen = [e["feature"] for e in checks if e["kind"] == "unseen"]
+    lead = f"{len(checks)} check(s) to look at"
+    if unseen:
+        lead += f"; values unseen in training: {', '.join(unseen)}"
+    return [*body, _p(intro), _p(lead + ".", "warning"), _table(table, {"customers": _number, "share": _percent})]
 
 
 # --- the page -------------------------------------------------------------------------------------------------
@@ -1426,9 +1472,18 @@ def report_stage(
         for f in getattr(c.first.estimator, "feature_names_in_", [])
         if f in score_X.columns
     ]
-    columns = [c for c in dict.fromkeys(used or score_X.columns) if c not in _DATE_FEATURES]
+    columns = [c for c in dict.fromkeys(used or score_X.columns) if c not in DATE_FEATURES]
     drift_table = drift.feature_drift(reference_X[[c for c in columns if c in reference_X.columns]], score_X[columns])
-    sections.append(drift_section(drift_table, reference_as_of, as_of, reference_source, drift.DRIFT_THRESHOLD))
+    sections.append(
+        drift_section(
+            drift_table,
+            reference_as_of,
+            as_of,
+            reference_source,
+            drift.DRIFT_THRESHOLD,
+            manifest.get("feature_checks"),
+        )
+    )
 
     drifted = drift_table.loc[drift_table["drifted"], "feature"].tolist()
     clv_values = _floats(scores["clv"])

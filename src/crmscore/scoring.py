@@ -6,18 +6,23 @@
 2. splits the customers known on the as-of date into chunks of ``scoring.chunk_size`` (with a progress
    bar) and, per chunk, builds the point-in-time features from that chunk's rows only, predicts churn
    probability and CLV, explains both models with exact TreeSHAP (top ``scoring.top_reasons`` reasons
-   each), and assigns the segment. The input is either tables already loaded, or — as ``crmscore
-   score`` runs it — a :class:`~crmscore.data.stream.StreamedInput` that reads and validates each
-   chunk's rows from disk when the chunk comes, so memory follows the chunk, not the customer base;
+   each), assigns the segment, and counts the feature values the models never saw in training
+   (:mod:`crmscore.feature_checks`: unseen categories, numbers outside the training range, missing
+   values). The input is either tables already loaded, or — as ``crmscore score`` runs it — a
+   :class:`~crmscore.data.stream.StreamedInput` that reads and validates each chunk's rows from disk
+   when the chunk comes, so memory follows the chunk, not the customer base;
 3. then, over all customers, fits the tier scale (scorecard percentiles or pyramid thresholds) and
    assigns tier, risk band, lifecycle stage, value at risk and action, because tiers rank customers
    against each other;
 4. writes ``scores.parquet``, ``explanations.parquet``, ``rejects/``, ``tier_migration.csv`` and
-   ``manifest.json`` into a temporary folder that is renamed onto ``<out>/as_of=YYYY-MM-DD`` only when
-   everything is written: a killed run leaves no partial output, and a rerun replaces the folder whole.
+   ``manifest.json`` (with the ``feature_checks`` worth a look; too many unseen values for
+   ``scoring.unseen_error_share`` stop the run before anything is written) into a temporary folder that
+   is renamed onto ``<out>/as_of=YYYY-MM-DD`` only when everything is written: a killed run leaves no
+   partial output, and a rerun replaces the folder whole.
 
 Every per-customer quantity depends only on that customer's rows and the models, and the tier scale on
-all customers, so the results are identical for any chunk size.
+all customers, and the feature checks are sums of per-chunk counts, so the results are identical for any
+chunk size.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from crmscore.data.schemas import known_customers
 from crmscore.data.stream import StreamedInput
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS, top_reasons
+from crmscore.feature_checks import FeatureCounts, check_unseen_share, count_features, feature_checks
 from crmscore.features import build_features
 from crmscore.io import release_memory
 from crmscore.locks import folder_lock
@@ -68,6 +74,7 @@ __all__ = [
     "segment_name_map",
     "fit_tier_scale",
     "score_rows",
+    "summarize_feature_checks",
     "tier_features",
     "SCORE_COLUMNS",
 ]
@@ -293,17 +300,59 @@ def _explain(estimator: Any, X: pd.DataFrame) -> tuple[np.ndarray, float, list[s
     return values, base, list(estimator.feature_names_in_)
 
 
+def _profiles(models: ScoringModels) -> dict[str, dict[str, Any]]:
+    """Training profile per model role; models registered before profiles existed have none and are skipped."""
+    refs = (("churn", models.churn), ("clv", models.clv), ("segments", models.segments))
+    profiles = {role: getattr(ref.estimator, "feature_profile_", None) for role, ref in refs if ref is not None}
+    return {role: profile for role, profile in profiles.items() if profile}
+
+
+def summarize_feature_checks(counts: FeatureCounts, models: ScoringModels, settings: Settings) -> list[dict[str, Any]]:
+    """The manifest's ``feature_checks`` from the counts summed over every chunk (or Spark bucket).
+
+    :func:`crmscore.feature_checks.feature_checks` with the ``scoring`` thresholds; raises a one-line
+    :class:`DataError` when a feature's unseen share exceeds ``scoring.unseen_error_share``.
+    """
+    cfg = settings.scoring
+    checks = feature_checks(counts, _profiles(models), cfg.out_of_range_warn_share, cfg.missing_warn_increase)
+    check_unseen_share(checks, cfg.unseen_error_share)
+    return checks
+
+
+def _check_attributes_first(
+    customers: pd.DataFrame, as_of: pd.Timestamp, models: ScoringModels, settings: Settings
+) -> None:
+    """Stop before any chunk is scored when an attribute's unseen share exceeds ``scoring.unseen_error_share``.
+
+    The categorical features are the customers table's attributes, and that table is at hand whole (even
+    when the other tables are streamed), so their unseen shares over every customer are known before
+    scoring — the same shares the chunks count: a run that must stop costs seconds, not a whole scoring,
+    and prints its one line without a progress bar.
+    """
+    if settings.scoring.unseen_error_share is None:
+        return
+    profiles = {
+        role: {feature: info for feature, info in profile.items() if info["kind"] == "categorical"}
+        for role, profile in _profiles(models).items()
+    }
+    attributes = build_features({"customers": customers}, as_of, settings.features)
+    checks = feature_checks(count_features(attributes, profiles), profiles, out_of_range_share=1, missing_increase=1)
+    check_unseen_share(checks, settings.scoring.unseen_error_share)
+
+
 def score_chunk(
     tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, models: ScoringModels, settings: Settings
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], FeatureCounts]:
     """Features, churn probability, CLV, segment and top reasons of one chunk of customers.
 
-    Returns the per-customer frame (with the features the tiers need), the reasons (long format) and
-    seconds per step.
+    Returns the per-customer frame (with the features the tiers need), the reasons (long format), seconds
+    per step and the feature counts against the models' training profiles (added up over chunks by
+    :func:`score`).
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     X = build_features(tables, as_of, settings.features)
+    counts = count_features(X, _profiles(models))
     seconds["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -354,7 +403,7 @@ def score_chunk(
     frame["expected_spend"] = spend
     frame["clv"] = value
     frame["segment_id"] = segment_ids.astype(np.int64)
-    return frame, explanations, seconds
+    return frame, explanations, seconds, counts
 
 
 def tier_features(settings: Settings) -> list[str]:
@@ -410,6 +459,7 @@ def score(
     integer_ids = pd.api.types.is_integer_dtype(customers["customer_id"].dtype)
     if known == 0:
         raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
+    _check_attributes_first(customers, as_of, models, settings)
     target = scoring_dir(out_dir, as_of)
     previous = previous_scoring(out_dir, as_of)
     seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "explain": 0.0}
@@ -417,6 +467,7 @@ def score(
     before = sum(seconds.values()) + (source.open_seconds if isinstance(source, StreamedInput) else 0.0)
     with atomic_dir(target) as tmp:
         frames = []
+        counts = FeatureCounts()
         writer: pq.ParquetWriter | None = None
         explanation_rows = 0
         n_chunks = source.n_chunks
@@ -427,10 +478,11 @@ def score(
         chunks = itertools.chain([first], chunks)
         del first
         for chunk in tqdm(chunks, total=n_chunks, desc="scoring", unit="chunk", disable=not progress):
-            frame, explanations, spent = score_chunk(chunk, as_of, models, settings)
+            frame, explanations, spent, chunk_counts = score_chunk(chunk, as_of, models, settings)
             for key, value in spent.items():
                 seconds[key] += value
             frames.append(frame)
+            counts += chunk_counts
             table = pa.Table.from_pandas(reason_frame(explanations, integer_ids), preserve_index=False)
             if writer is None:
                 writer = pq.ParquetWriter(tmp / "explanations.parquet", table.schema)
@@ -440,6 +492,7 @@ def score(
             release_memory()
         if writer is not None:
             writer.close()
+        checks = summarize_feature_checks(counts, models, settings)  # raising here leaves nothing behind
 
         t0 = time.perf_counter()
         everyone = pd.concat(frames)
@@ -483,6 +536,7 @@ def score(
             "chunks": n_chunks,
             "previous_scoring": None if previous is None else previous.name,
             "models_missing": dict(models.missing),
+            "feature_checks": checks,
             "tiers": scale.to_dict(),
             "seconds": {k: round(v, 3) for k, v in seconds.items()},
             "customers_per_second": round(len(scores) / seconds["total"], 1) if seconds["total"] > 0 else None,

@@ -59,7 +59,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from crmscore.config import SegmentSettings
 from crmscore.errors import DataError
-from crmscore.features import describe
+from crmscore.features import describe, training_profile
 
 __all__ = [
     "SegmentTree",
@@ -405,7 +405,9 @@ class SegmentTree(BaseEstimator):
     Fitted attributes: ``tree_`` (the scikit-learn :class:`~sklearn.tree.DecisionTreeRegressor`;
     ``None`` after :meth:`from_json`), ``feature_names_in_``, ``n_features_in_``, ``feature_kinds_``
     (``numeric`` / ``categorical``), ``categories_`` (training categories of each categorical
-    feature, in their dtype's order), ``skipped_features_``, ``min_samples_leaf_``, ``nodes_`` (the
+    feature, in their dtype's order), ``feature_profile_`` (categories, numeric ranges and missing shares
+    that scoring checks new customers against: :func:`crmscore.features.training_profile`; ``None``
+    after :meth:`from_json`), ``skipped_features_``, ``min_samples_leaf_``, ``nodes_`` (the
     tree with the thresholds the rules use; see :meth:`to_json`), ``conditions_`` (segment id → merged
     conditions) and ``leaves_`` (one row per segment: ``segment_id``, ``name``, ``rule``,
     ``sql_condition``, ``customers``, ``share``, ``mean_target``). Training data is never stored.
@@ -528,6 +530,7 @@ class SegmentTree(BaseEstimator):
         self.n_features_in_ = len(used)
         self.feature_kinds_ = kinds
         self.categories_ = categories
+        self.feature_profile_ = training_profile(X[used], categories)
         self.min_samples_leaf_ = min_samples_leaf
         self.nodes_ = _nodes_from_tree(tree, matrix, used, kinds, categories, codes)
         self._describe_leaves()
@@ -623,14 +626,14 @@ class SegmentTree(BaseEstimator):
         """Segment id of every customer in ``X`` (a Series named ``segment_id`` on ``X``'s index).
 
         Raises :class:`~crmscore.errors.DataError` when ``X`` lacks a feature the rules use. Unseen
-        categories are counted in a warning in the log and go where missing values go.
+        categories go where missing values go (their count is logged at info level; scoring reports them).
         """
         X = self._checked(X)
         for feature, known in self.categories_.items():
             values = X[feature].astype(object)
             unseen = int((values.notna() & ~values.isin(known)).sum())
-            if unseen:
-                log.warning(
+            if unseen:  # scoring reports them once per feature (crmscore.feature_checks)
+                log.info(
                     "segments: %s: %d value(s) never seen in training; they go where missing ones go", feature, unseen
                 )
         return pd.Series(self._walk(X), index=X.index, name="segment_id", dtype="int64")
@@ -716,6 +719,7 @@ class SegmentTree(BaseEstimator):
         model.n_features_in_ = len(model.feature_names_in_)
         model.feature_kinds_ = {f["name"]: f["kind"] for f in data["features"]}
         model.categories_ = {f["name"]: list(f["categories"]) for f in data["features"] if "categories" in f}
+        model.feature_profile_ = None  # not exported: scoring skips the feature checks of this model
         model.skipped_features_ = list(data.get("skipped_features", []))
         model.min_samples_leaf_ = data.get("min_samples_leaf")
         model.nodes_ = [dict(node) for node in data["nodes"]]

@@ -32,8 +32,8 @@
   (:func:`crmscore.evaluation.value_metrics`).
 
 Unseen categories at prediction time are treated as missing (LightGBM routes missing values along the
-branch learned for them) and counted in a warning; features entirely missing in training are dropped
-with a warning.
+branch learned for them) and their count is logged (scoring reports them per feature,
+:mod:`crmscore.feature_checks`); features entirely missing in training are dropped with a warning.
 """
 
 from __future__ import annotations

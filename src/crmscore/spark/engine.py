@@ -23,8 +23,9 @@ system path): ``scores.parquet`` and ``explanations.parquet`` as folders of Parq
 customer, and by customer, model and rank; pandas and pyarrow read a folder as one table), ``rejects/``
 (``<table>.parquet`` for each table with rejected rows: the row as read, its row number in reading order
 and the reason), ``tier_migration.csv`` against the latest earlier scoring (either engine's) and
-``manifest.json`` (the single-machine manifest's keys, plus ``engine`` and ``spark``: master, buckets and
-the executors' seconds per step summed over tasks).
+``manifest.json`` (the single-machine manifest's keys, ``feature_checks`` summed from every bucket's
+counts included, plus ``engine`` and ``spark``: master, buckets and the executors' seconds per step
+summed over tasks).
 
 Every per-customer value is computed by the same functions from the same rows in the same order, and the
 tier scale from the same values, so the scores equal the single-machine engine's.
@@ -54,6 +55,7 @@ from crmscore.data.plausibility import check_reject_shares
 from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS
+from crmscore.feature_checks import FeatureCounts
 from crmscore.features import build_features
 from crmscore.scoring import ScoreResult, ScoringModels, atomic_dir, previous_scoring, scoring_dir
 from crmscore.spark.features import probe_bucket, schema_of, to_spark_frame
@@ -224,6 +226,8 @@ def score_spark(
                 raise DataError(
                     f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score"
                 )
+            counts = sum((FeatureCounts.from_dict(s["feature_counts"]) for s in stats), FeatureCounts())
+            checks = scoring.summarize_feature_checks(counts, models, settings)  # raising here leaves nothing
 
             # The tier scale: a few columns of every customer, on the driver.
             t0 = time.perf_counter()
@@ -274,6 +278,7 @@ def score_spark(
                 "chunks": n_buckets,
                 "previous_scoring": None if previous is None else previous.name,
                 "models_missing": dict(models.missing),
+                "feature_checks": checks,
                 "tiers": scale.to_dict(),
                 "seconds": {k: round(v, 3) for k, v in seconds.items()},
                 "customers_per_second": round(known / seconds["total"], 1) if seconds["total"] > 0 else None,
@@ -332,8 +337,9 @@ def _score_bucket(
     parts = []
     known = len(known_customers(tables["customers"], as_of))
     explanation_rows = 0
+    counts = FeatureCounts()
     if known:
-        frame, explanations, chunk_seconds = scoring.score_chunk(tables, as_of, models.value, settings)
+        frame, explanations, chunk_seconds, counts = scoring.score_chunk(tables, as_of, models.value, settings)
         spent.update(chunk_seconds)
         t0 = time.perf_counter()
         parts.append(to_spark_frame(frame.reset_index().assign(kind=_SCORE), schema))
@@ -365,6 +371,7 @@ def _score_bucket(
         "warnings": {t: r.warnings for t, r in loaded.reports.items()},
         "known": known,
         "explanations": explanation_rows,
+        "feature_counts": counts.to_dict(),
         "seconds": spent,
     }
     parts.append(to_spark_frame(pd.DataFrame({"kind": [_STATS], "stats": [json.dumps(stats)]}), schema))
