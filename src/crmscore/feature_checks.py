@@ -21,7 +21,9 @@ only what is worth a look: any unseen value, an out-of-range share above a thres
 above training's by more than a set amount — most severe first. :func:`check_message` words one entry
 for the console and :func:`check_unseen_share` stops a scoring with too many unseen values. Features
 of the as-of date itself (:data:`~crmscore.features.DATE_FEATURES`) differ between any two dates and
-are not range-checked. Models registered before profiles existed have none and are not checked.
+are not range-checked; a customer's age (:data:`~crmscore.features.AGE_FEATURES`) is checked at its
+lower end only, since a scoring after training sees older customers by construction. Models registered
+before profiles existed have none and are not checked.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from crmscore.errors import DataError
-from crmscore.features import DATE_FEATURES
+from crmscore.features import AGE_FEATURES, DATE_FEATURES
 
 __all__ = [
     "CHECK_KINDS",
@@ -115,8 +117,9 @@ def count_features(X: pd.DataFrame, profiles: Mapping[str, Mapping[str, Mapping[
                     tally["examples"] = sorted({str(v) for v in values[unseen]})[:MAX_EXAMPLES]
             elif info["min"] is not None and feature not in DATE_FEATURES:
                 numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                high = np.inf if feature in AGE_FEATURES else info["max"]  # customers only grow older
                 with np.errstate(invalid="ignore"):
-                    tally["out_of_range"] = int(((numbers < info["min"]) | (numbers > info["max"])).sum())
+                    tally["out_of_range"] = int(((numbers < info["min"]) | (numbers > high)).sum())
             tallies[feature] = tally
     return FeatureCounts(len(X), models)
 

@@ -40,6 +40,7 @@ from crmscore.errors import DataError
 
 __all__ = [
     "DATE_FEATURES",
+    "AGE_FEATURES",
     "FEATURES",
     "LABEL_COLUMNS",
     "FeatureEncoder",
@@ -91,6 +92,9 @@ LABEL_COLUMNS = frozenset({"churned"})
 #: Features of the as-of date itself (time of year): they differ between any two dates, so drift and range
 #: checks leave them out.
 DATE_FEATURES = ("season_sin", "season_cos")
+#: Features that grow with the as-of date for every customer (their age with the company): a scoring after
+#: training sees older customers than training did by construction, so only their lower end is range-checked.
+AGE_FEATURES = ("tenure_days", "first_purchase_days")
 
 _WINDOWED = re.compile(r"^(?P<stem>[a-z_]+)_(?P<w>\d+)d$")
 

@@ -41,6 +41,10 @@ class Case:
     rejected: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Reasons (substrings) of kept rows flagged as warnings, per table.
     flagged: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Further arguments of the command (e.g. the as-of date of a scoring).
+    args: tuple[str, ...] = ()
+    #: The output folder is locked by another run while the command runs.
+    locked: bool = False
 
 
 def base_tables(customers: int = 300, seed: int = 5) -> dict[str, pd.DataFrame]:
@@ -500,30 +504,126 @@ PLAUSIBILITY_CASES = [
     ),
 ]
 
+
+# --- scoring: values the models never saw, locks, bad rows at scoring time ---------------------------------------
+# These cases start from the tables the models were trained on and score them with the trained champions.
+
+SCORING_AS_OF = ("--as-of", "2026-10-31")
+
+
+def _customers(edit: Callable[[pd.DataFrame], None], params: dict | None = None):
+    return _edit("customers", edit, params)
+
+
+def _unseen(frame: pd.DataFrame) -> None:
+    frame["region"] = "mars"
+    frame["contract"] = "lifetime"
+
+
+def _blank_region(frame: pd.DataFrame) -> None:
+    frame["region"] = None
+
+
+def _rich(frame: pd.DataFrame) -> None:
+    frame["amount"] = frame["amount"] * 1000
+
+
+def _scoring(name, build, exit_code=0, message=None, **fields) -> Case:
+    return Case(name, "scoring", build, exit_code, message, command="score", args=SCORING_AS_OF, **fields)
+
+
+SCORING_CASES = [
+    _scoring("as_trained", _edit("customers", lambda frame: None)),
+    _scoring(
+        "unseen_categories",
+        _customers(_unseen),
+        message=r"warning: (region|contract): 100\.0 % of scored customers have values unseen in training "
+        r"\(e\.g\. '(mars|lifetime)'\)",
+    ),
+    _scoring(
+        "unseen_above_the_error_share",
+        _customers(_unseen, {"scoring": {"unseen_error_share": 0.5}}),
+        2,
+        r"100\.0 % of scored customers have values unseen in training .*more than scoring\.unseen_error_share = 0\.5",
+    ),
+    _scoring(
+        "spend_a_thousand_times_training",
+        _edit("transactions", _rich),
+        message=r"warning: monetary_\w+: [\d.]+ % of scored customers have values outside the training range",
+    ),
+    _scoring(
+        "attribute_missing_at_scoring",
+        _customers(_blank_region),
+        message=r"warning: region: 100\.0 % of scored customers have no value, against 0\.0 % in training",
+    ),
+    _scoring(
+        "amount_1e300_at_scoring",
+        _edit("transactions", _set("amount", slice(0, 1), "1e300")),
+        rejected={"transactions": "amount: implausibly large"},
+    ),
+    _scoring(
+        "wrong_date_format_at_scoring",
+        _month_first,
+        2,
+        r"transactions\.csv: [\d.]+% of [\d,]+ rows rejected.*likely setting: data\.tables\.transactions\.date_format",
+    ),
+    _scoring(
+        "scoring_folder_locked",
+        _edit("customers", lambda frame: None),
+        2,
+        r"as_of=2026-10-31: another crmscore run \(pid \d+ .*\) is writing this folder",
+        locked=True,
+    ),
+    Case(
+        "as_of_before_any_customer",
+        "scoring",
+        _edit("customers", lambda frame: None),
+        2,
+        r"nobody signed up on or before the as-of date 2001-01-01",
+        command="score",
+        args=("--as-of", "2001-01-01"),
+    ),
+]
+
 CASES: list[Case] = [*CONTRACT_CASES, *ENCODING_CASES, *PLAUSIBILITY_CASES]
 
 
-def params_for(case_dir: Path, overrides: dict | None) -> dict:
-    """The case's params: the future-date rule pinned and its reports inside the case folder."""
-    params: dict = {
+def params_for(case_dir: Path, overrides: dict | None, base: dict | None = None) -> dict:
+    """The case's params: ``base`` (default: the future-date rule pinned and the reports and models inside the
+    case folder) with the case's overrides merged in at every level."""
+    params: dict = base or {
         "data": {"max_date": str(MAX_DATE)},
         "paths": {"reports_dir": str(case_dir / "reports"), "models_dir": str(case_dir / "models")},
     }
-    for section, values in (overrides or {}).items():
-        params.setdefault(section, {}).update(values)
-    return params
+    return _merged(params, overrides or {})
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` merged in at every level (a copy)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def generate(
-    root: Path, cases: list[Case] | None = None, tables: dict[str, pd.DataFrame] | None = None
+    root: Path,
+    cases: list[Case] | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
+    base_params: dict | None = None,
 ) -> dict[str, Path]:
-    """Write every case's ``in/`` and ``params.yaml`` under ``root``; return the case folders by name."""
+    """Write every case's ``in/`` and ``params.yaml`` under ``root``; return the case folders by name.
+
+    ``tables`` are the tables the cases start from (default :func:`base_tables`) and ``base_params`` the
+    params they change (default: see :func:`params_for`); scoring cases take the trained models' own.
+    """
     tables = tables or base_tables()
     out = {}
     for case in cases or CASES:
         folder = Path(root) / case.name
         overrides = case.build(folder / "in", {k: v.copy() for k, v in tables.items()})
-        (folder / "params.yaml").write_text(yaml.safe_dump(params_for(folder, overrides), sort_keys=False))
+        params = params_for(folder, overrides, base_params)
+        (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         out[case.name] = folder
     return out
 
@@ -532,3 +632,4 @@ if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "corpus")
     for name, folder in generate(target).items():
         print(f"{name:40s} {folder}")
+    print(f"(the {len(SCORING_CASES)} scoring cases need trained models: tests/test_corpus.py trains them)")
