@@ -542,6 +542,16 @@ class ScoringSettings(_Section):
     missing_warn_increase: Fraction = 0.10
 
 
+class MonitoringSettings(_Section):
+    """The track record of past scorings (``crmscore monitor``): intervals and the thresholds of its flags."""
+
+    out_dir: Text = "reports/monitoring"
+    bootstrap_samples: NonNegativeInt = 200
+    seed: NonNegativeInt = 42
+    calibration_tolerance: Fraction = 0.03
+    psi_threshold: Annotated[float, BeforeValidator(_non_negative_float)] = 0.2
+
+
 class Settings(_Section):
     """All of ``params.yaml``."""
 
@@ -555,6 +565,7 @@ class Settings(_Section):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     tiers: TierSettings = Field(default_factory=TierSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @model_validator(mode="after")
     def _features_exclude(self) -> Settings:
