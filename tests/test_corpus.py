@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +19,6 @@ from generate import CASES, SCORING_CASES, Case, generate  # noqa: E402
 
 from conftest import champions  # noqa: E402
 from crmscore.cli import app  # noqa: E402
-from crmscore.locks import folder_lock  # noqa: E402
 
 runner = CliRunner()
 AREAS = {"contract", "encoding", "plausibility", "scoring"}
@@ -35,6 +35,7 @@ def scoring_corpus(tmp_path_factory) -> dict[str, Path]:
     """The scoring cases, written from the tables tiny churn, CLV and segments champions were trained on."""
     root = tmp_path_factory.mktemp("scoring_corpus")
     budget = {"trials": 1, "timeout_seconds": 600, "max_trees": 60}
+    (root / "workspace").mkdir()
     with champions(root / "workspace", budget, churn_cutoffs=2) as made:
         yield generate(root / "cases", SCORING_CASES, made.tables, made.settings.model_dump(mode="json"))
 
@@ -63,9 +64,27 @@ def _invoke(case: Case, folder: Path):
     command = [case.command, "--input", str(folder / "in"), "--out", str(out), "--params", str(folder / "params.yaml")]
     if not case.locked:
         return runner.invoke(app, [*command, *case.args])
-    # Another run holds the folder: a real flock, taken by this process on the other run's behalf.
-    with folder_lock(out / "as_of=2026-10-31"):
+    # Another process holds the folder's lock while the command runs.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out / "as_of=2026-10-31")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
         return runner.invoke(app, [*command, *case.args])
+    finally:
+        holder.communicate("", timeout=60)
+
+
+_HOLD = """
+import sys
+from crmscore.locks import folder_lock
+with folder_lock(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
 
 
 def _check(case: Case, folder: Path) -> None:

@@ -470,6 +470,64 @@ def report(
 
 @app.command()
 @_friendly
+def monitor(
+    input_dir: InputOption = None,
+    scores: Annotated[
+        Path | None,
+        typer.Option("--scores", help="Folder of the past scorings, as_of=DATE/ (default scoring.out_dir)."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for performance.parquet and track_record.json (default monitoring.out_dir)."
+        ),
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """The track record: did past scorings come true, and what do the open ones promise?"""
+    import pandas as pd
+
+    from crmscore.stages import monitor_stage
+
+    result = monitor_stage(_settings(params), input_dir, scores, out_dir)
+    perf = result.performance
+    rows = []
+    for item in result.scorings:
+        mine = perf.loc[perf["as_of"] == pd.Timestamp(item["as_of"])]
+        rows.append(
+            {
+                "as_of": item["as_of"],
+                "churn": item["status"].get("churn", "-"),
+                "AUC": _metric(mine, "churn", "roc_auc", "realized"),
+                "AUC est.": _metric(mine, "churn", "roc_auc", "estimated"),
+                "churn rate": _metric(mine, "churn", "churn_rate", "realized"),
+                "predicted": _metric(mine, "churn", "churn_rate", "estimated"),
+                "clv": item["status"].get("clv", "-"),
+                "gini": _metric(mine, "clv", "gini", "realized"),
+                "flags": ", ".join(item["flags"]) or "-",
+            }
+        )
+    _print_table(rows, list(rows[0]) if rows else ["as_of"])
+    for item in result.scorings:
+        if item["customers_missing"]:
+            typer.echo(
+                f"warning: {item['as_of']}: {item['customers_missing']:,} scored customers are missing from the "
+                "current data (counted, not evaluated)",
+                err=True,
+            )
+    typer.echo(result.verdict)
+    if result.mlflow_runs:
+        typer.echo("logged to MLflow: " + ", ".join(f"{m} run {r}" for m, r in result.mlflow_runs.items()))
+    typer.echo(f"track record: {result.out_dir / 'performance.parquet'}")
+
+
+def _metric(rows: Any, model: str, metric: str, kind: str) -> str:
+    hit = rows.loc[(rows["model"] == model) & (rows["metric"] == metric) & (rows["kind"] == kind), "value"]
+    return f"{hit.iloc[0]:.3f}" if len(hit) and hit.iloc[0] == hit.iloc[0] else "-"
+
+
+@app.command()
+@_friendly
 def ui(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port of the MLflow UI.")] = 5000,

@@ -473,6 +473,8 @@ def score(
         n_chunks = source.n_chunks
         chunks = iter(source)
         first = next(chunks)
+        if isinstance(source, StreamedInput):  # a table rejected in bulk shows in its first chunk already
+            check_reject_shares(source.reports_so_far(), settings.data.checks)
         if check_chunk is not None:
             check_chunk(first)  # before the progress bar: a failed check is the only line printed
         chunks = itertools.chain([first], chunks)

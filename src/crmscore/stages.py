@@ -22,7 +22,7 @@ from crmscore.config import Settings
 from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tables
 from crmscore.data.plausibility import check_reject_shares
 from crmscore.data.simulate import SimulatedData, simulate_crm
-from crmscore.io import write_parquet
+from crmscore.io import write_json, write_parquet
 from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME, registered_estimator
 
 __all__ = [
@@ -1155,3 +1155,90 @@ def _evaluation_figures(model: str, y: np.ndarray, prediction: np.ndarray, label
         draws[name](y.astype(int) if model == "churn" else y, prediction, ax=ax, label=label)
         figures[name] = fig
     return figures
+
+
+# --- monitoring ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class MonitorResult:
+    """What ``crmscore monitor`` found: the performance table, its headline and where it was written."""
+
+    performance: pd.DataFrame
+    verdict: str
+    out_dir: Path
+    scorings: list[dict]
+    mlflow_runs: dict[str, str]
+
+
+def monitor_stage(
+    settings: Settings,
+    input_dir: str | os.PathLike | None = None,
+    scores_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> MonitorResult:
+    """The track record of every past scoring in ``scores_dir`` (default ``scoring.out_dir``) against the
+    current input (``input_dir``, else ``data.input_dir``, else the simulated data).
+
+    Writes ``<out_dir>/performance.parquet`` (one row per scoring × model × version × metric × kind, see
+    :mod:`crmscore.monitoring`) and ``track_record.json`` (the verdict, each scoring's status and flags)
+    atomically, and logs each model's track record to MLflow under its champion's training run.
+    """
+    from crmscore import monitoring, tracking
+
+    started = time.perf_counter()
+    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
+    out = Path(out_dir or settings.monitoring.out_dir)
+    scorings = monitoring.past_scorings(scores_dir or settings.scoring.out_dir)
+    loaded = validate_stage(settings, source, out / "validation")
+    drift = _scoring_drift(loaded, [s.as_of for s in scorings], settings)
+    performance = monitoring.track_record(loaded.tables, scorings, settings, loaded.snapshot_date, drift)
+    headline = monitoring.verdict(performance)
+    summary = _scoring_summary(performance)
+    write_parquet(performance, out / "performance.parquet")
+    write_json({"verdict": headline, "scorings": summary}, out / "track_record.json")
+    runs = {}
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    for model, name in (("churn", CHURN_MODEL_NAME), ("clv", CLV_MODEL_NAME)):
+        run_id = tracking.log_track_record(name, performance, model)
+        if run_id is not None:
+            runs[model] = run_id
+    log.info("track record of %d scorings in %s (%.1f s)", len(scorings), out, time.perf_counter() - started)
+    return MonitorResult(performance, headline, out, summary, runs)
+
+
+def _scoring_drift(loaded: LoadedData, dates: list[pd.Timestamp], settings: Settings) -> dict:
+    """PSI of every feature at each scoring date against the first, from the current data (features of the
+    date itself and a customer's age, which move by construction, left out)."""
+    from crmscore.drift import feature_drift
+    from crmscore.features import AGE_FEATURES, DATE_FEATURES, build_features
+
+    if len(dates) < 2:
+        return {}
+    frames = {d: build_features(loaded.tables, d, settings.features) for d in dates}
+    skip = set(DATE_FEATURES) | set(AGE_FEATURES)
+    reference = frames[dates[0]].drop(columns=[c for c in frames[dates[0]].columns if c in skip])
+    return {
+        d: feature_drift(reference, frame.drop(columns=[c for c in frame.columns if c in skip]))
+        for d, frame in frames.items()
+    }
+
+
+def _scoring_summary(performance: pd.DataFrame) -> list[dict]:
+    """Per scoring: its date, whether its churn and CLV horizons have closed, the customers missing, the flags."""
+    out = []
+    for as_of, rows in performance.groupby("as_of", sort=True):
+        status = {
+            m: rows.loc[rows["model"] == m, "status"].iloc[0] for m in ("churn", "clv") if (rows["model"] == m).any()
+        }
+        missing = rows.loc[rows["metric"] == "customers_missing", "value"]
+        flags = rows.loc[rows["flag"] & (rows["model"] != "data"), "metric"].tolist()
+        out.append(
+            {
+                "as_of": str(pd.Timestamp(as_of).date()),
+                "status": status,
+                "customers_missing": int(missing.iloc[0]) if len(missing) else 0,
+                "flags": flags,
+            }
+        )
+    return out

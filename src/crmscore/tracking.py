@@ -52,6 +52,7 @@ __all__ = [
     "is_remote_uri",
     "load_model",
     "log_estimator",
+    "log_track_record",
     "model_requirements",
     "promote",
     "quiet_mlflow",
@@ -673,3 +674,35 @@ def registered_estimator(name: str, version: int | None = None):
     model = load_model(name, version=version)
     info = client().get_model_version(name, str(version))
     return model.unwrap_python_model().estimator, int(version), info.run_id
+
+
+#: Tag of the runs that hold a model's track record (value: the registered model's name).
+TRACK_RECORD_TAG = "crmscore.track_record"
+
+
+def log_track_record(name: str, performance, model: str) -> str | None:
+    """Log ``model``'s rows of a track record (:func:`crmscore.monitoring.track_record`) as metrics of a run
+    under the training run of ``name``'s champion, one step per scoring, timed at its as-of date, so the
+    MLflow UI charts them; returns the run id, or ``None`` when ``name`` has no champion.
+
+    Metric keys are ``<kind>_<metric>`` (``realized_roc_auc``, ``estimated_roc_auc``, ``realized_rate_high``).
+    """
+    import pandas as pd
+    from mlflow.entities import Metric
+
+    champion = version_by_alias(name, CHAMPION)
+    if champion is None or champion.run_id is None:
+        return None
+    rows = performance.loc[(performance["model"] == model) & performance["value"].notna()]
+    dates = sorted(rows["as_of"].unique())
+    metrics = []
+    for row in rows.itertuples():
+        key = re.sub(r"[^0-9A-Za-z_]+", "_", f"{row.kind}_{row.metric}").strip("_")
+        when = int(pd.Timestamp(row.as_of).timestamp() * 1000)
+        metrics.append(Metric(key, float(row.value), when, dates.index(row.as_of)))
+    with start_run(f"track record of {name} v{champion.version}") as run:
+        client().set_tag(run.info.run_id, "mlflow.parentRunId", champion.run_id)
+        client().set_tag(run.info.run_id, TRACK_RECORD_TAG, name)
+        for start in range(0, len(metrics), 1000):  # log_batch takes at most 1,000 metrics
+            client().log_batch(run.info.run_id, metrics=metrics[start : start + 1000])
+        return run.info.run_id

@@ -263,6 +263,7 @@ class StreamedInput:
         self._integer_ids = pd.api.types.is_integer_dtype(customers["customer_id"].dtype)
         self._readers: dict[str, _RowGroups | _Spilled] = {}
         self._kept_counts: Counter = Counter()
+        self._read_counts: Counter = Counter()
         self._reject_parts: dict[str, list[pd.DataFrame]] = {t: [] for t in self._paths if t != "customers"}
         self._first: dict[str, pd.DataFrame] | None = None
         self._consumed = False
@@ -462,6 +463,7 @@ class StreamedInput:
             kept, rej = self._validator.validate_rows(table, raw, numbers)
             del raw
             self._kept_counts[table] += len(kept)
+            self._read_counts[table] += len(kept) + len(rej)
             if len(rej):
                 self._reject_parts[table].append(rej)
             mine = kept["customer_id"].isin(ids).to_numpy(dtype=bool)
@@ -521,6 +523,24 @@ class StreamedInput:
             if self._consumed and reader.rows != out[table].rows_kept + len(rej):
                 kept = out[table].rows_kept
                 raise AssertionError(f"{table}: {reader.rows} rows in, {kept} kept + {len(rej)} rejected")
+        return out
+
+    def reports_so_far(self) -> dict[str, TableReport]:
+        """Rows read, kept and rejected per table in the chunks read so far (the customers: all of them), for
+        an early look at a table rejected in bulk before every chunk is read."""
+        out = {"customers": self._validator.reports["customers"]}
+        for table in self._readers:
+            parts = self._reject_parts[table]
+            reasons = Counter(r for rej in parts for reason in rej["reason"].tolist() for r in reason.split("; "))
+            rejected = sum(len(rej) for rej in parts)
+            out[table] = TableReport(
+                table=table,
+                source=str(self._paths[table]),
+                rows_in=int(self._read_counts[table]),
+                rows_kept=int(self._kept_counts[table]),
+                rows_rejected=rejected,
+                reasons=dict(reasons.most_common()),
+            )
         return out
 
     def close(self) -> None:
