@@ -17,8 +17,8 @@ tier each customer is in. :func:`track_record` checks them against the current d
   the CLV total from the predicted spend. Once the outcomes are in, the estimate stays beside the realized
   value, so the gap shows how good the estimates were.
 * **flags** — a calibration break (the realized churn rate outside what the predictions expected, beyond
-  ``monitoring.calibration_tolerance``), a ranking break (the estimated AUC outside the realized AUC's
-  interval) and feature drift (PSI of a model feature against the first scoring above
+  ``monitoring.calibration_tolerance``), a ranking break (the realized AUC's interval wholly below the
+  estimated AUC) and feature drift (PSI of a model feature against the first scoring above
   ``monitoring.psi_threshold``).
 
 The result is one row per scoring × model × version × metric × kind (:data:`COLUMNS`), identical on
@@ -285,9 +285,9 @@ def _churn_rows(out: _Rows, scoring: PastScoring, outcome: Outcomes, tolerance: 
         out.realized("roc_auc", _fast_auc, y, p)
         auc = out.rows[-1]
         out.realized("pr_auc", pr_auc, y, p)
-        # Ranking break: the AUC the probabilities promised lies outside the realized AUC's interval.
+        # Ranking break: the realized AUC's whole interval lies below the AUC the probabilities promised.
         gap = auc["lower"] - estimate["roc_auc"], auc["upper"] - estimate["roc_auc"]
-        out.add("auc_gap", "realized", auc["value"] - estimate["roc_auc"], gap, n, flag=not gap[0] <= 0 <= gap[1])
+        out.add("auc_gap", "realized", auc["value"] - estimate["roc_auc"], gap, n, flag=gap[1] < 0)
     out.realized("brier", _brier, y, p)
     out.realized("ece", expected_calibration_error, y, p)
     out.realized("churn_rate", _rate, y)
