@@ -177,6 +177,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
 
         raise DataError("no model trained: " + "; ".join(f"{role}: {why}" for role, why in failures.items()))
     scores = score_stage(settings, data_as_of(loaded), loaded=loaded)
+    monitor_stage(settings, source, loaded=loaded)  # the track record of every scoring so far, for the report
     report = report_stage(settings, input_dir=source, not_trained=failures)
     return RunResult(
         input_dir=Path(source),
@@ -1176,13 +1177,15 @@ def monitor_stage(
     input_dir: str | os.PathLike | None = None,
     scores_dir: str | os.PathLike | None = None,
     out_dir: str | os.PathLike | None = None,
+    loaded: LoadedData | None = None,
 ) -> MonitorResult:
     """The track record of every past scoring in ``scores_dir`` (default ``scoring.out_dir``) against the
     current input (``input_dir``, else ``data.input_dir``, else the simulated data).
 
     Writes ``<out_dir>/performance.parquet`` (one row per scoring × model × version × metric × kind, see
     :mod:`crmscore.monitoring`) and ``track_record.json`` (the verdict, each scoring's status and flags)
-    atomically, and logs each model's track record to MLflow under its champion's training run.
+    atomically, and logs each model's track record to MLflow under its champion's training run. ``loaded``
+    are the current tables when already validated (the main job passes its own).
     """
     from crmscore import monitoring, tracking
 
@@ -1190,7 +1193,8 @@ def monitor_stage(
     source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
     out = Path(out_dir or settings.monitoring.out_dir)
     scorings = monitoring.past_scorings(scores_dir or settings.scoring.out_dir)
-    loaded = validate_stage(settings, source, out / "validation")
+    if loaded is None:
+        loaded = validate_stage(settings, source, out / "validation")
     drift = _scoring_drift(loaded, [s.as_of for s in scorings], settings)
     performance = monitoring.track_record(loaded.tables, scorings, settings, loaded.snapshot_date, drift)
     headline = monitoring.verdict(performance)

@@ -1,0 +1,242 @@
+"""The track record: past scorings checked against what happened, estimates before the outcomes are in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from conftest import mlflow_workspace, workspace_settings, write_params
+from crmscore import monitoring
+from crmscore.cli import app
+from crmscore.io import write_parquet
+
+runner = CliRunner()
+T0 = pd.Timestamp("2025-01-31")  # the models know the history up to here
+SCORINGS = ["2025-01-31", "2025-07-31", "2026-01-31", "2026-07-31", "2026-10-31"]
+END = pd.Timestamp("2026-10-31")
+
+
+# --- estimates and intervals ------------------------------------------------------------------------------------
+
+
+def test_the_expected_auc_is_what_calibrated_probabilities_give_on_average():
+    rng = np.random.default_rng(0)
+    p = rng.beta(0.8, 2.0, 3_000)
+    estimate = monitoring.expected_churn_metrics(p)
+    draws = [rng.random(len(p)) < p for _ in range(300)]
+    aucs = [roc_auc_score(y, p) for y in draws]
+    briers = [np.mean((p - y) ** 2) for y in draws]
+    assert abs(estimate["roc_auc"] - np.mean(aucs)) < 0.004
+    assert abs(estimate["brier"] - np.mean(briers)) < 0.002
+    assert estimate["churn_rate"] == pytest.approx(p.mean())
+
+
+def test_ties_and_certainty_give_the_textbook_values():
+    assert monitoring.expected_churn_metrics(np.full(100, 0.3))["roc_auc"] == pytest.approx(0.5)
+    certain = monitoring.expected_churn_metrics(np.r_[np.zeros(50), np.ones(50)])
+    assert certain["roc_auc"] == pytest.approx(1.0) and certain["brier"] == 0.0
+    assert np.isnan(monitoring.expected_churn_metrics(np.ones(10))["roc_auc"])  # nobody stays: undefined
+
+
+def test_the_bootstrap_is_seeded_and_covers_the_mean():
+    values = np.random.default_rng(1).normal(10, 2, 2_000)
+    first = monitoring.bootstrap_interval(np.mean, (values,), 300, np.random.default_rng(5))
+    again = monitoring.bootstrap_interval(np.mean, (values,), 300, np.random.default_rng(5))
+    assert first == again
+    assert first[0] < values.mean() < first[1]
+    assert first[1] - first[0] == pytest.approx(2 * 1.96 * 2 / np.sqrt(2_000), rel=0.2)
+
+
+# --- a history scored every half year ----------------------------------------------------------------------------
+
+
+def _truncated(source: Path, target: Path, day: pd.Timestamp) -> None:
+    """The tables as they stood on ``day``: what a model trained then could know."""
+    target.mkdir(parents=True, exist_ok=True)
+    customers = pd.read_parquet(source / "customers.parquet")
+    write_parquet(customers.loc[customers["signup_date"] <= day], target / "customers.parquet")
+    for name, column in (("transactions", "date"), ("interactions", "date")):
+        frame = pd.read_parquet(source / f"{name}.parquet")
+        write_parquet(frame.loc[frame[column] <= day], target / f"{name}.parquet")
+    payments = pd.read_parquet(source / "payments.parquet")
+    payments = payments.loc[payments["due_date"] <= day].copy()
+    later = payments["paid_date"] > day
+    payments.loc[later, ["paid_date", "amount_paid"]] = [pd.NaT, np.nan]
+    write_parquet(payments, target / "payments.parquet")
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """Models trained on the history up to T0, then scored every half year up to the data's end."""
+    from crmscore import stages
+
+    root = tmp_path_factory.mktemp("monitoring")
+    budget = {"trials": 1, "timeout_seconds": 600, "max_trees": 80}
+    with mlflow_workspace(root):
+        settings = workspace_settings(
+            root,
+            churn={"train_cutoffs": 2, "tuning": budget},
+            clv={"model": "ml", "horizon_days": 180, "train_cutoffs": 2, "tuning": budget},
+            scoring={"out_dir": str(root / "scores")},
+            monitoring={"bootstrap_samples": 50, "out_dir": str(root / "monitoring")},
+        )
+        settings.simulate = settings.simulate.model_copy(update={"start_date": dt.date(2022, 11, 1)})
+        stages.simulate_stage(settings)
+        _truncated(root / "sim", root / "then", T0)
+        for train in (stages.train_churn_stage, stages.train_clv_stage, stages.train_segments_stage):
+            train(settings, root / "then")
+        for day in SCORINGS:
+            stages.score_stage(settings, pd.Timestamp(day), root / "sim", progress=False)
+        result = stages.monitor_stage(settings, root / "sim")
+        params = write_params(settings, root / "params.yaml")
+        yield root, settings, result, params
+
+
+def _rows(performance, model, metric, kind):
+    mine = performance.loc[(performance["model"] == model) & (performance["metric"] == metric)]
+    return mine.loc[mine["kind"] == kind].set_index("as_of")
+
+
+def test_horizons_close_by_the_data_end(history):
+    _, settings, result, _ = history
+    for item in result.scorings:
+        day = pd.Timestamp(item["as_of"])
+        churn_closed = day + pd.Timedelta(days=settings.churn.horizon_days) <= END
+        clv_closed = day + pd.Timedelta(days=settings.clv.horizon_days) <= END
+        assert item["status"] == {
+            "churn": "closed" if churn_closed else "open",
+            "clv": "closed" if clv_closed else "open",
+        }
+    assert [s["as_of"] for s in result.scorings] == SCORINGS
+
+
+def test_realized_auc_is_the_auc_of_what_happened(history):
+    root, _, result, _ = history
+    tx = pd.read_parquet(root / "sim" / "transactions.parquet")
+    realized = _rows(result.performance, "churn", "roc_auc", "realized")
+    assert len(realized) == 4  # every scoring but the last has a closed churn horizon
+    for day, row in realized.iterrows():
+        scores = pd.read_parquet(root / "scores" / f"as_of={day.date()}" / "scores.parquet")
+        window = tx.loc[(tx["date"] > day) & (tx["date"] <= day + pd.Timedelta(days=90)), "customer_id"]
+        churned = ~scores["customer_id"].isin(window)
+        assert row["value"] == pytest.approx(roc_auc_score(churned, scores["churn_probability"]))
+        assert row["lower"] < row["value"] < row["upper"]
+        assert row["n"] == len(scores)
+
+
+def test_every_scoring_has_estimates_and_closed_ones_keep_them_beside_the_outcome(history):
+    _, _, result, _ = history
+    perf = result.performance
+    estimated = _rows(perf, "churn", "roc_auc", "estimated")
+    assert list(estimated.index.strftime("%Y-%m-%d")) == SCORINGS
+    realized = _rows(perf, "churn", "roc_auc", "realized")
+    gaps = (realized["value"] - estimated.loc[realized.index, "value"]).abs()
+    assert (gaps < 0.05).all(), gaps  # the estimate is close where calibration holds
+    spend = _rows(perf, "clv", "total_spend", "estimated")
+    assert len(spend) == len(SCORINGS) and (spend["value"] > 0).all()
+    assert {"gini", "bias", "decile_mape", "top_decile_capture"} <= set(perf.loc[perf["model"] == "clv", "metric"])
+    assert perf.loc[perf["model"] == "tiers", "metric"].str.startswith("realized_value[").any()
+    assert perf["metric"].str.startswith("psi[").any()
+
+
+def test_the_track_record_is_written_and_identical_on_rerun(history):
+    from crmscore import stages
+
+    root, settings, result, _ = history
+    written = pd.read_parquet(root / "monitoring" / "performance.parquet")
+    assert list(written.columns) == monitoring.COLUMNS
+    pd.testing.assert_frame_equal(written, result.performance)
+    with mlflow_workspace(root):
+        again = stages.monitor_stage(settings, root / "sim")
+    pd.testing.assert_frame_equal(again.performance, result.performance)
+    summary = json.loads((root / "monitoring" / "track_record.json").read_text())
+    assert summary["verdict"] == result.verdict and len(summary["scorings"]) == len(SCORINGS)
+
+
+def test_the_track_record_is_logged_under_the_champion_run(history):
+    import mlflow
+
+    from crmscore import tracking
+
+    root, settings, result, _ = history
+    with mlflow_workspace(root):
+        tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+        client = tracking.client()
+        run = client.get_run(result.mlflow_runs["churn"])
+        champion = tracking.version_by_alias(tracking.CHURN_MODEL_NAME, tracking.CHAMPION)
+        assert run.data.tags["mlflow.parentRunId"] == champion.run_id
+        history_ = client.get_metric_history(run.info.run_id, "realized_roc_auc")
+        assert len(history_) == 4
+        assert len(client.get_metric_history(run.info.run_id, "estimated_roc_auc")) == len(SCORINGS)
+        mlflow.set_tracking_uri(None)
+
+
+def test_the_cli_prints_the_table_and_the_verdict(history):
+    root, _, result, params = history
+    with mlflow_workspace(root):
+        done = runner.invoke(app, ["monitor", "--input", str(root / "sim"), "--params", str(params)])
+    assert done.exit_code == 0, done.output
+    assert result.verdict in done.output and result.verdict.startswith("churn v1: realized AUC")
+    assert all(day in done.output for day in SCORINGS)
+
+
+def test_missing_customers_are_counted_and_a_lost_version_still_evaluated(history, tmp_path):
+    root, settings, _, _ = history
+    current = tmp_path / "current"
+    shutil.copytree(root / "sim", current)
+    customers = pd.read_parquet(current / "customers.parquet")
+    gone = customers["customer_id"].iloc[:10]
+    write_parquet(customers.iloc[10:], current / "customers.parquet")
+    for name in ("transactions", "payments", "interactions"):
+        frame = pd.read_parquet(current / f"{name}.parquet")
+        write_parquet(frame.loc[~frame["customer_id"].isin(gone)], current / f"{name}.parquet")
+    scores = tmp_path / "scores"
+    shutil.copytree(root / "scores" / "as_of=2025-07-31", scores / "as_of=2025-07-31")
+    frame = pd.read_parquet(scores / "as_of=2025-07-31" / "scores.parquet")
+    frame["churn_model_version"] = 99  # a version the registry never held
+    write_parquet(frame, scores / "as_of=2025-07-31" / "scores.parquet")
+    tables = {n: pd.read_parquet(current / f"{n}.parquet") for n in ("customers", "transactions")}
+    perf = monitoring.track_record(tables, monitoring.past_scorings(scores), settings)
+    missing = _rows(perf, "data", "customers_missing", "realized")
+    assert missing["value"].iloc[0] == int(frame["customer_id"].isin(gone).sum()) > 0
+    auc = _rows(perf, "churn", "roc_auc", "realized")
+    assert auc["version"].iloc[0] == 99 and auc["n"].iloc[0] == len(frame) - missing["value"].iloc[0]
+
+
+def test_no_closed_scoring_says_so(history, tmp_path):
+    root, settings, _, params = history
+    shutil.copytree(root / "scores" / "as_of=2026-10-31", tmp_path / "scores" / "as_of=2026-10-31")
+    with mlflow_workspace(root):
+        done = runner.invoke(
+            app,
+            [
+                "monitor",
+                "--input",
+                str(root / "sim"),
+                "--scores",
+                str(tmp_path / "scores"),
+                "--out",
+                str(tmp_path / "m"),
+            ]
+            + ["--params", str(params)],
+        )
+    assert done.exit_code == 0, done.output
+    assert "churn v1: no scoring's horizon has closed yet; estimated AUC" in done.output
+
+
+def test_no_scoring_folder_is_one_line(history, tmp_path):
+    root, _, _, params = history
+    (tmp_path / "empty").mkdir()
+    with mlflow_workspace(root):
+        done = runner.invoke(app, ["monitor", "--scores", str(tmp_path / "empty"), "--params", str(params)])
+    assert done.exit_code == 2
+    assert done.stderr.strip().startswith("error: ") and "no scoring folder" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
