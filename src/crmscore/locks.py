@@ -82,6 +82,7 @@ def folder_lock(target: str | os.PathLike) -> Iterator[bool]:
     if reentered:  # this process holds it already (a caller up the stack): the outermost block lets go
         yield _held[key] is not None
         return
+    created = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _acquire(path, Path(target))
     with _held_guard:
@@ -93,6 +94,9 @@ def folder_lock(target: str | os.PathLike) -> Iterator[bool]:
             del _held[key]
         if fd is not None:
             _release(path, fd)
+        if created:  # a run that wrote nothing leaves no empty output folder behind
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
 
 
 def _note() -> bytes:

@@ -703,6 +703,7 @@ def log_track_record(name: str, performance, model: str) -> str | None:
     with start_run(f"track record of {name} v{champion.version}") as run:
         client().set_tag(run.info.run_id, "mlflow.parentRunId", champion.run_id)
         client().set_tag(run.info.run_id, TRACK_RECORD_TAG, name)
+        client().set_tag(run.info.run_id, "crmscore.stage", "monitor")
         for start in range(0, len(metrics), 1000):  # log_batch takes at most 1,000 metrics
             client().log_batch(run.info.run_id, metrics=metrics[start : start + 1000])
         return run.info.run_id
