@@ -19,7 +19,7 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -33,6 +33,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from crmscore.errors import SettingsError
+
+if TYPE_CHECKING:
+    from crmscore.data.simulate import Shift, Shock
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 TABLE_NAMES = ("customers", "transactions", "payments", "interactions")
@@ -182,17 +185,24 @@ class TableSettings(_Section):
 Action = Literal["reject", "flag", "off"]
 
 
-def _optional_positive_float(value: Any) -> float | None:
-    if value is None:
-        return None
+def _number_above_zero(value: Any, allowed: str) -> float:
     if isinstance(value, str):  # YAML reads 1e12 (no dot, no sign) as text
         with contextlib.suppress(ValueError):
             value = float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise PydanticCustomError("positive", "expected a number > 0 or null, got {got}", {"got": repr(value)})
+        raise PydanticCustomError("positive", "expected {allowed}, got {got}", {"allowed": allowed, "got": repr(value)})
     return float(value)
 
 
+def _positive_float(value: Any) -> float:
+    return _number_above_zero(value, "a number > 0")
+
+
+def _optional_positive_float(value: Any) -> float | None:
+    return None if value is None else _number_above_zero(value, "a number > 0 or null")
+
+
+PositiveFloat = Annotated[float, BeforeValidator(_positive_float)]
 OptionalPositiveFloat = Annotated[float | None, BeforeValidator(_optional_positive_float)]
 
 
@@ -293,8 +303,45 @@ class DataSettings(_Section):
         return [*customers.exclude, *customers.protected, *tenure]
 
 
+class ShockSettings(_Section):
+    """A drift scenario: from ``date`` on, the weekly dropout probability of the customers of ``region`` (or
+    of a random ``share`` of all customers) × ``hazard_multiplier``; off while ``date`` is null. The rules
+    are :class:`crmscore.data.simulate.Shock`'s."""
+
+    date: OptionalDate = None
+    region: OptionalText = None
+    share: OptionalFraction = None
+    hazard_multiplier: PositiveFloat = 1.0
+
+    def to_shock(self) -> Shock | None:
+        """The simulator's :class:`~crmscore.data.simulate.Shock`, or None while off (``ValueError`` if invalid)."""
+        from crmscore.data.simulate import Shock  # not at the top: crmscore.data imports this module
+
+        if self.date is None:
+            return None
+        return Shock(date=self.date, hazard_multiplier=self.hazard_multiplier, region=self.region, share=self.share)
+
+
+class ShiftSettings(_Section):
+    """A slow covariate shift: customers acquired after ``start`` take month-to-month contracts more (or less)
+    often, their share moving linearly to ``month_to_month_share`` by ``end_date``; off while ``start`` is null."""
+
+    start: OptionalDate = None
+    month_to_month_share: OptionalFraction = None
+
+    def to_shift(self) -> Shift | None:
+        """The simulator's :class:`~crmscore.data.simulate.Shift`, or None while off (``ValueError`` if invalid)."""
+        from crmscore.data.simulate import Shift
+
+        if self.start is None:
+            return None
+        if self.month_to_month_share is None:
+            raise ValueError("shift.month_to_month_share is needed with shift.start")
+        return Shift(start=self.start, month_to_month_share=self.month_to_month_share)
+
+
 class SimulateSettings(_Section):
-    """The embedded synthetic CRM data: size, seed and calendar."""
+    """The embedded synthetic CRM data: size, seed, calendar and an optional drift scenario."""
 
     customers: PositiveInt = 20_000
     seed: NonNegativeInt = 42
@@ -302,6 +349,8 @@ class SimulateSettings(_Section):
     end_date: Date = dt.date(2026, 10, 31)
     truth_as_of: Date = dt.date(2026, 7, 31)
     format: Literal["parquet", "csv"] = "parquet"
+    shock: ShockSettings = Field(default_factory=ShockSettings)
+    shift: ShiftSettings = Field(default_factory=ShiftSettings)
 
     @model_validator(mode="after")
     def _calendar(self) -> SimulateSettings:
@@ -317,6 +366,12 @@ class SimulateSettings(_Section):
                 "expected at least one year between start_date and end_date, got {got} days",
                 {"got": (self.end_date - self.start_date).days},
             )
+        from crmscore.data.simulate import check_scenario
+
+        try:
+            check_scenario(self.shock.to_shock(), self.shift.to_shift(), self.start_date, self.end_date)
+        except ValueError as exc:
+            raise PydanticCustomError("scenario", "{problem}", {"problem": str(exc)}) from None
         return self
 
 

@@ -71,7 +71,7 @@ def simulate_stage(
 
     ``customers`` and ``seed`` override ``simulate.customers`` / ``simulate.seed``; ``out_dir``
     defaults to ``paths.simulated_dir``. Truth is computed at ``simulate.truth_as_of`` for the churn
-    and CLV horizons.
+    and CLV horizons. ``simulate.shock`` and ``simulate.shift`` add a drift scenario when set.
     """
     sim = settings.simulate
     out = Path(out_dir or settings.paths.simulated_dir)
@@ -83,12 +83,16 @@ def simulate_stage(
         end_date=sim.end_date,
         truth_as_of=sim.truth_as_of,
         horizons_days=(settings.churn.horizon_days, settings.clv.horizon_days),
+        shock=sim.shock.to_shock(),
+        shift=sim.shift.to_shift(),
     )
     paths = write_tables(data.tables(), out, sim.format)
     paths["truth"] = write_parquet(data.truth, out / "truth.parquet")
     rows = {name: len(df) for name, df in data.tables().items()} | {"truth": len(data.truth)}
     seconds = time.perf_counter() - started
     log.info("simulated %s customers into %s in %.1f s", f"{rows['customers']:,}", out, seconds)
+    if data.scenario.shock or data.scenario.shift:
+        log.info("simulated with a drift scenario: %s", data.scenario)
     return SimulateResult(out_dir=out, paths=paths, rows=rows, seconds=seconds)
 
 

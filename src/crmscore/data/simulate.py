@@ -33,22 +33,54 @@ state (``alive``, ``dropout_date``) is included for diagnostics.
 
 Time runs on a weekly grid aligned so that ``truth_as_of`` is the last day of a week; each event gets a
 uniformly drawn day within its week. Same arguments and seed give identical tables.
+
+**Drift scenarios (off by default)** give monitoring a world that changes mid-history, with a known
+answer:
+
+* a :class:`Shock` multiplies, from its date on, the weekly dropout probability of the customers of one
+  region (or of a random share of all customers) by ``hazard_multiplier``, capped at
+  ``MAX_SHOCKED_HAZARD`` — a competitor entering a region, say. It takes effect from the first week that
+  starts on or after its date, so no event dated before the shock can change. The oracle of ``truth``
+  knows the shock like every other true parameter.
+* a :class:`Shift` moves the contract mix of customers acquired after its start: their share of
+  month-to-month contracts moves linearly from the base share of their customer type (60 % of
+  individuals, 30 % of corporate customers) on the start date to ``month_to_month_share`` on
+  ``end_date``, the one-year and two-year contracts keeping their base proportions. Month-to-month
+  contracts raise dropout (β_m) and late payments, so later cohorts churn more.
+
+A scenario changes its own customers only. The simulation runs the world without the scenario exactly
+as it would run alone (the same random numbers in the same order) and runs the scenario's customers
+alongside: they share the weekly dropout draws, and while a customer is alive in both worlds its events
+are the same; a customer alive only in the scenario (one who survives longer there) takes its events,
+their days and details from a random stream of its own, and one that drops out earlier loses the events
+after its dropout. So every other customer's rows, and everything dated before the shock, are identical
+to a run without it, and ``hidden.dropout_date_without_scenario`` is each customer's dropout in that run.
+
+``hidden`` holds each customer's hidden state (dropout date, whether shocked or shifted) and
+:meth:`SimulatedData.outcomes` what actually happened after any as-of date, counted from the
+simulator's own records, so monitoring can be checked against it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
     "ProcessParameters",
+    "Shock",
+    "Shift",
+    "Scenario",
     "SimulatedData",
     "simulate_crm",
+    "check_scenario",
     "PRODUCT_CATEGORIES",
+    "REGIONS",
+    "MAX_SHOCKED_HAZARD",
 ]
 
 PRODUCT_CATEGORIES = (
@@ -70,6 +102,12 @@ INDUSTRIES = ("retail", "manufacturing", "services", "technology", "public secto
 ACQUISITION_CHANNELS = ("web", "store", "referral", "sales rep", "partner")
 CONTRACTS = ("month-to-month", "one-year", "two-year")
 CONTACT_CHANNELS = ("phone", "email", "chat", "web", "store", "field visit")
+# Contract mix by customer type (corporate, everyone else); month-to-month first.
+_CONTRACT_MIX_CORPORATE = np.array([0.3, 0.4, 0.3])
+_CONTRACT_MIX_INDIVIDUAL = np.array([0.6, 0.28, 0.12])
+
+# A shocked weekly dropout probability stays below 1, so even a huge multiplier leaves survivors.
+MAX_SHOCKED_HAZARD = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,15 +151,89 @@ class ProcessParameters:
     payment_terms_days: tuple[int, int, int] = (14, 30, 45)  # by customer type
 
 
+@dataclasses.dataclass(frozen=True)
+class Shock:
+    """From ``date`` on, the weekly dropout probability of the affected customers × ``hazard_multiplier``.
+
+    Affected are the customers of ``region`` or, instead, a random ``share`` of all customers (each
+    acquired at any time; drawn from a random stream of its own). The multiplier applies to the
+    probability, not the odds, so that ``hazard_multiplier: 3`` means three times as many dropouts a
+    week; the result is capped at ``MAX_SHOCKED_HAZARD`` (a probability already above it is left as is).
+    """
+
+    date: dt.date
+    hazard_multiplier: float
+    region: str | None = None
+    share: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hazard_multiplier, bool) or not self.hazard_multiplier > 0:
+            raise ValueError(f"shock.hazard_multiplier must be > 0, got {self.hazard_multiplier!r}")
+        if self.region is not None and self.share is not None:
+            raise ValueError(f"shock: give region or share, not both (got {self.region!r} and {self.share!r})")
+        if self.region is None and self.share is None:
+            raise ValueError("shock: give the region it hits or the share of customers it hits")
+        if self.region is not None and self.region not in REGIONS:
+            raise ValueError(f"shock.region must be one of {', '.join(REGIONS)}, got {self.region!r}")
+        if self.share is not None and not 0 < self.share <= 1:
+            raise ValueError(f"shock.share must be in (0, 1], got {self.share!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shift:
+    """Customers acquired after ``start`` take month-to-month contracts more (or less) often.
+
+    Their month-to-month share moves linearly from their type's base share on ``start`` to
+    ``month_to_month_share`` on the last day of the history (see the module docstring).
+    """
+
+    start: dt.date
+    month_to_month_share: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.month_to_month_share, bool) or not 0 <= self.month_to_month_share <= 1:
+            raise ValueError(f"shift.month_to_month_share must be in [0, 1], got {self.month_to_month_share!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """The drift scenario a simulation ran with; both parts ``None`` for the plain simulation."""
+
+    shock: Shock | None = None
+    shift: Shift | None = None
+
+
+def check_scenario(shock: Shock | None, shift: Shift | None, start_date: dt.date, end_date: dt.date) -> None:
+    """Raise ``ValueError`` (one line) when the shock or the shift falls outside the history."""
+    if shock is not None and not start_date < shock.date <= end_date:
+        raise ValueError(
+            f"shock.date must lie in (start_date, end_date] = ({start_date}, {end_date}], got {shock.date}"
+        )
+    if shift is not None and not start_date <= shift.start < end_date:
+        raise ValueError(
+            f"shift.start must lie in [start_date, end_date) = [{start_date}, {end_date}), got {shift.start}"
+        )
+
+
 @dataclasses.dataclass
 class SimulatedData:
-    """The four contract tables plus ``truth`` (see the module docstring)."""
+    """The four contract tables, ``truth`` and the hidden state behind them (see the module docstring).
+
+    ``hidden`` has one row per customer: ``dropout_date`` (the first day of the week in which the customer
+    dropped out, from which on it has no events; NaT if alive at the end), ``shocked`` and ``shifted``
+    (hit by the scenario's shock; acquired after the shift's start) and ``dropout_date_without_scenario``
+    (the dropout in the same run without shock and shift). ``scenario`` is the scenario it ran with.
+    """
 
     customers: pd.DataFrame
     transactions: pd.DataFrame
     payments: pd.DataFrame
     interactions: pd.DataFrame
     truth: pd.DataFrame
+    hidden: pd.DataFrame
+    scenario: Scenario
+    start_date: dt.date
+    end_date: dt.date
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The four contract tables by name (without ``truth``)."""
@@ -131,6 +243,40 @@ class SimulatedData:
             "payments": self.payments,
             "interactions": self.interactions,
         }
+
+    def outcomes(self, as_of: dt.date | str | pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+        """What happened to each customer known on ``as_of`` in the ``horizon_days`` days after it.
+
+        One row per customer signed up on or before ``as_of``: ``purchases`` and ``spend`` in
+        ``(as_of, as_of + horizon_days]`` counted from ``transactions``, ``no_purchase`` (1 when there was
+        none), and from the hidden state ``alive_at_as_of`` and ``dropped_by_end`` (dropped out by the
+        window's last day, ``as_of + horizon_days``, whether before or after ``as_of``). The window must lie
+        within the history (``ValueError`` otherwise): what happens after it was never simulated.
+        """
+        if isinstance(horizon_days, bool) or not isinstance(horizon_days, (int, np.integer)) or horizon_days <= 0:
+            raise ValueError(f"horizon_days must be a positive integer, got {horizon_days!r}")
+        start = pd.Timestamp(as_of).normalize()
+        end = start + pd.Timedelta(days=int(horizon_days))
+        if not pd.Timestamp(self.start_date) <= start or end > pd.Timestamp(self.end_date):
+            raise ValueError(
+                f"outcomes need as_of … as_of + horizon_days within the history ({self.start_date} … "
+                f"{self.end_date}), got {start.date()} … {end.date()}"
+            )
+        known = self.customers.loc[self.customers["signup_date"] <= start, "customer_id"]
+        tx = self.transactions
+        window = tx[(tx["date"] > start) & (tx["date"] <= end)].groupby("customer_id")["amount"]
+        purchases = known.map(window.size()).fillna(0).astype(np.int64)
+        dropout = known.map(self.hidden.set_index("customer_id")["dropout_date"])
+        return pd.DataFrame(
+            {
+                "customer_id": known.to_numpy(),
+                "purchases": purchases.to_numpy(),
+                "spend": known.map(window.sum()).fillna(0.0).to_numpy(),
+                "no_purchase": (purchases == 0).astype(np.int8).to_numpy(),
+                "alive_at_as_of": (dropout.isna() | (dropout > start)).to_numpy(),
+                "dropped_by_end": (dropout <= end).to_numpy(),
+            }
+        )
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -143,6 +289,116 @@ def _choice(rng: np.random.Generator, options: tuple[str, ...], p: Iterable[floa
 
 def _categorical(codes: np.ndarray, options: tuple[str, ...]) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=list(options))
+
+
+def _contract_codes(u: np.ndarray, mix: np.ndarray, month_to_month_share: np.ndarray | None = None) -> np.ndarray:
+    """Contract codes from uniforms ``u``, as ``Generator.choice(p=mix)`` turns its uniforms into codes.
+
+    Where ``month_to_month_share`` is given (not NaN) the mix is moved to that month-to-month share, the
+    other contracts keeping their proportions; the same uniform decides, so a shift changes no draw.
+    """
+    cdf = mix.cumsum()
+    cdf /= cdf[-1]
+    codes = cdf.searchsorted(u, side="right")
+    if month_to_month_share is not None:
+        moved = ~np.isnan(month_to_month_share)
+        share, v = month_to_month_share[moved], u[moved]
+        one_year_below = share + (1.0 - share) * mix[1] / (mix[1] + mix[2])
+        codes[moved] = (v >= share).astype(np.int64) + (v >= one_year_below)
+    return codes
+
+
+def _shocked_customers(shock: Shock | None, region: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Who the shock hits: the customers of its region, or a random share of all (from ``rng``)."""
+    hit = np.zeros(region.size, dtype=bool)
+    if shock is None:
+        return hit
+    if shock.region is not None:
+        return region == REGIONS.index(shock.region)
+    hit[rng.choice(region.size, size=int(round(shock.share * region.size)), replace=False)] = True
+    return hit
+
+
+def _p_alive_after_week(
+    prior: np.ndarray, hazard: np.ndarray, mu_total: np.ndarray, observed: np.ndarray
+) -> np.ndarray:
+    """Forward filter: an observed event proves the customer alive; a silent week is explained either by
+    survival with no events or by a dropout (now or earlier)."""
+    silent_alive = prior * (1.0 - hazard) * np.exp(-mu_total)
+    silent_dead = (1.0 - prior) + prior * hazard
+    return np.where(observed, 1.0, silent_alive / (silent_alive + silent_dead))
+
+
+def _record(records: list, idx: np.ndarray, week: int, counts: np.ndarray) -> None:
+    """Append one week's events (customer index, week, count) of the customers with any."""
+    hit = counts > 0
+    records.append((idx[hit], np.full(int(hit.sum()), week, dtype=np.int32), counts[hit]))
+
+
+class _ScenarioCustomers:
+    """The customers a scenario changes, simulated alongside the world without the scenario.
+
+    Each week they take that world's dropout uniform ``u`` against their own hazard. While alive in both
+    worlds they share its events (their histories, and so complaint states, are the same); alive only here,
+    they draw events from ``rng``; dropped out here, they have none. ``records`` keeps the events the world
+    without the scenario lacks.
+    """
+
+    def __init__(
+        self,
+        members: np.ndarray,
+        ranks: np.ndarray,
+        hazard: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+        purchase_rate: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+        complaint_rate: np.ndarray,
+        contact_rate: np.ndarray,
+        complaint_decay: float,
+        rng: np.random.Generator,
+    ) -> None:
+        by_rank = np.argsort(ranks, kind="stable")  # exposed customers are a prefix of the signup order
+        self.members, self.ranks = members[by_rank], ranks[by_rank]
+        self.hazard, self.purchase_rate, self.rng = hazard, purchase_rate, rng
+        self.complaint_rate, self.contact_rate, self.complaint_decay = complaint_rate, contact_rate, complaint_decay
+        self.alive = np.ones(self.members.size, dtype=bool)
+        self.dropout_week = np.full(self.members.size, -1, dtype=np.int64)
+        self.complaint_state = np.zeros(self.members.size)
+        self.p_alive = np.ones(self.members.size)
+        self.records: tuple[list, list, list] = ([], [], [])  # purchases, complaints, contacts
+
+    def step(self, week: int, exposed: int, u: np.ndarray, counts: tuple, alive_without: np.ndarray) -> None:
+        """One week for the members among the first ``exposed`` customers in signup order.
+
+        ``u``, ``counts`` (purchases, complaints, contacts) and ``alive_without`` (alive after this week's
+        dropouts) are the world without the scenario's, indexed by position in signup order.
+        """
+        m = int(np.searchsorted(self.ranks, exposed))
+        if not m:
+            return
+        idx, pos = self.members[:m], self.ranks[:m]
+        state = self.complaint_state[:m]
+        h = self.hazard(week, state, idx)
+        alive = self.alive[:m]  # a view: updated in place
+        drops = alive & (u[pos] < h)
+        self.dropout_week[:m][drops] = week
+        alive &= ~drops
+        shared = alive & alive_without[pos]
+        alone = alive & ~alive_without[pos]
+        rates = (self.purchase_rate(week, state, idx), self.complaint_rate[idx], self.contact_rate[idx])
+        own = []
+        for records, rate, without in zip(self.records, rates, counts, strict=True):
+            n_events = np.where(shared, without[pos], 0)
+            n_events[alone] = self.rng.poisson(rate[alone])
+            _record(records, idx[alone], week, n_events[alone])
+            own.append(n_events)
+        observed = (own[0] + own[1] + own[2]) > 0
+        self.p_alive[:m] = _p_alive_after_week(self.p_alive[:m], h, rates[0] + rates[1] + rates[2], observed)
+        self.complaint_state[:m] = self.complaint_decay * state + own[1]
+
+    def overlay(self, p_alive: np.ndarray, complaint_state: np.ndarray, alive: np.ndarray) -> None:
+        """Write the members' current state over the arrays of the world without the scenario."""
+        p_alive[self.members] = self.p_alive
+        complaint_state[self.members] = self.complaint_state
+        alive[self.members] = self.alive
 
 
 def _signup_days(rng: np.random.Generator, n: int, start: dt.date, end: dt.date) -> np.ndarray:
@@ -161,6 +417,28 @@ def _signup_days(rng: np.random.Generator, n: int, start: dt.date, end: dt.date)
     return np.clip(day, 0, (end - start).days)
 
 
+def _stack(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Concatenate row blocks given as tuples of columns."""
+    return tuple(np.concatenate(columns) for columns in zip(*parts, strict=True))
+
+
+def _take_or_draw(
+    known_keys: np.ndarray, known: dict[str, np.ndarray], keys: np.ndarray, draw: Callable[[np.ndarray], dict]
+) -> dict[str, np.ndarray]:
+    """Per-row random numbers for ``keys``: those of ``known_keys`` (sorted) where the key is there,
+    ``draw(missing rows)`` for the rest."""
+    at = np.minimum(np.searchsorted(known_keys, keys), max(known_keys.size - 1, 0))
+    found = known_keys[at] == keys if known_keys.size else np.zeros(keys.size, dtype=bool)
+    fresh = draw(np.flatnonzero(~found))
+    out = {}
+    for name, values in known.items():
+        column = np.empty(keys.size, dtype=values.dtype)
+        column[found] = values[at[found]]
+        column[~found] = fresh[name]
+        out[name] = column
+    return out
+
+
 def simulate_crm(
     customers: int,
     seed: int = 42,
@@ -169,8 +447,10 @@ def simulate_crm(
     truth_as_of: dt.date = dt.date(2026, 7, 31),
     horizons_days: Iterable[int] = (90, 365),
     process: ProcessParameters | None = None,
+    shock: Shock | None = None,
+    shift: Shift | None = None,
 ) -> SimulatedData:
-    """Simulate a customer base and return its four contract tables and the truth.
+    """Simulate a customer base and return its four contract tables, the truth and the hidden state.
 
     Args:
         customers: number of customers acquired between ``start_date`` and ``end_date``.
@@ -179,17 +459,26 @@ def simulate_crm(
         truth_as_of: as-of date of ``truth`` (must lie in the history).
         horizons_days: horizons of ``truth``, in days (one block of rows per horizon).
         process: parameters of the data-generating process (defaults: :class:`ProcessParameters`).
+        shock, shift: an optional drift scenario (see the module docstring); without them the tables
+            are those of the plain simulation.
 
     Returns:
-        :class:`SimulatedData` with ``customers``, ``transactions``, ``payments``, ``interactions``
-        and ``truth``.
+        :class:`SimulatedData` with ``customers``, ``transactions``, ``payments``, ``interactions``,
+        ``truth``, ``hidden`` and ``scenario``.
     """
     if customers <= 0:
         raise ValueError(f"customers must be positive, got {customers}")
     if not start_date < truth_as_of <= end_date:
         raise ValueError("expected start_date < truth_as_of <= end_date")
+    check_scenario(shock, shift, start_date, end_date)
     pp = process or ProcessParameters()
     rng = np.random.default_rng(seed)
+    # The scenario's own random streams leave `rng` alone: who is shocked, and the event counts, the event
+    # details and the invoices that only the scenario has (each drawn week by week or month by month, so a
+    # later shock never changes an earlier draw).
+    select_rng, event_rng, detail_rng, invoice_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    )
     n = int(customers)
     history_days = (end_date - start_date).days + 1
 
@@ -205,12 +494,22 @@ def simulate_crm(
         _choice(rng, ACQUISITION_CHANNELS, (0.15, 0.05, 0.15, 0.5, 0.15), n),
         _choice(rng, ACQUISITION_CHANNELS, (0.45, 0.3, 0.15, 0.02, 0.08), n),
     )
-    contract = np.where(
-        corporate,
-        _choice(rng, CONTRACTS, (0.3, 0.4, 0.3), n),
-        _choice(rng, CONTRACTS, (0.6, 0.28, 0.12), n),
-    )
-    month_to_month = contract == 0
+    contract_u = (rng.random(n), rng.random(n))  # corporate, individual mix: the uniforms choice() would draw
+    mixes = (_CONTRACT_MIX_CORPORATE, _CONTRACT_MIX_INDIVIDUAL)
+    contract = np.where(corporate, *(_contract_codes(u, mix) for u, mix in zip(contract_u, mixes, strict=True)))
+    shifted = np.zeros(n, dtype=bool)
+    scenario_contract = contract
+    if shift is not None:
+        shift_day = (shift.start - start_date).days
+        shifted = signup > shift_day
+        progress = (signup - shift_day) / (end_date - shift.start).days  # 0 on shift.start, 1 on end_date
+        moved = [
+            _contract_codes(
+                u, mix, np.where(shifted, mix[0] + (shift.month_to_month_share - mix[0]) * progress, np.nan)
+            )
+            for u, mix in zip(contract_u, mixes, strict=True)
+        ]
+        scenario_contract = np.where(corporate, *moved)
 
     type_rate = np.asarray(pp.type_rate_multiplier)[ctype]
     lam = rng.gamma(pp.purchase_rate_shape, pp.purchase_rate_mean / pp.purchase_rate_shape, n) * type_rate
@@ -218,8 +517,7 @@ def simulate_crm(
     complaint_rate = rng.gamma(pp.complaint_rate_shape, pp.complaint_rate_mean / pp.complaint_rate_shape, n)
     contact_rate = rng.gamma(pp.contact_rate_shape, pp.contact_rate_mean / pp.contact_rate_shape, n)
     contact_rate *= np.where(corporate, 1.8, 1.0)
-    late_prop = rng.beta(pp.late_payment_alpha, pp.late_payment_beta, n)
-    late_prop = np.where(month_to_month, np.minimum(late_prop * 1.3, 0.95), late_prop)
+    late_draw = rng.beta(pp.late_payment_alpha, pp.late_payment_beta, n)
     partial_prop = rng.beta(pp.partial_payment_alpha, pp.partial_payment_beta, n)
     breadth = 1 + rng.binomial(4, 0.35, n) + corporate.astype(np.int64)  # 1..6 categories
     breadth = np.minimum(breadth, len(PRODUCT_CATEGORIES))
@@ -228,14 +526,26 @@ def simulate_crm(
     mean_spend = pp.spend_p / nu * spend_scale  # E[amount | customer]
 
     engagement = np.log(contact_rate / pp.contact_rate_mean)
-    base_logit = (
-        rng.normal(pp.dropout_base_logit_mean, pp.dropout_base_logit_sd, n)
-        + pp.dropout_late_payment * (late_prop - pp.late_payment_alpha / (pp.late_payment_alpha + pp.late_payment_beta))
-        + pp.dropout_month_to_month * month_to_month
-        - pp.dropout_breadth * (breadth - 1)
-        - pp.dropout_engagement * engagement
-        - np.where(ctype == 1, 0.4, 0.0)  # VIP programmes retain
-    )
+    logit_noise = rng.normal(pp.dropout_base_logit_mean, pp.dropout_base_logit_sd, n)
+
+    def late_propensity(month_to_month: np.ndarray) -> np.ndarray:
+        return np.where(month_to_month, np.minimum(late_draw * 1.3, 0.95), late_draw)
+
+    def dropout_logit(month_to_month: np.ndarray) -> np.ndarray:
+        return (
+            logit_noise
+            + pp.dropout_late_payment
+            * (late_propensity(month_to_month) - pp.late_payment_alpha / (pp.late_payment_alpha + pp.late_payment_beta))
+            + pp.dropout_month_to_month * month_to_month
+            - pp.dropout_breadth * (breadth - 1)
+            - pp.dropout_engagement * engagement
+            - np.where(ctype == 1, 0.4, 0.0)  # VIP programmes retain
+        )
+
+    base_logit = dropout_logit(contract == 0)
+    late_prop = late_propensity(scenario_contract == 0)
+    scenario_logit = base_logit if shift is None else dropout_logit(scenario_contract == 0)
+    shocked = _shocked_customers(shock, region, select_rng)
 
     # --- weekly grid aligned on truth_as_of --------------------------------------------------------
     as_of_offset = (truth_as_of - start_date).days  # day offset of the as-of date
@@ -244,19 +554,29 @@ def simulate_crm(
     as_of_week = (as_of_offset + 1 - first_week_day) // 7 - 1  # last full week ≤ as-of
     signup_week = (signup - first_week_day) // 7
     start_doy = start_date.timetuple().tm_yday
+    # The shock acts from the first week that starts on or after its date: nothing earlier can change.
+    shock_week = -((first_week_day - (shock.date - start_date).days) // 7) if shock is not None else 0
 
     def season(week: int | np.ndarray) -> np.ndarray:
         mid_doy = start_doy + first_week_day + 7 * np.asarray(week) + 3
         return 1.0 + pp.season_amplitude * np.cos(2 * np.pi * (mid_doy - 350) / 365.25)
 
-    def weekly_hazard(week: int, state: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    def weekly_hazard(week: int, state: np.ndarray, idx: np.ndarray, logit: np.ndarray = base_logit) -> np.ndarray:
         tenure_weeks = week - signup_week[idx]
         logit = (
-            base_logit[idx]
-            + pp.dropout_complaint * state
-            - pp.dropout_tenure * np.log1p(np.maximum(tenure_weeks, 0) / 13.0)
+            logit[idx] + pp.dropout_complaint * state - pp.dropout_tenure * np.log1p(np.maximum(tenure_weeks, 0) / 13.0)
         )
         return _sigmoid(logit)
+
+    def scenario_hazard(week: int, state: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """The hazard of the world simulated: the scenario's logits, × the shock from its week on."""
+        h = weekly_hazard(week, state, idx, scenario_logit)
+        if shock is not None and week >= shock_week:
+            h = np.where(shocked[idx], np.minimum(h * shock.hazard_multiplier, np.maximum(h, MAX_SHOCKED_HAZARD)), h)
+        return h
+
+    def purchase_rate(week: int, state: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return lam[idx] * season(week) * np.exp(-pp.complaint_purchase_damping * state)
 
     alive = np.ones(n, dtype=bool)
     dropout_week = np.full(n, -1, dtype=np.int64)
@@ -270,6 +590,21 @@ def simulate_crm(
     contact_records: list[tuple[np.ndarray, np.ndarray]] = []
     order = np.argsort(signup_week, kind="stable")
     sorted_signup_week = signup_week[order]
+    members = np.flatnonzero(shocked | ((scenario_contract == 0) != (contract == 0)))
+    scenario = None
+    if members.size:
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n)
+        scenario = _ScenarioCustomers(
+            members,
+            rank[members],
+            scenario_hazard,
+            purchase_rate,
+            complaint_rate,
+            contact_rate,
+            pp.complaint_decay,
+            event_rng,
+        )
 
     for week in range(n_weeks):
         # Customers whose first purchase was in an earlier week are exposed this week.
@@ -278,12 +613,13 @@ def simulate_crm(
             h = weekly_hazard(week, complaint_state[exposed], exposed)
             # Dropout at the start of the week, for those still alive.
             was_alive = alive[exposed]
-            drops = was_alive & (rng.random(exposed.size) < h)
+            u = rng.random(exposed.size)
+            drops = was_alive & (u < h)
             dropout_week[exposed[drops]] = week
             alive[exposed[drops]] = False
             active = exposed[alive[exposed]]
 
-            lam_eff = lam[exposed] * season(week) * np.exp(-pp.complaint_purchase_damping * complaint_state[exposed])
+            lam_eff = purchase_rate(week, complaint_state[exposed], exposed)
             mu_total = lam_eff + complaint_rate[exposed] + contact_rate[exposed]
 
             # Events of alive customers.
@@ -299,37 +635,51 @@ def simulate_crm(
                 (complaint_records, n_complaint),
                 (contact_records, n_contact),
             ):
-                hit = counts > 0
-                records.append((exposed[hit], np.full(int(hit.sum()), week, dtype=np.int32), counts[hit]))
+                _record(records, exposed, week, counts)
 
-            # Forward filter: an observed event proves the customer alive; a silent week is
-            # explained either by survival with no events or by a dropout (now or earlier).
-            prior = p_alive[exposed]
-            silent_alive = prior * (1.0 - h) * np.exp(-mu_total)
-            silent_dead = (1.0 - prior) + prior * h
-            posterior = silent_alive / (silent_alive + silent_dead)
             observed = (n_purchase + n_complaint + n_contact) > 0
-            p_alive[exposed] = np.where(observed, 1.0, posterior)
+            p_alive[exposed] = _p_alive_after_week(p_alive[exposed], h, mu_total, observed)
 
             complaint_state[exposed] = pp.complaint_decay * complaint_state[exposed] + n_complaint
+            if scenario is not None:
+                scenario.step(week, exposed.size, u, (n_purchase, n_complaint, n_contact), pos)
         if week == as_of_week:
             p_alive_at_as_of = p_alive.copy()
             state_at_as_of = complaint_state.copy()
             alive_at_as_of = alive.copy()
+            if scenario is not None:
+                scenario.overlay(p_alive_at_as_of, state_at_as_of, alive_at_as_of)
 
     assert p_alive_at_as_of is not None and state_at_as_of is not None
+    dropout_week_without = dropout_week
+    if scenario is not None:
+        dropout_week = dropout_week.copy()
+        dropout_week[scenario.members] = scenario.dropout_week
+    # First day of the dropout week (the customer has no events from it on), −1 for no dropout.
+    drop_day = np.where(dropout_week >= 0, first_week_day + 7 * dropout_week, -1)
+    start = np.datetime64(start_date, "D")
+
+    def dates(day: np.ndarray) -> pd.Series:
+        """Day offsets as datetime64[ns]; −1 (no dropout) as NaT."""
+        return pd.Series((start + np.maximum(day, 0).astype("timedelta64[D]")).astype("datetime64[ns]")).where(day >= 0)
+
+    def before_dropout(idx: np.ndarray, day: np.ndarray) -> np.ndarray:
+        """Rows of the world without the scenario that the scenario keeps: those before its dropout."""
+        return (drop_day[idx] < 0) | (day < drop_day[idx])
 
     # --- expand event records to dated rows ---------------------------------------------------------
-    def expand(records: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    def expand(
+        generator: np.random.Generator, records: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         idx = np.concatenate([r[0] for r in records]) if records else np.empty(0, np.int64)
         wk = np.concatenate([r[1] for r in records]) if records else np.empty(0, np.int32)
         cnt = np.concatenate([r[2] for r in records]) if records else np.empty(0, np.int64)
         idx = np.repeat(idx, cnt)
-        day = first_week_day + 7 * np.repeat(wk, cnt).astype(np.int64) + rng.integers(0, 7, idx.size)
+        day = first_week_day + 7 * np.repeat(wk, cnt).astype(np.int64) + generator.integers(0, 7, idx.size)
         keep = day <= history_days - 1
         return idx[keep], day[keep]
 
-    p_idx, p_day = expand(purchase_records)
+    p_idx, p_day = expand(rng, purchase_records)
     del purchase_records
     # First purchase on the signup day acquires the customer.
     p_idx = np.concatenate([np.arange(n), p_idx])
@@ -342,18 +692,53 @@ def simulate_crm(
     np.put_along_axis(in_set, ranks, np.arange(len(PRODUCT_CATEGORIES))[None, :] < breadth[:, None], axis=1)
     pref = rng.dirichlet(np.ones(len(PRODUCT_CATEGORIES)), n) * in_set
     cum = np.cumsum(pref / pref.sum(axis=1, keepdims=True), axis=1).astype(np.float32)
-    u = rng.random(p_idx.size, dtype=np.float32)
-    product = np.zeros(p_idx.size, dtype=np.int8)
-    for j in range(len(PRODUCT_CATEGORIES) - 1):
-        product += u > cum[p_idx, j]
 
-    amount = np.round(rng.gamma(pp.spend_p, 1.0, p_idx.size) / nu[p_idx] * spend_scale[p_idx], 2)
-    amount = np.maximum(amount, 0.01)
-    quantity = 1 + rng.poisson(np.where(corporate[p_idx], 3.0, 0.4))
+    def purchase_rows(generator: np.random.Generator, idx: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Customer, day, amount, product and quantity of purchases, sorted by customer and day."""
+        u = generator.random(idx.size, dtype=np.float32)
+        product = np.zeros(idx.size, dtype=np.int8)
+        for j in range(len(PRODUCT_CATEGORIES) - 1):
+            product += u > cum[idx, j]
+        amount = np.round(generator.gamma(pp.spend_p, 1.0, idx.size) / nu[idx] * spend_scale[idx], 2)
+        amount = np.maximum(amount, 0.01)
+        quantity = 1 + generator.poisson(np.where(corporate[idx], 3.0, 0.4))
+        rows = (idx, day, amount, product, quantity)
+        return tuple(a[np.lexsort((day, idx))] for a in rows)
 
-    tx_order = np.lexsort((p_day, p_idx))
-    p_idx, p_day, amount, product, quantity = (a[tx_order] for a in (p_idx, p_day, amount, product, quantity))
-    start = np.datetime64(start_date, "D")
+    def interaction_rows(generator: np.random.Generator, complaints: list, contacts: list) -> tuple[np.ndarray, ...]:
+        """Customer, day, kind and channel of complaints and contacts (inquiries and visits)."""
+        c_idx, c_day = expand(generator, complaints)
+        o_idx, o_day = expand(generator, contacts)
+        is_visit = generator.random(o_idx.size) < np.where(corporate[o_idx], 0.45, 0.2)
+        kind = np.concatenate([np.full(c_idx.size, 1, np.int8), np.where(is_visit, 2, 0).astype(np.int8)])
+        i_idx = np.concatenate([c_idx, o_idx])
+        i_day = np.concatenate([c_day, o_day])
+        online = channel[i_idx] == 0
+        remote = np.where(
+            online,
+            _choice(generator, CONTACT_CHANNELS[:4], (0.2, 0.3, 0.35, 0.15), i_idx.size),
+            _choice(generator, CONTACT_CHANNELS[:4], (0.5, 0.3, 0.12, 0.08), i_idx.size),
+        )
+        visit_channel = np.where(corporate[i_idx], 5, 4)
+        contact_channel = np.where(kind == 2, visit_channel, remote).astype(np.int8)
+        return i_idx, i_day, kind, contact_channel
+
+    purchases = purchase_rows(rng, p_idx, p_day)
+    purchases_without = purchases
+    if scenario is not None:  # the scenario's own rows, week by week
+        own_weeks = [
+            (
+                purchase_rows(detail_rng, *expand(detail_rng, [bought])),
+                interaction_rows(detail_rng, [complained], [contacted]),
+            )
+            for bought, complained, contacted in zip(*scenario.records, strict=True)
+        ]
+        own_purchases = _stack([purchase_rows(detail_rng, *expand(detail_rng, [])), *(w[0] for w in own_weeks)])
+        own_contacts = _stack([interaction_rows(detail_rng, [], []), *(w[1] for w in own_weeks)])
+        keep = before_dropout(purchases[0], purchases[1])
+        merged = _stack([tuple(a[keep] for a in purchases), own_purchases])
+        purchases = tuple(a[np.lexsort((merged[1], merged[0]))] for a in merged)
+    p_idx, p_day, amount, product, quantity = purchases
     transactions = pd.DataFrame(
         {
             "customer_id": (p_idx + 1).astype(np.int64),
@@ -365,21 +750,12 @@ def simulate_crm(
     )
 
     # --- interactions ---------------------------------------------------------------------------------
-    c_idx, c_day = expand(complaint_records)
-    o_idx, o_day = expand(contact_records)
+    contacts = interaction_rows(rng, complaint_records, contact_records)
     del complaint_records, contact_records
-    is_visit = rng.random(o_idx.size) < np.where(corporate[o_idx], 0.45, 0.2)
-    kind = np.concatenate([np.full(c_idx.size, 1, np.int8), np.where(is_visit, 2, 0).astype(np.int8)])
-    i_idx = np.concatenate([c_idx, o_idx])
-    i_day = np.concatenate([c_day, o_day])
-    online = channel[i_idx] == 0
-    remote = np.where(
-        online,
-        _choice(rng, CONTACT_CHANNELS[:4], (0.2, 0.3, 0.35, 0.15), i_idx.size),
-        _choice(rng, CONTACT_CHANNELS[:4], (0.5, 0.3, 0.12, 0.08), i_idx.size),
-    )
-    visit_channel = np.where(corporate[i_idx], 5, 4)
-    contact_channel = np.where(kind == 2, visit_channel, remote).astype(np.int8)
+    if scenario is not None:
+        keep = before_dropout(contacts[0], contacts[1])
+        contacts = _stack([tuple(a[keep] for a in contacts), own_contacts])
+    i_idx, i_day, kind, contact_channel = contacts
     i_order = np.lexsort((kind, i_day, i_idx))
     interactions = pd.DataFrame(
         {
@@ -391,26 +767,57 @@ def simulate_crm(
     )
 
     # --- payments: one invoice per customer and month with purchases ----------------------------------
-    tx_month = (start + p_day.astype("timedelta64[D]")).astype("datetime64[M]").astype(np.int64)
-    key = p_idx.astype(np.int64) * 10_000 + (tx_month - tx_month.min())
-    boundaries = np.flatnonzero(np.diff(key)) + 1  # rows are sorted by customer then day, so by key
-    first = np.concatenate([[0], boundaries])
-    amount_due = np.round(np.add.reduceat(amount, first), 2)
-    inv_idx = p_idx[first]
-    invoice_date = (tx_month[first] + 1).astype("datetime64[M]").astype("datetime64[D]")
     end = np.datetime64(end_date, "D")
-    issued = invoice_date <= end
-    inv_idx, invoice_date, amount_due = inv_idx[issued], invoice_date[issued], amount_due[issued]
-    m = inv_idx.size
-    terms = np.asarray(pp.payment_terms_days)[ctype[inv_idx]]
+
+    def invoices(idx: np.ndarray, day: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Customer, key (customer and month), invoice date and amount due of the invoices issued by
+        ``end_date``, from purchases sorted by customer and day."""
+        tx_month = (start + day.astype("timedelta64[D]")).astype("datetime64[M]").astype(np.int64)
+        key = idx.astype(np.int64) * 1_000_000 + tx_month
+        first = np.concatenate([[0], np.flatnonzero(np.diff(key)) + 1])
+        amount_due = np.round(np.add.reduceat(amount, first), 2)
+        invoice_date = (tx_month[first] + 1).astype("datetime64[M]").astype("datetime64[D]")
+        issued = invoice_date <= end
+        return idx[first][issued], key[first][issued], invoice_date[issued], amount_due[issued]
+
+    payment_terms = np.asarray(pp.payment_terms_days)
+
+    def invoice_draws(generator: np.random.Generator, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The random numbers of each invoice: lateness, days late or early, never paid, partly paid."""
+        m = idx.size
+        return {
+            "late": generator.random(m),
+            "days_late": np.ceil(generator.gamma(1.5, 12.0, m)).astype(np.int64),
+            "days_early": generator.integers(0, np.maximum(payment_terms[ctype[idx]], 1)),
+            "never": generator.random(m),
+            "partial": generator.random(m),
+            "paid_share": generator.uniform(0.3, 0.95, m),
+        }
+
+    def own_invoice_draws(rows: np.ndarray) -> dict[str, np.ndarray]:
+        """``invoice_draws`` of the invoices only the scenario has, month by month."""
+        month = inv_key[rows] % 1_000_000
+        by_month = np.argsort(month, kind="stable")
+        groups = np.split(rows[by_month], np.flatnonzero(np.diff(month[by_month])) + 1)
+        parts = [invoice_draws(invoice_rng, inv_idx[group]) for group in groups]
+        back = np.argsort(by_month)
+        return {name: np.concatenate([part[name] for part in parts])[back] for name in parts[0]}
+
+    inv_idx, inv_key, invoice_date, amount_due = invoices(*purchases_without[:3])
+    draws = invoice_draws(rng, inv_idx)
+    if scenario is not None:  # invoices the world without the scenario has keep their draws
+        known_key = inv_key
+        inv_idx, inv_key, invoice_date, amount_due = invoices(p_idx, p_day, amount)
+        draws = _take_or_draw(known_key, draws, inv_key, own_invoice_draws)
+    terms = payment_terms[ctype[inv_idx]]
     due = invoice_date + terms.astype("timedelta64[D]")
-    late = rng.random(m) < late_prop[inv_idx]
-    days_late = np.ceil(rng.gamma(1.5, 12.0, m)).astype(np.int64)
-    days_early = rng.integers(0, np.maximum(terms, 1))
-    paid = np.where(late, due + days_late.astype("timedelta64[D]"), due - days_early.astype("timedelta64[D]"))
-    never = rng.random(m) < 0.15 * late_prop[inv_idx]
-    partial = rng.random(m) < partial_prop[inv_idx]
-    amount_paid = np.where(partial, np.round(amount_due * rng.uniform(0.3, 0.95, m), 2), amount_due)
+    late = draws["late"] < late_prop[inv_idx]
+    paid = np.where(
+        late, due + draws["days_late"].astype("timedelta64[D]"), due - draws["days_early"].astype("timedelta64[D]")
+    )
+    never = draws["never"] < 0.15 * late_prop[inv_idx]
+    partial = draws["partial"] < partial_prop[inv_idx]
+    amount_paid = np.where(partial, np.round(amount_due * draws["paid_share"], 2), amount_due)
     open_invoice = never | (paid > end)
     amount_paid = np.where(open_invoice, 0.0, amount_paid)
     payments = pd.DataFrame(
@@ -433,7 +840,7 @@ def simulate_crm(
             "age_band": pd.Categorical.from_codes(np.where(corporate, -1, age_band), categories=list(AGE_BANDS)),
             "industry": pd.Categorical.from_codes(np.where(corporate, industry, -1), categories=list(INDUSTRIES)),
             "acquisition_channel": _categorical(channel, ACQUISITION_CHANNELS),
-            "contract": _categorical(contract, CONTRACTS),
+            "contract": _categorical(scenario_contract, CONTRACTS),
         }
     )
 
@@ -450,7 +857,7 @@ def simulate_crm(
         expected_purchases = np.zeros(known.size)
         for j, frac in enumerate(fractions, start=1):
             week = as_of_week + j
-            h = 1.0 - (1.0 - weekly_hazard(week, state, known)) ** frac
+            h = 1.0 - (1.0 - scenario_hazard(week, state, known)) ** frac
             rate = frac * lam[known] * season(week) * np.exp(-pp.complaint_purchase_damping * state)
             died_silent += silent * h
             silent *= (1.0 - h) * np.exp(-rate)
@@ -458,7 +865,6 @@ def simulate_crm(
             expected_purchases += alive_path * rate
             state = pp.complaint_decay * state + frac * complaint_rate[known]
         pa = p_alive_at_as_of[known]
-        drop_day = np.where(dropout_week[known] >= 0, first_week_day + 7 * dropout_week[known], -1)
         truth_blocks.append(
             pd.DataFrame(
                 {
@@ -466,9 +872,7 @@ def simulate_crm(
                     "as_of": pd.Timestamp(truth_as_of),
                     "horizon_days": np.int32(horizon),
                     "alive": alive_at_as_of[known],
-                    "dropout_date": pd.Series(
-                        (start + np.maximum(drop_day, 0).astype("timedelta64[D]")).astype("datetime64[ns]")
-                    ).where(drop_day >= 0),
+                    "dropout_date": dates(drop_day[known]),
                     "p_alive": pa,
                     "p_no_purchase": (1.0 - pa) + pa * (silent + died_silent),
                     "expected_purchases": pa * expected_purchases,
@@ -480,10 +884,25 @@ def simulate_crm(
     truth = pd.concat(truth_blocks, ignore_index=True)
     truth["as_of"] = truth["as_of"].astype("datetime64[ns]")
 
+    hidden = pd.DataFrame(
+        {
+            "customer_id": np.arange(1, n + 1, dtype=np.int64),
+            "dropout_date": dates(drop_day),
+            "shocked": shocked,
+            "shifted": shifted,
+            "dropout_date_without_scenario": dates(
+                np.where(dropout_week_without >= 0, first_week_day + 7 * dropout_week_without, -1)
+            ),
+        }
+    )
     return SimulatedData(
         customers=customers_df,
         transactions=transactions,
         payments=payments,
         interactions=interactions,
         truth=truth,
+        hidden=hidden,
+        scenario=Scenario(shock=shock, shift=shift),
+        start_date=start_date,
+        end_date=end_date,
     )
