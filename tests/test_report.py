@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import io
 import json
 import re
@@ -30,11 +31,18 @@ from PIL import Image
 from tests.conftest import mlflow_workspace, workspace_settings, write_params
 from typer.testing import CliRunner
 
-from crmscore import tracking
+from crmscore import monitoring, tracking
 from crmscore.cli import app
 from crmscore.config import Settings
 from crmscore.drift import feature_drift
-from crmscore.report import REPORT_SECTIONS, btyd_model_of_run, compare_versions, drift_section, run_link
+from crmscore.report import (
+    REPORT_SECTIONS,
+    btyd_model_of_run,
+    compare_versions,
+    drift_section,
+    report_stage,
+    run_link,
+)
 from crmscore.stages import (
     CHURN_MODEL_NAME,
     CLV_MODEL_NAME,
@@ -239,6 +247,46 @@ def test_segments_tiers_and_drift_sections_hold_their_figures_and_tables(ws):
     assert "recency_days" in drift
     # The scoring manifest's feature checks, beside the PSI (the simulated data scores within training's categories).
     assert "Values the models never saw in training" in drift and "unseen in training</td>" not in drift
+
+
+def test_without_a_track_record_the_section_says_how_to_get_one_and_still_shows_tier_migration(ws):
+    track = _section(ws, "track_record")
+    assert "No track record yet" in track and "Run `crmscore monitor` to check every past scoring" in track
+    assert f"<figcaption>Tier migration, {EARLIER} to {LATEST}</figcaption>" in track
+    assert "<th>Track record</th><td>none yet: run `crmscore monitor`" in _section(ws, "summary")
+
+
+def test_the_report_shows_the_track_record_monitor_wrote_as_it_is(ws, tmp_path):
+    scorings = monitoring.past_scorings(ws.settings.scoring.out_dir)
+    tables = {name: pd.read_parquet(ws.root / "sim" / f"{name}.parquet") for name in ("customers", "transactions")}
+    settings = ws.settings.model_copy(
+        update={
+            "monitoring": ws.settings.monitoring.model_copy(
+                update={"out_dir": str(tmp_path / "monitoring"), "bootstrap_samples": 20}
+            ),
+            # A report run of its own experiment, so the workspace's report stays the only one in its experiment.
+            "tracking": ws.settings.tracking.model_copy(update={"experiment": "crmscore-track-record"}),
+        }
+    )
+    performance = monitoring.track_record(tables, scorings, settings)
+    # An estimate no recomputation would give: the page must show the table as written.
+    latest = (
+        (performance["as_of"] == LATEST) & (performance["metric"] == "roc_auc") & (performance["kind"] == "estimated")
+    )
+    performance.loc[latest & (performance["model"] == "churn"), "value"] = 0.5
+    (tmp_path / "monitoring").mkdir()
+    performance.to_parquet(tmp_path / "monitoring" / "performance.parquet", index=False)
+    result = report_stage(settings, out_dir=tmp_path / "review")
+    page = result.path.read_text(encoding="utf-8")
+    verdict = monitoring.verdict(performance)
+    assert f"estimated AUC 0.50 for the current one ({LATEST})" in verdict
+    assert re.findall(r'<section id="(\w+)">', page) == list(REPORT_SECTIONS)
+    assert f"<th>Track record</th><td>{html.escape(verdict)}</td>" in page
+    track = re.search(r'<section id="track_record">(.*?)</section>', page, flags=re.S).group(1)
+    assert f'<p class="verdict">Verdict: {html.escape(verdict)}</p>' in track
+    assert f"2 scoring(s) from {EARLIER} to {LATEST}" in track
+    assert "<figcaption>Churn ROC AUC per scoring</figcaption>" in track
+    assert tracking.client().get_run(result.run_id).data.tags["crmscore.track_record"] == verdict
 
 
 def test_drift_section_lists_the_scoring_feature_checks():

@@ -248,6 +248,9 @@ def test_without_clv_every_section_is_there_and_the_page_is_whole(partial):
     assert re.findall(r'<section id="(\w+)">', page) == list(REPORT_SECTIONS)
     assert "Traceback" not in page and page.rstrip().endswith("</html>")
     assert _images_decode(page) >= 8  # churn curves, tier distribution and matrix, migration, drift
+    # No `crmscore monitor` yet and one scoring: the track record says so in words instead of staying empty.
+    track = _section(page, "track_record")
+    assert "No track record yet" in track and f"there is one so far (as of {AS_OF})" in track
 
 
 def test_without_clv_the_clv_section_is_a_note_with_the_reason(partial):

@@ -6,8 +6,16 @@ single file whose figures are embedded PNG data URIs and whose style is inline, 
 be mailed, and shows the same thing in ten years. The file is also logged to MLflow in a run of its own
 (tag ``crmscore.stage=report``). Sections, each built by a public ``*_section`` function:
 
-* **summary** — data period, customers, the scoring, and the compared model versions with their training
-  runs (links into the MLflow UI when the tracking server is http(s), run ids otherwise);
+* **summary** — the track record's verdict first, then data period, customers, the scoring, and the compared
+  model versions with their training runs (links into the MLflow UI when the tracking server is http(s),
+  run ids otherwise);
+* **track record** — did past scorings come true: the performance table ``crmscore monitor`` last wrote
+  (``<monitoring.out_dir>/performance.parquet``, read as it is, never recomputed here; :mod:`crmscore.monitoring`)
+  with its verdict, the flags, the customers missing from the current data, the churn AUC and churn rate per
+  scoring (realized with 95 % intervals against the estimates, open scorings marked), predicted against
+  realized churn per risk band and the realized value per tier; and the share of each tier's customers in
+  each tier at the next scoring, from the last two scoring folders. Without a track record it says how to get
+  one;
 * **churn** — the two compared versions (``--compare A B``, default champion and challenger) on the same
   evaluation data: the test split ``crmscore train churn`` would use with these settings and data. Metric
   table (:func:`crmscore.evaluation.classification_metrics`), ROC, precision-recall, calibration, gains and
@@ -82,11 +90,16 @@ __all__ = [
     "segments_section",
     "tiers_section",
     "drift_section",
+    "track_record_section",
     "plot_tier_distribution",
     "plot_tier_risk_matrix",
     "plot_tier_migration",
     "plot_feature_drift",
     "plot_shap_dependence",
+    "plot_churn_track_record",
+    "plot_risk_band_calibration",
+    "plot_tier_value_track_record",
+    "plot_tier_transitions",
 ]
 
 log = logging.getLogger("crmscore")
@@ -94,6 +107,7 @@ log = logging.getLogger("crmscore")
 #: Section ids and headings, in the order of the page.
 REPORT_SECTIONS: dict[str, str] = {
     "summary": "Summary",
+    "track_record": "Track record",
     "churn": "Churn model",
     "clv": "Customer lifetime value (CLV)",
     "segments": "Segments",
@@ -411,7 +425,14 @@ def plot_tier_distribution(summary: pd.DataFrame, ax=None):
     return ax
 
 
-def _heatmap(ax, counts: np.ndarray, rows: Sequence[str], columns: Sequence[str], texts: np.ndarray) -> None:
+def _heatmap(
+    ax,
+    counts: np.ndarray,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    texts: np.ndarray,
+    colour_label: str = "customers",
+) -> None:
     image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0, vmax=max(1.0, float(counts.max())))
     ax.set_xticks(np.arange(len(columns)), labels=list(columns))
     ax.set_yticks(np.arange(len(rows)), labels=list(rows))
@@ -420,7 +441,7 @@ def _heatmap(ax, counts: np.ndarray, rows: Sequence[str], columns: Sequence[str]
         for j in range(len(columns)):
             colour = "white" if counts[i, j] > limit else "black"
             ax.text(j, i, texts[i, j], ha="center", va="center", color=colour, fontsize=8)
-    ax.figure.colorbar(image, ax=ax, label="customers", fraction=0.05, pad=0.02)
+    ax.figure.colorbar(image, ax=ax, label=colour_label, fraction=0.05, pad=0.02)
 
 
 def plot_tier_risk_matrix(matrix: pd.DataFrame, ax=None):
@@ -518,6 +539,238 @@ def plot_shap_dependence(
     ax.set_ylabel(f"SHAP value ({output_unit})")
     missing = int((~present).sum())
     ax.set_title(f"SHAP dependence: {feature}" + (f" ({missing:,} missing not shown)" if missing else ""))
+    return ax
+
+
+# --- track record figures (the performance table of crmscore.monitoring.track_record) -------------------------
+
+_TRACK_CHURN_METRICS = {"roc_auc": "Churn ROC AUC", "brier": "Churn Brier score", "churn_rate": "Churn rate"}
+_REALIZED_COLOUR, _ESTIMATED_COLOUR = "tab:blue", "tab:orange"
+
+
+def _track_rows(performance: pd.DataFrame, model: str, metric: str, kind: str) -> pd.DataFrame:
+    """The rows of one model, metric and kind, oldest scoring first."""
+    mine = performance.loc[
+        (performance["model"] == model) & (performance["metric"] == metric) & (performance["kind"] == kind)
+    ]
+    return mine.sort_values("as_of", kind="stable")
+
+
+def _interval_errors(rows: pd.DataFrame) -> np.ndarray:
+    """``errorbar``'s ``yerr`` for the rows' 95 % intervals; a missing interval draws no bar."""
+    values = rows["value"].to_numpy(dtype=float)
+    below = np.nan_to_num(values - rows["lower"].to_numpy(dtype=float), nan=0.0)
+    above = np.nan_to_num(rows["upper"].to_numpy(dtype=float) - values, nan=0.0)
+    # A percentile interval may exclude the value itself (a skewed bootstrap): the bar then starts at the value.
+    return np.clip(np.vstack([below, above]), 0.0, None)
+
+
+def _scoring_ticks(ax, rows: pd.DataFrame, with_version: bool = False) -> None:
+    """One tick per scoring date (with the model version under it when asked)."""
+    rows = rows.drop_duplicates("as_of").sort_values("as_of")
+    labels = [
+        f"{_date(d)}\nv{int(v)}" if with_version else _date(d)
+        for d, v in zip(rows["as_of"], rows["version"], strict=True)
+    ]
+    crowded = len(labels) > 6
+    ax.set_xticks(
+        list(rows["as_of"]), labels=labels, rotation=30 if crowded else 0, ha="right" if crowded else "center"
+    )
+
+
+def _finish_track_axes(ax, xlabel: str, ylabel: str, heading: str, **legend: Any):
+    """Grid, labels, title (``heading``) and legend (``legend``: its keywords) shared by the track record figures."""
+    ax.grid(axis=legend.pop("grid_axis", "both"), alpha=0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(heading)
+    ax.legend(fontsize=8, **legend)
+    return ax
+
+
+def plot_churn_track_record(performance: pd.DataFrame, metric: str = "roc_auc", ax=None):
+    """A churn metric per scoring date: realized (with its 95 % interval) against estimated (dashed).
+
+    ``performance`` is :func:`crmscore.monitoring.track_record`; ``metric`` one of ``roc_auc``, ``brier``
+    and ``churn_rate``. The estimate, from the probabilities alone, is drawn for every scoring; the scorings
+    whose churn horizon is still open are ringed (estimate only), and the realized value is drawn for the
+    closed ones. Each tick names the scoring date and the churn model version that made it. Raises
+    :class:`ValueError` for another metric or when no scoring has churn probabilities.
+    """
+    if metric not in _TRACK_CHURN_METRICS:
+        raise ValueError(f"metric: expected one of {', '.join(_TRACK_CHURN_METRICS)}, got {metric!r}")
+    estimated = _track_rows(performance, "churn", metric, "estimated")
+    realized = _track_rows(performance, "churn", metric, "realized")
+    if estimated.empty and realized.empty:
+        raise ValueError(f"no churn {metric} in the track record (no scoring has churn probabilities)")
+    name = _TRACK_CHURN_METRICS[metric]
+    ax = _new_axes(ax, (7.5, 4.5))
+    estimates = (
+        (estimated, {"linestyle": "--", "markersize": 4, "label": "estimated from the probabilities alone"}),
+        (
+            estimated.loc[estimated["status"] == "open"],
+            {"linestyle": "none", "markersize": 12, "markerfacecolor": "none", "markeredgewidth": 1.5}
+            | {"label": "horizon still open: estimate only"},
+        ),
+    )
+    for rows, style in estimates:
+        if len(rows):
+            x, y = rows["as_of"].to_numpy(), rows["value"].to_numpy(dtype=float)
+            ax.plot(x, y, marker="o", color=_ESTIMATED_COLOUR, markeredgecolor=_ESTIMATED_COLOUR, **style)
+    if len(realized):
+        ax.errorbar(
+            realized["as_of"].to_numpy(),
+            realized["value"].to_numpy(dtype=float),
+            yerr=_interval_errors(realized),
+            fmt="o-",
+            color=_REALIZED_COLOUR,
+            capsize=4,
+            label="realized (95 % interval)",
+        )
+    if metric == "churn_rate":
+        from matplotlib.ticker import PercentFormatter
+
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    _scoring_ticks(ax, pd.concat([estimated, realized]), with_version=True)
+    return _finish_track_axes(
+        ax, "Scoring (as of) and churn model version", name, f"{name} per scoring: realized against estimated"
+    )
+
+
+def _band_order(bands: Sequence[str]) -> list[str]:
+    from crmscore.tiers import RISK_BANDS
+
+    known = [b for b in RISK_BANDS if b in bands]
+    return known + sorted(b for b in bands if b not in RISK_BANDS)
+
+
+def _bracketed(metric: pd.Series, prefix: str) -> pd.Series:
+    """``low`` of ``realized_rate[low]``: the band or tier a bracketed metric name holds."""
+    return metric.str.slice(len(prefix) + 1, -1)
+
+
+def _bar_percent(value: float) -> str:
+    return "" if _missing(value) else f"{value:.0%}"
+
+
+def plot_risk_band_calibration(performance: pd.DataFrame, as_of: Any = None, ax=None):
+    """Predicted against realized churn rate per risk band of one closed scoring (default: the latest).
+
+    ``performance`` is :func:`crmscore.monitoring.track_record`. One group of two bars per band (low to
+    high): the predicted rate (the mean churn probability of the band's customers) and the realized rate
+    with its 95 % interval; each tick gives the band's customers. Raises :class:`ValueError` when no closed
+    scoring (or not ``as_of``) has realized rates per band.
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    churn = performance.loc[(performance["model"] == "churn") & (performance["status"] == "closed")]
+    realized = churn.loc[churn["metric"].str.startswith("realized_rate[") & (churn["kind"] == "realized")]
+    if realized.empty:
+        raise ValueError("no closed scoring with realized churn rates per risk band")
+    day = realized["as_of"].max() if as_of is None else pd.Timestamp(as_of)
+    realized = realized.loc[realized["as_of"] == day]
+    if realized.empty:
+        raise ValueError(f"the {_date(day)} scoring has no realized churn rates per risk band")
+    realized = realized.set_index(_bracketed(realized["metric"], "realized_rate"))
+    predicted = churn.loc[(churn["as_of"] == day) & churn["metric"].str.startswith("predicted_rate[")]
+    predicted = predicted.set_index(_bracketed(predicted["metric"], "predicted_rate"))
+    bands = _band_order(list(realized.index))
+    realized = realized.loc[bands]
+    predicted_rate = predicted["value"].reindex(bands).to_numpy(dtype=float)
+    ax = _new_axes(ax, (7.0, 4.5))
+    x = np.arange(len(bands))
+    width = 0.38
+    bars = ax.bar(
+        x - width / 2, predicted_rate, width, color=_ESTIMATED_COLOUR, label="predicted (mean churn probability)"
+    )
+    # Inside the bars, so the realized bar's interval stays readable above it.
+    ax.bar_label(bars, labels=[_bar_percent(v) for v in predicted_rate], fontsize=8, label_type="center", color="white")
+    bars = ax.bar(
+        x + width / 2,
+        realized["value"].to_numpy(dtype=float),
+        width,
+        yerr=_interval_errors(realized),
+        capsize=4,
+        color=_REALIZED_COLOUR,
+        label="realized (95 % interval)",
+    )
+    ax.bar_label(
+        bars, labels=[_bar_percent(v) for v in realized["value"]], fontsize=8, label_type="center", color="white"
+    )
+    ax.set_xticks(x, labels=[f"{b}\n{int(n):,} customers" for b, n in zip(bands, realized["n"], strict=True)])
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    top = np.nanmax(np.r_[predicted_rate, realized["upper"].to_numpy(dtype=float), realized["value"], 0.01])
+    ax.set_ylim(0, min(1.05, float(top) * 1.2))
+    return _finish_track_axes(
+        ax,
+        "Churn risk band",
+        "Churn rate within the horizon",
+        f"Predicted against realized churn by risk band (scoring as of {_date(day)})",
+        loc="upper left",
+        grid_axis="y",
+    )
+
+
+def plot_tier_value_track_record(performance: pd.DataFrame, ax=None):
+    """Mean realized spend per customer of each tier, per scoring whose CLV horizon has closed.
+
+    ``performance`` is :func:`crmscore.monitoring.track_record`; one line per tier (A = best) with 95 %
+    intervals. Tiers that earn what they promise stay apart and in order. Raises :class:`ValueError` when
+    no scoring has realized value per tier.
+    """
+    rows = performance.loc[
+        (performance["model"] == "tiers")
+        & performance["metric"].str.startswith("realized_value[")
+        & (performance["kind"] == "realized")
+    ]
+    if rows.empty:
+        raise ValueError("no scoring with realized value per tier (no CLV horizon has closed)")
+    rows = rows.assign(tier=_bracketed(rows["metric"], "realized_value")).sort_values(["tier", "as_of"])
+    ax = _new_axes(ax, (7.5, 4.5))
+    for tier, mine in rows.groupby("tier", sort=True):
+        ax.errorbar(
+            mine["as_of"].to_numpy(),
+            mine["value"].to_numpy(dtype=float),
+            yerr=_interval_errors(mine),
+            fmt="o-",
+            capsize=3,
+            label=f"tier {tier}",
+        )
+    _scoring_ticks(ax, rows)
+    ax.margins(x=0.08)
+    ax.set_ylim(bottom=0)
+    return _finish_track_axes(
+        ax,
+        "Scoring (as of)",
+        "Mean realized spend per customer\nin the CLV horizon",
+        "Realized value per tier",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        title="95 % intervals",
+    )
+
+
+def plot_tier_transitions(migration: pd.DataFrame, earlier: str = "earlier", later: str = "later", ax=None):
+    """Heatmap of the share of each earlier tier's customers in each tier at the later scoring.
+
+    ``migration`` is :func:`crmscore.tiers.tier_migration` (counts; the ``new`` row is left out, ``gone``
+    becomes ``not scored``), so each row sums to 100 %; ``earlier`` and ``later`` name the two scorings.
+    The diagonal is the share that kept its tier; each row's tick gives its customers.
+    """
+    counts = migration.drop(index="new", errors="ignore").rename(columns={"gone": "not scored"})
+    counts = counts.apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy(dtype=float)
+    totals = counts.sum(axis=1)
+    shares = np.divide(counts, totals[:, None], out=np.zeros_like(counts), where=totals[:, None] > 0)
+    texts = np.array(
+        [[f"{s:.0%}" if t > 0 else "–" for s in row] for row, t in zip(shares, totals, strict=True)], dtype=object
+    )
+    rows = [f"{r} ({int(t):,})" for r, t in zip(migration.index.drop("new", errors="ignore"), totals, strict=True)]
+    columns = ["not scored" if c == "gone" else str(c) for c in migration.columns]
+    ax = _new_axes(ax, (6.5, 4.8))
+    _heatmap(ax, shares, rows, columns, texts, colour_label="share of the earlier tier's customers")
+    ax.set_xlabel(f"Tier at the {later} scoring")
+    ax.set_ylabel(f"Tier at the {earlier} scoring (customers)")
+    ax.set_title(f"Tier migration from {earlier} to {later}")
     return ax
 
 
@@ -619,6 +872,276 @@ def summary_section(
     notes = [c.note for c in comparisons.values() if c is not None and c.note]
     body.extend(_note(n) for n in notes)
     return Section("summary", REPORT_SECTIONS["summary"], "".join(body))
+
+
+_FLAG_CHECKS = {
+    "calibration_gap": "calibration break: the realized churn rate misses the predicted one beyond the tolerance",
+    "auc_gap": "ranking break: the realized AUC's interval lies wholly below the estimated AUC",
+}
+_TOP_TIERS = ("A", "B")
+
+
+def _flag_check(metric: str) -> str:
+    if metric.startswith("psi["):
+        return f"feature drift: {metric[4:-1]} against the first scoring"
+    return _FLAG_CHECKS.get(metric, metric)
+
+
+def _track_number(metric: str, value: float) -> str:
+    """A track record value in the unit a reader expects: rate gaps in points, rates in %, the rest plain."""
+    if metric == "calibration_gap":
+        return f"{value * 100:+.1f} points"
+    if metric == "churn_rate" or metric.startswith(("realized_rate[", "predicted_rate[")):
+        return f"{value:.1%}"
+    if metric == "auc_gap":
+        return f"{value:+.3f}"
+    return f"{value:.3f}"
+
+
+def _with_interval(row: Mapping[str, Any] | None, metric: str) -> str:
+    """``0.812 (0.790 to 0.833)``; without an interval the value alone, without a row ``–``."""
+    if row is None or _missing(row["value"]):
+        return "–"
+    value = _track_number(metric, row["value"])
+    if _missing(row["lower"]) or _missing(row["upper"]):
+        return value
+    return f"{value} ({_track_number(metric, row['lower'])} to {_track_number(metric, row['upper'])})"
+
+
+def _track_row(rows: pd.DataFrame, metric: str, kind: str) -> pd.Series | None:
+    hit = rows.loc[(rows["metric"] == metric) & (rows["kind"] == kind)]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _scorings_table(performance: pd.DataFrame) -> str:
+    """One line per scoring: model version, whether its outcomes are in, AUC and churn rate both ways."""
+    lines = []
+    for as_of, rows in performance.groupby("as_of", sort=True):
+        churn, clv = rows.loc[rows["model"] == "churn"], rows.loc[rows["model"] == "clv"]
+        lines.append(
+            {
+                "scoring": _date(as_of),
+                "churn model": f"v{int(churn['version'].iloc[0])}" if len(churn) else "–",
+                "churn outcomes": churn["status"].iloc[0] if len(churn) else "–",
+                "CLV outcomes": clv["status"].iloc[0] if len(clv) else "–",
+                "ROC AUC estimated": _with_interval(_track_row(churn, "roc_auc", "estimated"), "roc_auc"),
+                "ROC AUC realized (95 % interval)": _with_interval(_track_row(churn, "roc_auc", "realized"), "roc_auc"),
+                "churn rate predicted": _with_interval(_track_row(churn, "churn_rate", "estimated"), "churn_rate"),
+                "churn rate realized (95 % interval)": _with_interval(
+                    _track_row(churn, "churn_rate", "realized"), "churn_rate"
+                ),
+            }
+        )
+    return _table(pd.DataFrame(lines))
+
+
+def _flags_part(performance: pd.DataFrame) -> list[str]:
+    """The flags set on any scoring (calibration, ranking, drift), one line each; missing customers apart."""
+    flagged = performance.loc[performance["flag"].astype(bool) & (performance["model"] != "data")]
+    body = [_h3("Flags")]
+    if flagged.empty:
+        return [*body, _p("No flag on any scoring: no calibration break, no ranking break, no drifted feature.")]
+    table = pd.DataFrame(
+        {
+            "scoring": [_date(d) for d in flagged["as_of"]],
+            "model": [f"{m} v{int(v)}" for m, v in zip(flagged["model"], flagged["version"], strict=True)],
+            "check": [_flag_check(m) for m in flagged["metric"]],
+            "metric": flagged["metric"].to_numpy(),
+            "value (95 % interval)": [_with_interval(row, row["metric"]) for _, row in flagged.iterrows()],
+        }
+    )
+    lead = f"{len(flagged)} flag(s) on {flagged['as_of'].nunique()} scoring(s) to look at."
+    return [*body, _p(lead, "warning"), _table(table)]
+
+
+def _missing_customers_part(performance: pd.DataFrame) -> list[str]:
+    """Customers a scoring scored that the current data no longer holds (left out of its realized metrics)."""
+    data = performance.loc[performance["model"] == "data"]
+    missing = data.loc[(data["metric"] == "customers_missing") & (data["value"] > 0)]
+    if missing.empty:
+        return []
+    table = pd.DataFrame(
+        {
+            "scoring": [_date(d) for d in missing["as_of"]],
+            "customers scored": missing["n"].to_numpy(),
+            "missing from the current data": missing["value"].to_numpy(),
+            "share": (missing["value"] / missing["n"].where(missing["n"] > 0)).to_numpy(),
+        }
+    )
+    return [
+        _h3("Customers missing from the current data"),
+        _p(
+            "These scored customers are no longer in the input tables (deleted, merged or filtered out): their "
+            "outcomes are unknown, so the realized metrics leave them out."
+        ),
+        _table(table, {"customers scored": _number, "missing from the current data": _number, "share": _percent}),
+    ]
+
+
+def _no_closed_note(performance: pd.DataFrame, churn_horizon_days: int | None) -> str:
+    first = performance["as_of"].min()
+    when = ""
+    if churn_horizon_days is not None:
+        closes = first + pd.Timedelta(days=churn_horizon_days)
+        when = (
+            f" ({churn_horizon_days} days): the earliest, as of {_date(first)}, closes when the data reaches "
+            f"{_date(closes)}"
+        )
+    return _note(
+        "No scoring's horizon has closed yet: a scoring's churn outcomes are known once the data reaches its "
+        f"as-of date plus churn.horizon_days{when}. Until then the figures show the estimates from the "
+        "probabilities alone, which assume the model's calibration holds on the scored customers."
+    )
+
+
+def _track_figures(performance: pd.DataFrame, churn_horizon_days: int | None) -> list[str]:
+    """The churn metrics over time, the risk bands of the latest closed scoring and the value per tier."""
+    churn = performance.loc[performance["model"] == "churn"]
+    body = [_h3("Churn: realized against estimated")]
+    if churn.empty:
+        body.append(_note("No scoring has churn probabilities: there is no churn track record."))
+    else:
+        if not (churn["status"] == "closed").any():
+            body.append(_no_closed_note(performance, churn_horizon_days))
+        figures = [
+            _figure(plot_churn_track_record(performance, metric), f"{_TRACK_CHURN_METRICS[metric]} per scoring")
+            for metric in ("roc_auc", "churn_rate")
+            if len(churn.loc[churn["metric"] == metric])
+        ]
+        if churn["metric"].str.startswith("realized_rate[").any():
+            figures.append(
+                _figure(plot_risk_band_calibration(performance), "Churn rate by risk band, latest closed scoring")
+            )
+        body.append(_figures(*figures))
+        body.append(_scorings_table(performance))
+    body.append(_h3("Realized value per tier"))
+    if performance["metric"].str.startswith("realized_value[").any():
+        body.append(_figures(_figure(plot_tier_value_track_record(performance), "Realized value per tier")))
+    else:
+        body.append(
+            _note(
+                "No scoring's CLV horizon has closed yet (or the scorings had no tiers): the realized value per "
+                "tier shows once the data covers a scoring's as-of date plus clv.horizon_days."
+            )
+        )
+    return body
+
+
+def _tier_series(scores: pd.DataFrame) -> pd.Series:
+    """A scoring's tiers by customer id; customers without a tier are left out."""
+    tier = pd.Series(scores["tier"].astype(object).to_numpy(), index=scores["customer_id"].to_numpy())
+    return tier.replace("", np.nan).dropna()
+
+
+def _tier_transitions_part(scorings: Sequence[Any] | None) -> list[str]:
+    """The share of each tier's customers in each tier one scoring later, for the latest two scorings."""
+    from crmscore import tiers
+
+    body = [_h3("Tier migration between the last two scorings")]
+    if scorings is None:
+        return [*body, _note("The scoring folders could not be read: no tier migration to show.")]
+    if len(scorings) < 2:
+        only = f" (as of {_date(scorings[0].as_of)})" if scorings else ""
+        return [*body, _note(f"Tier migration needs two scorings; there is one so far{only}.")]
+    earlier, later = scorings[-2], scorings[-1]
+    before, after = (_tier_series(s.scores) if "tier" in s.scores.columns else pd.Series() for s in (earlier, later))
+    if before.empty or after.empty:
+        return [*body, _note(f"The {_date((earlier if before.empty else later).as_of)} scoring has no tiers.")]
+    migration = tiers.tier_migration(before, after)
+    counts = migration.drop(index="new")
+    total = int(counts.to_numpy().sum())
+    kept = int(np.trace(counts[list(tiers.TIERS)].to_numpy()))
+    top = counts.loc[list(_TOP_TIERS)]
+    top_total = int(top.to_numpy().sum())
+    stayed = int(top[list(_TOP_TIERS)].to_numpy().sum())
+    gone = int(counts["gone"].sum())
+    facts = (
+        f"Of the {total:,} customers with a tier on {_date(earlier.as_of)}, {kept / total:.0%} have the same tier "
+        f"on {_date(later.as_of)}"
+    )
+    if top_total:
+        facts += f"; of the {top_total:,} in tier A or B, {stayed / top_total:.0%} are still in A or B"
+    facts += f"; {gone:,} were not scored again."
+    names = (_date(earlier.as_of), _date(later.as_of))
+    return [
+        *body,
+        _p(facts),
+        _figures(_figure(plot_tier_transitions(migration, *names), f"Tier migration, {names[0]} to {names[1]}")),
+    ]
+
+
+def _track_record_problem(performance: pd.DataFrame | None, source: str) -> str | None:
+    """Why ``performance`` cannot be shown, in words for the page; None when it can."""
+    from crmscore import monitoring
+
+    if performance is None:
+        return (
+            f"No track record yet ({source} does not exist). Run `crmscore monitor` to check every past scoring "
+            "against what happened since: realized churn and value with 95 % intervals, estimates for the "
+            "scorings whose horizon is still open, and calibration, ranking and drift flags. The next report "
+            "shows them here."
+        )
+    if not set(monitoring.COLUMNS) <= set(performance.columns):
+        lacking = ", ".join(c for c in monitoring.COLUMNS if c not in performance.columns)
+        return f"{source} lacks the columns {lacking} (written by another crmscore): run `crmscore monitor` again."
+    if performance.empty:
+        return f"The track record ({source}) holds no scoring: run `crmscore monitor` again after scoring."
+    return None
+
+
+def track_record_section(
+    performance: pd.DataFrame | None,
+    scorings: Sequence[Any] | None = None,
+    *,
+    scoring_as_of: Any = None,
+    churn_horizon_days: int | None = None,
+    source: str = "performance.parquet",
+) -> Section:
+    """Did past scorings come true: the verdict, realized against estimated metrics, flags, tier migration.
+
+    ``performance`` is the table of :func:`crmscore.monitoring.track_record` (``crmscore monitor`` writes it
+    to ``source``), None when there is none yet: the section then says how to get it. ``scorings`` are the
+    scoring folders (:func:`crmscore.monitoring.past_scorings`, oldest first; None when unread), whose latest
+    two give the tier migration. ``scoring_as_of`` (the report's scoring) shows when the track record is
+    older than it; ``churn_horizon_days`` says when the first horizon closes while none has.
+    """
+    from crmscore import monitoring
+
+    body: list[str] = []
+    problem = _track_record_problem(performance, source)
+    if problem is not None:
+        body.append(_note(problem))
+    else:
+        performance = performance.assign(as_of=pd.to_datetime(performance["as_of"]))
+        body.append(_p(f"Verdict: {monitoring.verdict(performance)}", "verdict"))
+        last = performance["as_of"].max()
+        if scoring_as_of is not None and last < pd.Timestamp(scoring_as_of):
+            body.append(
+                _note(
+                    f"The track record ends at the {_date(last)} scoring, before this report's scoring "
+                    f"({_date(scoring_as_of)}): run `crmscore monitor` to bring it up to date."
+                )
+            )
+        dates = performance["as_of"].drop_duplicates()
+        closed = {
+            model: performance.loc[
+                (performance["model"] == model) & (performance["status"] == "closed"), "as_of"
+            ].nunique()
+            for model in ("churn", "clv")
+        }
+        body.append(
+            _p(
+                f"{len(dates)} scoring(s) from {_date(dates.min())} to {_date(last)}, checked against the current "
+                f"data: the churn outcomes are in for {closed['churn']} and the CLV outcomes for {closed['clv']}. "
+                "Realized metrics carry a bootstrap 95 % interval (customers resampled); estimates come from the "
+                "predicted probabilities and spend alone and stay beside the realized value once it is known."
+            )
+        )
+        body.extend(_flags_part(performance))
+        body.extend(_missing_customers_part(performance))
+        body.extend(_track_figures(performance, churn_horizon_days))
+    body.extend(_tier_transitions_part(scorings))
+    return Section("track_record", REPORT_SECTIONS["track_record"], "".join(body))
 
 
 _CLASSIFICATION_NAMES = {
@@ -1189,6 +1712,7 @@ nav a { color: #0969da; text-decoration: none; }
 .meta { color: #57606a; margin: 0; }
 .note { background: #fff8c5; border-left: 4px solid #d4a72c; padding: 8px 12px; }
 .warning { background: #ffebe9; border-left: 4px solid #cf222e; padding: 8px 12px; }
+.verdict { background: #ddf4ff; border-left: 4px solid #0969da; padding: 8px 12px; font-weight: 600; }
 table { border-collapse: collapse; margin: 10px 0; font-size: 13px; }
 table.data th, table.data td, table.facts th, table.facts td { border: 1px solid #d0d7de; padding: 4px 8px;
        text-align: left; vertical-align: top; }
@@ -1355,11 +1879,12 @@ def report_stage(
     ``input_dir`` (default ``data.input_dir``, else the simulated data) gives the tables for the
     evaluation data and the drift; ``scores_dir`` (default ``scoring.out_dir``) holds the scorings; the
     page goes to ``out_dir`` (default ``<reports_dir>/review``) as ``model_review_<as-of>.html``, written
-    atomically.
+    atomically. The track record is ``<monitoring.out_dir>/performance.parquet`` as ``crmscore monitor`` last
+    wrote it (the section says how to get one when there is none).
     """
     import mlflow
 
-    from crmscore import __version__, churn, drift, tracking
+    from crmscore import __version__, churn, drift, monitoring, tracking
     from crmscore.clv import ml as clv_ml
     from crmscore.data.load import load_tables
     from crmscore.evaluation import top_share_of_value
@@ -1485,11 +2010,33 @@ def report_stage(
         )
     )
 
+    # The track record as `crmscore monitor` last wrote it (never recomputed here), and the two latest
+    # scorings for the tier migration between them.
+    performance_path = Path(settings.monitoring.out_dir) / "performance.parquet"
+    performance = pd.read_parquet(performance_path) if performance_path.exists() else None
+    try:
+        past = monitoring.past_scorings(scores_dir or settings.scoring.out_dir)[-2:]
+    except DataError:
+        past = None
+    sections.insert(
+        0,
+        track_record_section(
+            performance,
+            past,
+            scoring_as_of=as_of,
+            churn_horizon_days=settings.churn.horizon_days,
+            source=str(performance_path),
+        ),
+    )
+    usable = _track_record_problem(performance, str(performance_path)) is None
+    headline = monitoring.verdict(performance) if usable else None
+
     drifted = drift_table.loc[drift_table["drifted"], "feature"].tolist()
     clv_values = _floats(scores["clv"])
     clv_values = clv_values[~np.isnan(clv_values)]
     top20 = top_share_of_value(clv_values, 0.2) if len(clv_values) and clv_values.sum() > 0 else None
     highlights = [
+        ("Track record", headline or "none yet: run `crmscore monitor` (see the track record section)"),
         ("Value concentration", "–" if top20 is None else f"the top 20 % of customers hold {top20:.1%} of the CLV"),
         (f"Drifted features (PSI > {drift.DRIFT_THRESHOLD:g})", ", ".join(drifted) or "none"),
     ]
@@ -1513,6 +2060,7 @@ def report_stage(
                 "mlflow.source.git.commit": tracking.git_commit(),
                 "crmscore.params_fingerprint": settings.fingerprint(),
             }
+            | ({"crmscore.track_record": headline} if headline else {})
         )
         params = {
             f"{role}.{position}": str(v.version)
