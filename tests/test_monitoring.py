@@ -240,3 +240,74 @@ def test_no_scoring_folder_is_one_line(history, tmp_path):
     assert done.exit_code == 2
     assert done.stderr.strip().startswith("error: ") and "no scoring folder" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# --- segments and the reference calibration, on hand-made scorings ----------------------------------------------
+
+SEGMENT_DATES = [pd.Timestamp(d) for d in ("2025-01-31", "2025-05-31", "2025-09-30")]
+
+
+def _segment_history(lift: float = 0.3, shift_last: float = 0.0):
+    """3,000 customers in regions a, b and c scored three times; each stays (buys 45 days on) with probability
+    1 - p, except region a at the last scoring, whose churn runs ``lift`` above the predictions."""
+    from crmscore.config import Settings
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    ids = np.arange(1, n + 1)
+    region = np.array(["a", "b", "c"])[ids % 3]
+    customers = pd.DataFrame({"customer_id": ids, "signup_date": pd.Timestamp("2024-01-01"), "region": region})
+    customers["region"] = customers["region"].astype("category")
+    scorings, purchases = [], []
+    for k, as_of in enumerate(SEGMENT_DATES):
+        p = rng.beta(2.0, 3.0, n)
+        truth = p.copy()
+        if k == len(SEGMENT_DATES) - 1:
+            truth = np.clip(truth + shift_last + np.where(region == "a", lift, 0.0), 0, 1)
+        stays = rng.random(n) >= truth
+        purchases.append(
+            pd.DataFrame({"customer_id": ids[stays], "date": as_of + pd.Timedelta(days=45), "amount": 10.0})
+        )
+        scores = pd.DataFrame(
+            {"customer_id": ids, "churn_probability": p, "risk_band": "low", "churn_model_version": 1}
+        )
+        scorings.append(monitoring.PastScoring(as_of, Path(f"as_of={as_of.date()}"), scores, {}))
+    # Customer 1 also buys on each scoring date (outside every window) and once after the last horizon closed,
+    # so the history reaches each scoring date and closes the last scoring's churn horizon.
+    days = [*SEGMENT_DATES, pd.Timestamp("2026-01-31")]
+    purchases.append(pd.DataFrame({"customer_id": 1, "date": days, "amount": 10.0}))
+    tables = {"customers": customers, "transactions": pd.concat(purchases, ignore_index=True)}
+    settings = Settings(monitoring={"bootstrap_samples": 100})
+    return tables, scorings, settings
+
+
+def test_a_break_in_one_segment_is_flagged_where_it_happens():
+    tables, scorings, settings = _segment_history()
+    perf = monitoring.track_record(tables, scorings, settings)
+    flags = perf.loc[perf["flag"] & perf["metric"].str.startswith("calibration_gap[")]
+    assert set(zip(flags["as_of"], flags["metric"], strict=True)) == {(SEGMENT_DATES[-1], "calibration_gap[region=a]")}
+    gap = _rows(perf, "churn", "calibration_gap[region=a]", "realized").loc[SEGMENT_DATES[-1], "value"]
+    assert 0.2 < gap < 0.4
+    assert "calibration broke at the 2025-09-30 scoring (region=a: realized churn +" in monitoring.verdict(perf)
+    calm, scorings, settings = _segment_history(lift=0.0)
+    quiet = monitoring.track_record(calm, scorings, settings)
+    assert not quiet.loc[quiet["metric"].str.startswith("calibration_gap"), "flag"].any()
+    assert monitoring.verdict(quiet).endswith("calibration holds")
+
+
+def test_estimates_use_only_outcomes_known_on_the_scoring_date():
+    tables, scorings, settings = _segment_history()
+    tx = tables["transactions"]
+    perf = monitoring.track_record(tables, scorings, settings)
+    estimated = _rows(perf, "churn", "churn_rate", "estimated")["value"]
+    # Whatever happened after the last scoring cannot change any estimate…
+    until_last = monitoring.track_record(
+        {**tables, "transactions": tx.loc[tx["date"] <= SEGMENT_DATES[-1]]}, scorings, settings
+    )
+    pd.testing.assert_series_equal(_rows(until_last, "churn", "churn_rate", "estimated")["value"], estimated)
+    # …while the outcomes of earlier scorings, closed by a scoring's date, calibrate it: without any, it is raw.
+    early = monitoring.track_record({**tables, "transactions": tx.loc[tx["date"] <= "2025-04-30"]}, scorings, settings)
+    raw = _rows(early, "churn", "churn_rate", "estimated")["value"]
+    assert list(raw) == pytest.approx([s.scores["churn_probability"].mean() for s in scorings])
+    assert estimated.iloc[0] == pytest.approx(raw.iloc[0])  # nothing was known before the first scoring
+    assert abs(estimated.iloc[-1] - raw.iloc[-1]) > 1e-4

@@ -12,14 +12,18 @@ tier each customer is in. :func:`track_record` checks them against the current d
   tier and the share of A/B customers still A/B one scoring later. Each metric carries a seeded bootstrap
   95 % interval (customers resampled).
 * **estimated** — for every scoring, open or closed, the churn model's AUC, Brier and churn rate are
-  estimated from its calibrated probabilities alone (confidence-based performance estimation, CBPE: the
-  expected confusion matrix at every threshold, assuming calibration holds on the scored population), and
-  the CLV total from the predicted spend. Once the outcomes are in, the estimate stays beside the realized
-  value, so the gap shows how good the estimates were.
-* **flags** — a calibration break (the realized churn rate outside what the predictions expected, beyond
-  ``monitoring.calibration_tolerance``), a ranking break (the realized AUC's interval wholly below the
-  estimated AUC) and feature drift (PSI of a model feature against the first scoring above
-  ``monitoring.psi_threshold``).
+  estimated from its probabilities alone (confidence-based performance estimation, CBPE: the expected
+  confusion matrix at every threshold, assuming calibration holds on the scored population), and the
+  CLV total from the predicted spend. As NannyML's CBPE calibrates on a reference period, the
+  probabilities first go through the calibration map (isotonic) of the latest scoring whose outcomes were
+  known on the scoring's date, when there is one: an estimate uses only what was known when it could
+  have been made. Once the outcomes are in, the estimate stays beside the realized value, so the gap
+  shows how good the estimates were.
+* **flags** — a calibration break (the realized churn rate's whole interval lies more than
+  ``monitoring.calibration_tolerance`` from the estimated rate, overall or within one value of a customer
+  attribute such as a region: a break in one segment hides in the overall rate), a ranking break (the
+  realized AUC's interval wholly below the estimated AUC) and feature drift (PSI of a model feature
+  against the first scoring above ``monitoring.psi_threshold``).
 
 The result is one row per scoring × model × version × metric × kind (:data:`COLUMNS`), identical on
 rerun; :func:`verdict` words the headline for the review report.
@@ -268,14 +272,17 @@ class _Rows:
         )
 
 
-def _churn_rows(out: _Rows, scoring: PastScoring, outcome: Outcomes, tolerance: float) -> None:
+def _churn_rows(
+    out: _Rows, scoring: PastScoring, outcome: Outcomes, tolerance: float, calibrator: Any = None
+) -> np.ndarray | None:
+    """The churn rows of one scoring; returns the estimated probabilities of its customers with outcomes."""
     scores = scoring.scores.set_index("customer_id")
     p_all = scores["churn_probability"].to_numpy(dtype=float)
-    estimate = expected_churn_metrics(p_all)
+    estimate = expected_churn_metrics(_recalibrated(p_all, calibrator))
     for metric, value in estimate.items():
         out.add(metric, "estimated", value, n=int(np.isfinite(p_all).sum()))
     if outcome.churned is None:
-        return
+        return None
     y = outcome.churned.to_numpy(dtype=np.int8)
     p = scores.loc[outcome.churned.index, "churn_probability"].to_numpy(dtype=float)
     keep = np.isfinite(p)
@@ -290,17 +297,92 @@ def _churn_rows(out: _Rows, scoring: PastScoring, outcome: Outcomes, tolerance: 
         out.add("auc_gap", "realized", auc["value"] - estimate["roc_auc"], gap, n, flag=gap[1] < 0)
     out.realized("brier", _brier, y, p)
     out.realized("ece", expected_calibration_error, y, p)
-    out.realized("churn_rate", _rate, y)
-    rate, expected = out.rows[-1], float(p.mean())
-    # Calibration break: the realized rate's interval misses the predicted rate, by more than the tolerance.
-    gap = rate["lower"] - expected, rate["upper"] - expected
-    broken = not gap[0] <= 0 <= gap[1] and abs(rate["value"] - expected) > tolerance
-    out.add("calibration_gap", "realized", rate["value"] - expected, gap, n, flag=broken)
+    expected = _recalibrated(p, calibrator)
+    _calibration_gap(out, "calibration_gap", y, expected, tolerance)
     bands = scores.loc[outcome.churned.index, "risk_band"].to_numpy(dtype=object)[keep]
     for band in sorted({b for b in bands if isinstance(b, str) and b}):
         mine = bands == band
         out.add(f"predicted_rate[{band}]", "estimated", float(p[mine].mean()), n=int(mine.sum()))
         out.realized(f"realized_rate[{band}]", _rate, y[mine])
+    return expected
+
+
+def _calibration_gap(out: _Rows, metric: str, y: np.ndarray, expected: np.ndarray, tolerance: float) -> None:
+    """Realized churn rate, and its gap to the estimated rate; a break where the realized rate's whole
+    interval lies more than ``tolerance`` from the estimate (evidence that the gap exceeds the tolerance,
+    not only that there is one: with many segments, chance gaps would flag otherwise)."""
+    suffix = metric.removeprefix("calibration_gap")
+    out.realized(f"churn_rate{suffix}", _rate, y)
+    rate, estimate = out.rows[-1], float(expected.mean())
+    gap = rate["lower"] - estimate, rate["upper"] - estimate
+    broken = gap[0] > tolerance or gap[1] < -tolerance
+    out.add(metric, "realized", rate["value"] - estimate, gap, len(y), flag=broken)
+
+
+#: Attribute values (segments) need this many customers with outcomes before their calibration is judged.
+MIN_SEGMENT_CUSTOMERS = 30
+_MAX_SEGMENT_VALUES = 20
+
+
+def _segment_rows(
+    out: _Rows, customers: pd.DataFrame, outcome: Outcomes, expected: np.ndarray, tolerance: float
+) -> None:
+    """Calibration per value of each categorical customer attribute (a break in one region or contract
+    type hides in the overall rate)."""
+    from crmscore.data.schemas import CONTRACT
+
+    contract = {c.name for c in CONTRACT["customers"]}
+    ids = outcome.churned.index
+    y = outcome.churned.to_numpy(dtype=np.int8)
+    keep = np.isfinite(expected) if len(expected) == len(y) else None
+    if keep is None:
+        return
+    attributes = customers.set_index("customer_id").reindex(ids)
+    for column in attributes.columns:
+        values = attributes[column]
+        if (
+            column in contract
+            or pd.api.types.is_numeric_dtype(values.dtype)
+            or pd.api.types.is_bool_dtype(values.dtype)
+        ):
+            continue
+        levels = values.dropna().astype(str)
+        if not 2 <= levels.nunique() <= _MAX_SEGMENT_VALUES:
+            continue
+        text = values.astype(object).where(values.notna(), None).to_numpy()
+        for level in sorted(levels.unique()):
+            mine = (text == level) & keep
+            if mine.sum() >= MIN_SEGMENT_CUSTOMERS:
+                _calibration_gap(out, f"calibration_gap[{column}={level}]", y[mine], expected[mine], tolerance)
+
+
+def _recalibrated(p: np.ndarray, calibrator: Any) -> np.ndarray:
+    """``p`` through the reference calibration map, where there is one (missing values stay missing)."""
+    if calibrator is None:
+        return p
+    out = np.full(len(p), np.nan)
+    finite = np.isfinite(p)
+    out[finite] = calibrator.predict(p[finite])
+    return out
+
+
+def _reference_calibrator(scorings: list[PastScoring], outcomes: list[Outcomes], k: int, horizon_days: int) -> Any:
+    """The calibration map of the latest scoring whose outcomes were known on scoring ``k``'s date (its
+    horizon closed by then): isotonic, from its probabilities to its realized churn. None without one."""
+    from sklearn.isotonic import IsotonicRegression
+
+    as_of = scorings[k].as_of
+    for j in range(k - 1, -1, -1):
+        known = outcomes[j].churned
+        if known is None or scorings[j].as_of + pd.Timedelta(days=horizon_days) > as_of:
+            continue
+        p = scorings[j].scores.set_index("customer_id").loc[known.index, "churn_probability"].to_numpy(dtype=float)
+        finite = np.isfinite(p)
+        if finite.sum() < MIN_SEGMENT_CUSTOMERS or len(np.unique(known.to_numpy()[finite])) < 2:
+            return None
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        return model.fit(p[finite], known.to_numpy(dtype=float)[finite])
+    return None
 
 
 def _clv_rows(out: _Rows, scoring: PastScoring, outcome: Outcomes) -> None:
@@ -366,8 +448,9 @@ def track_record(
     data_end = labels.data_end(tables) if transactions is not None and len(transactions) else None
     rows: list[dict[str, Any]] = []
     cfg = settings.monitoring
+    outcomes = [realized_outcomes(tables, scoring, settings, data_end, snapshot_date) for scoring in scorings]
     for k, scoring in enumerate(scorings):
-        outcome = realized_outcomes(tables, scoring, settings, data_end, snapshot_date)
+        outcome = outcomes[k]
         rng = np.random.default_rng([cfg.seed, int(scoring.as_of.strftime("%Y%m%d"))])
         later = scorings[k + 1] if k + 1 < len(scorings) else None
         churn_status = "closed" if outcome.churned is not None else "open"
@@ -386,7 +469,10 @@ def track_record(
             rows_of("tiers", "clv", clv_status),
         )
         if _has(scoring.scores, "churn_probability"):
-            _churn_rows(churn, scoring, outcome, cfg.calibration_tolerance)
+            calibrator = _reference_calibrator(scorings, outcomes, k, settings.churn.horizon_days)
+            expected = _churn_rows(churn, scoring, outcome, cfg.calibration_tolerance, calibrator)
+            if expected is not None:
+                _segment_rows(churn, tables["customers"], outcome, expected, cfg.calibration_tolerance)
         if _has(scoring.scores, "expected_spend"):
             _clv_rows(clv, scoring, outcome)
         _tier_rows(tier, scoring, later, outcome)
@@ -431,15 +517,16 @@ def verdict(performance: pd.DataFrame) -> str:
         return f"churn v{version}: no scoring's horizon has closed yet; {current}".rstrip("; ")
     last_closed = closed["as_of"].max()
     realized = _value(performance, last_closed, "churn", "roc_auc", "realized")
-    breaks = churn.loc[(churn["metric"] == "calibration_gap") & churn["flag"]]
+    breaks = churn.loc[churn["metric"].str.startswith("calibration_gap") & churn["flag"]]
     if breaks.empty:
         calibration = "calibration holds"
     else:
-        first = breaks["as_of"].min()
-        gap = _value(performance, first, "churn", "calibration_gap", "realized") or 0.0
+        first = breaks.loc[breaks["as_of"] == breaks["as_of"].min()]
+        worst = first.loc[first["value"].abs().idxmax()]
+        where = worst["metric"].removeprefix("calibration_gap").strip("[]")
         calibration = (
-            f"calibration broke at the {first.date()} scoring "
-            f"(realized churn {gap * 100:+.1f} points against the predicted)"
+            f"calibration broke at the {worst['as_of'].date()} scoring ({where + ': ' if where else ''}realized churn "
+            f"{worst['value'] * 100:+.1f} points against the estimate)"
         )
     return (
         f"churn v{version}: realized AUC {realized:.2f} on the {last_closed.date()} scoring, {current}; {calibration}"
