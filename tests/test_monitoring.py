@@ -311,3 +311,23 @@ def test_estimates_use_only_outcomes_known_on_the_scoring_date():
     assert list(raw) == pytest.approx([s.scores["churn_probability"].mean() for s in scorings])
     assert estimated.iloc[0] == pytest.approx(raw.iloc[0])  # nothing was known before the first scoring
     assert abs(estimated.iloc[-1] - raw.iloc[-1]) > 1e-4
+
+
+def test_snapshot_scorings_are_judged_by_the_churned_flag_of_a_later_table():
+    from crmscore.config import Settings
+
+    rng = np.random.default_rng(8)
+    n = 800
+    ids = np.arange(1, n + 1)
+    p = rng.beta(2.0, 4.0, n)
+    later = pd.DataFrame({"customer_id": ids[5:], "churned": (rng.random(n) < p)[5:]})  # five customers gone
+    scores = pd.DataFrame({"customer_id": ids, "churn_probability": p, "risk_band": "low"})
+    scoring = monitoring.PastScoring(pd.Timestamp("2026-01-31"), Path("as_of=2026-01-31"), scores, {})
+    settings = Settings(monitoring={"bootstrap_samples": 20})
+    tables = {"customers": later}
+    too_soon = monitoring.track_record(tables, [scoring], settings, snapshot_date=pd.Timestamp("2026-03-31"))
+    assert set(too_soon.loc[too_soon["model"] == "churn", "status"]) == {"open"}
+    perf = monitoring.track_record(tables, [scoring], settings, snapshot_date=pd.Timestamp("2026-05-31"))
+    auc = _rows(perf, "churn", "roc_auc", "realized")
+    assert auc["value"].iloc[0] == pytest.approx(roc_auc_score(later["churned"], p[5:]))
+    assert _rows(perf, "data", "customers_missing", "realized")["value"].iloc[0] == 5
