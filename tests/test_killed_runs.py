@@ -78,10 +78,11 @@ def _store(root: Path) -> dict:
 @pytest.mark.parametrize(
     ("function", "condition", "left"),
     [
-        ("log_estimator", "True", False),  # inside the run: metrics and plots logged, no model yet
-        ("set_alias", "args[1] == 'champion'", True),  # version registered (challenger), no champion yet
+        # Version registered (challenger), no champion yet: the moment a half-registered version could slip in.
+        # (A kill inside the run before registration, tried too, leaves less to clean up; kept out for time.)
+        ("set_alias", "args[1] == 'champion'", True),
     ],
-    ids=["before-registration", "registered-not-champion"],
+    ids=["registered-not-champion"],
 )
 def test_train_killed_with_sigkill_then_rerun_registers_a_complete_champion(tmp_path, function, condition, left):
     params = _workspace(tmp_path)

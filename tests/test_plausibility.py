@@ -260,7 +260,7 @@ _extreme_dates = st.sampled_from(["1900-01-01", "1970-01-01", "1970-01-02", "200
 
 
 @settings(
-    max_examples=12,
+    max_examples=6,
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking model fits would take minutes
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
