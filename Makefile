@@ -29,8 +29,8 @@ browser:  ## install headless Chromium for the report's browser test (the test i
 	           || (apt-get update -qq && apt-get install -y chromium >/dev/null 2>&1)); } \
 	  || echo "chromium not installed: the browser checks in tests/test_report.py will be skipped"
 
-test: setup browser  ## run the test suite
-	$(PY) -m pytest
+test: setup browser  ## run the test suite (two workers, one test file each at a time)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
