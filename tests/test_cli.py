@@ -88,6 +88,9 @@ def test_run_simulates_validates_trains_and_scores(tmp_path):
     scores = pd.read_parquet(tmp_path / "reports" / "scores" / "as_of=2026-10-31" / "scores.parquet")
     assert scores["customer_id"].is_unique and len(scores) > 1000
     assert "scored" in result.stdout and "scores.parquet" in result.stdout
+    # One scoring, its horizon open: the track record says so and what the probabilities promise.
+    assert "track record: churn v1: no scoring's horizon has closed yet; estimated AUC" in result.stdout
+    assert (tmp_path / "reports" / "monitoring" / "performance.parquet").exists()
 
 
 def test_bad_params_exit_2_with_one_line(tmp_path):

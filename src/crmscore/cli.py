@@ -219,6 +219,8 @@ def run(
     if result.scores is not None:
         typer.echo(f"scored {result.scores.scored:,} customers: {result.scores.out_dir / 'scores.parquet'}")
         _print_feature_checks(result.scores.manifest, result.scores.out_dir)
+    if result.monitoring is not None:
+        typer.echo(f"track record: {result.monitoring.verdict} ({result.monitoring.out_dir / 'performance.parquet'})")
     if result.report is not None:
         typer.echo(f"review report: {result.report.path} (open it in a browser)")
     from crmscore.tracking import tracking_uri

@@ -130,6 +130,7 @@ class RunResult:
     segments: TrainResult | None = None
     scores: object | None = None
     report: object | None = None
+    monitoring: object | None = None
     failures: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -181,7 +182,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
 
         raise DataError("no model trained: " + "; ".join(f"{role}: {why}" for role, why in failures.items()))
     scores = score_stage(settings, data_as_of(loaded), loaded=loaded)
-    monitor_stage(settings, source, loaded=loaded)  # the track record of every scoring so far, for the report
+    monitored = monitor_stage(settings, source, loaded=loaded)  # the track record of every scoring so far
     report = report_stage(settings, input_dir=source, not_trained=failures)
     return RunResult(
         input_dir=Path(source),
@@ -194,6 +195,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
         scores=scores,
         report=report,
         failures=failures,
+        monitoring=monitored,
     )
 
 
