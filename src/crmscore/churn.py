@@ -68,6 +68,7 @@ __all__ = [
     "snapshot_cv_folds",
     "cv_summary",
     "DEFAULT_LGBM_PARAMS",
+    "lightgbm_run_params",
 ]
 
 log = logging.getLogger("crmscore.churn")
@@ -85,6 +86,18 @@ DEFAULT_LGBM_PARAMS: dict[str, Any] = {
     "cat_smooth": 10.0,
     "max_cat_to_onehot": 8,
 }
+
+
+def lightgbm_run_params(learning_rate: float, seed: int, n_jobs: int) -> dict[str, Any]:
+    """Settings every LightGBM model here trains with: the same trees for a seed and thread count, no logging."""
+    return {
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": n_jobs,
+        "verbosity": -1,
+    }
 
 
 # --- datasets ------------------------------------------------------------------------------------
@@ -335,14 +348,7 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
     def _lgb_params(self, y: np.ndarray) -> dict[str, Any]:
         params = {**DEFAULT_LGBM_PARAMS, **(self.params or {})}
         params.update(
-            objective="binary",
-            metric="auc",
-            learning_rate=self.learning_rate,
-            seed=self.seed,
-            deterministic=True,
-            force_row_wise=True,
-            num_threads=self.n_jobs,
-            verbosity=-1,
+            objective="binary", metric="auc", **lightgbm_run_params(self.learning_rate, self.seed, self.n_jobs)
         )
         if self.class_weight == "balanced":
             positives = max(int(y.sum()), 1)

@@ -52,7 +52,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.utils.validation import check_is_fitted
 
-from crmscore.churn import DEFAULT_LGBM_PARAMS, TuningResult, lightgbm_search_space
+from crmscore.churn import DEFAULT_LGBM_PARAMS, TuningResult, lightgbm_run_params, lightgbm_search_space
 from crmscore.config import ClvSettings, FeatureSettings
 from crmscore.errors import DataError, SettingsError
 from crmscore.evaluation import LOWER_IS_BETTER, value_metrics
@@ -256,14 +256,7 @@ class ClvModel(FeatureEncoder, TreeShapCache, RegressorMixin, BaseEstimator):
         if lgb_objective != "tweedie":
             merged.pop("tweedie_variance_power", None)
         merged.update(
-            objective=lgb_objective,
-            metric=metric,
-            learning_rate=self.learning_rate,
-            seed=self.seed,
-            deterministic=True,
-            force_row_wise=True,
-            num_threads=self.n_jobs,
-            verbosity=-1,
+            objective=lgb_objective, metric=metric, **lightgbm_run_params(self.learning_rate, self.seed, self.n_jobs)
         )
         return merged
 

@@ -1,4 +1,4 @@
-"""Loaders for the two public datasets in ``../shared/data``, in the crmscore data contract.
+"""Loaders for the public datasets in ``../shared/data``, in the crmscore data contract.
 
 The data folder is found through :func:`data_dir`: an explicit path, else ``$CRMSCORE_DATA_DIR``,
 else ``../shared/data`` relative to the working directory. The files are never copied into the
@@ -19,6 +19,9 @@ into the contract:
 CDNOW (Fader & Hardie) is a transaction log of the 1997-Q1 cohort. Rows of one customer on one day
 are merged into one transaction by default, as the published buy-till-you-die analyses do; the
 sample file is keyed by its 4-digit *sample* id, the ``ID`` of the published summary CSVs.
+
+Hillstrom's MineThatData e-mail campaign (2008) is a randomized experiment, read for uplift models
+(:mod:`crmscore.uplift`) as features, treatment and outcomes rather than as contract tables.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ __all__ = [
     "CDNOW_SUMMARY",
     "CDNOW_SUMMARY_WITH_TRANSACTIONS",
     "DATA_DIR_ENV",
+    "HILLSTROM_FILE",
+    "HILLSTROM_SEGMENTS",
     "DEFAULT_DATA_DIR",
     "SHA256",
     "TELCO_FILE",
@@ -44,6 +49,7 @@ __all__ = [
     "data_dir",
     "load_cdnow",
     "load_cdnow_summary",
+    "load_hillstrom",
     "load_telco",
     "sha256_of",
     "verify_file",
@@ -57,6 +63,7 @@ CDNOW_MASTER = "cdnow/CDNOW_master.txt"
 CDNOW_SAMPLE = "cdnow/CDNOW_sample.txt"
 CDNOW_SUMMARY = "cdnow/cdnow_customers_summary.csv"
 CDNOW_SUMMARY_WITH_TRANSACTIONS = "cdnow/cdnow_customers_summary_with_transactions.csv"
+HILLSTROM_FILE = "hillstrom/hillstrom.csv"
 
 #: Expected sha256 of each file, keyed by its path relative to the data folder (from its README).
 SHA256: dict[str, str] = {
@@ -65,6 +72,7 @@ SHA256: dict[str, str] = {
     CDNOW_SAMPLE: "6fae10155c0b0ba363c2c386e30f77990d22328220efd862a5edd1443420d94a",
     CDNOW_SUMMARY: "09d92ca80daaabe8be0f997d4c539f9c9606106baa5b199081fe01cbce5fa9f6",
     CDNOW_SUMMARY_WITH_TRANSACTIONS: ("7ddd11b55be3227edfc1d58675154e96971b0de3ad37ddd9280d1dba154b8b2f"),
+    HILLSTROM_FILE: "0e5893329d8b93cefecc571777672028290ab69865718020c78c7284f291aece",
 }
 
 #: Nominal snapshot date of the Telco data; the dataset itself carries no date at all.
@@ -122,6 +130,21 @@ _TELCO_ORDER = [
     "contract",
     "paperless_billing",
     "payment_method",
+]
+
+#: Hillstrom's randomized arms, the control first.
+HILLSTROM_SEGMENTS = ["No E-Mail", "Mens E-Mail", "Womens E-Mail"]
+_HILLSTROM_FLAGS = ["mens", "womens", "newbie"]
+_HILLSTROM_OUTCOMES = ["visit", "conversion", "spend"]
+_HILLSTROM_COLUMNS = [
+    "recency",
+    "history_segment",
+    "history",
+    *_HILLSTROM_FLAGS,
+    "zip_code",
+    "channel",
+    "segment",
+    *_HILLSTROM_OUTCOMES,
 ]
 
 _CDNOW_MASTER_COLUMNS = ["customer_id", "date", "number_of_cds", "dollar_value"]
@@ -383,3 +406,54 @@ def load_cdnow_summary(
     df = df.rename(columns={"ID": "customer_id"})
     df["customer_id"] = ids.astype("int64")
     return df
+
+
+def load_hillstrom(data_dir: str | os.PathLike[str] | None = None, verify: bool = True) -> dict[str, pd.DataFrame]:
+    """Load Hillstrom's e-mail experiment as ``{"features": df, "treatment": df, "outcomes": df}``.
+
+    64,000 customers, one row each in file order, indexed by ``customer_id`` (the row number, 0-based;
+    the file has no id). ``features``: ``recency`` (months since the last purchase, int), ``history``
+    (dollars spent last year), ``history_segment`` (ordered category of that spend), ``mens``,
+    ``womens``, ``newbie`` (bool), ``zip_code`` and ``channel`` (category; the file's ``Surburban``
+    spelling is kept). ``treatment``: ``treated`` (bool, any e-mail) and ``segment`` (category,
+    :data:`HILLSTROM_SEGMENTS`, the randomized arm). ``outcomes`` over the two weeks after the
+    campaign: ``visit`` and ``conversion`` (0/1 int) and ``spend`` (dollars). With ``verify=True`` the
+    file's sha256 must match :data:`SHA256`.
+    """
+    path = _resolve(data_dir, HILLSTROM_FILE, verify)
+    try:
+        raw = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot parse as CSV ({exc})") from exc
+    _require_columns(path, raw, _HILLSTROM_COLUMNS)
+    if raw[_HILLSTROM_COLUMNS].isna().any().any():
+        raise DataError(f"{path}: missing values in {', '.join(raw.columns[raw.isna().any()])}")
+    unknown = sorted(set(raw["segment"]) - set(HILLSTROM_SEGMENTS))
+    if unknown:
+        raise DataError(f"{path}: column segment: expected {HILLSTROM_SEGMENTS}, found {unknown[:3]}")
+    for column in [*_HILLSTROM_FLAGS, "visit", "conversion"]:
+        if not raw[column].isin([0, 1]).all():
+            raise DataError(f"{path}: column {column}: expected 0/1")
+    if not (pd.to_numeric(raw["spend"], errors="coerce") >= 0).all():
+        raise DataError(f"{path}: column spend: expected amounts >= 0")
+    index = pd.RangeIndex(len(raw), name="customer_id")
+    # The labels start "1) ", "2) " …, so sorting them orders the spend buckets.
+    buckets = sorted(raw["history_segment"].unique())
+    features = pd.DataFrame(
+        {
+            "recency": raw["recency"].astype("int64"),
+            "history": raw["history"].astype("float64"),
+            "history_segment": pd.Categorical(raw["history_segment"], categories=buckets, ordered=True),
+            **{flag: raw[flag].astype(bool) for flag in _HILLSTROM_FLAGS},
+            "zip_code": raw["zip_code"].astype("category"),
+            "channel": raw["channel"].astype("category"),
+        }
+    ).set_index(index)
+    treatment = pd.DataFrame(
+        {
+            "treated": raw["segment"] != HILLSTROM_SEGMENTS[0],
+            "segment": pd.Categorical(raw["segment"], categories=HILLSTROM_SEGMENTS),
+        }
+    ).set_index(index)
+    outcomes = raw[_HILLSTROM_OUTCOMES].astype({"visit": "int64", "conversion": "int64", "spend": "float64"})
+    return {"features": features, "treatment": treatment, "outcomes": outcomes.set_index(index)}
