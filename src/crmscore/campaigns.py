@@ -41,7 +41,7 @@ def campaign_summary(campaigns: pd.DataFrame) -> pd.DataFrame:
         {
             "campaign": campaigns["campaign"].astype("string").to_numpy(),
             "customer_id": campaigns["customer_id"].to_numpy(),
-            "date": pd.to_datetime(campaigns["date"]).to_numpy(),
+            "date": pd.to_datetime(campaigns["date"]).astype("datetime64[ns]").to_numpy(),
             "treated": campaigns["treated"].astype("boolean").fillna(False).to_numpy(dtype=bool),
             "cost": pd.to_numeric(campaigns["cost"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
             if "cost" in campaigns.columns
@@ -121,9 +121,7 @@ def _arm_problem(treated: int, controls: int, min_per_arm: int) -> tuple[str, st
             "uplift needs a larger control group"
         )
     if treated < min_per_arm:
-        return f"{_customers(treated)} treated, fewer than {min_per_arm:,}", (
-            "uplift needs more treated customers"
-        )
+        return f"{_customers(treated)} treated, fewer than {min_per_arm:,}", ("uplift needs more treated customers")
     return None
 
 
