@@ -117,6 +117,26 @@ def write_params(settings, path: Path) -> Path:
     return path
 
 
+def write_layout(tables: dict, folder: Path, layout: str, row_group_size: int = 1_500, seed: int = 3) -> None:
+    """Write ``tables`` as ``"csv"``, as ``"sorted parquet"`` (rows in the given order, which for simulated
+    tables is by customer) in row groups of ``row_group_size`` rows, or as ``"shuffled parquet"`` (the rows
+    of every table but customers shuffled with ``seed``): the layouts a streamed input reads differently."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crmscore.data.load import write_tables
+
+    if layout == "csv":
+        write_tables(tables, folder, "csv")
+        return
+    folder.mkdir(parents=True)
+    for name, df in tables.items():
+        if layout == "shuffled parquet" and name != "customers":
+            df = df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        pq.write_table(table, folder / f"{name}.parquet", row_group_size=row_group_size)
+
+
 def visible(folder: Path) -> list[str]:
     """Names in ``folder``, hidden ones (temporary files) left out, sorted."""
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))

@@ -132,6 +132,10 @@ def _check_scoring(case: Case, scored: Path) -> None:
     manifest = json.loads((scored / "manifest.json").read_text())
     scores = pd.read_parquet(scored / "scores.parquet")
     assert len(scores) == manifest["scored"] == manifest["customers_known"]
+    inputs = {path.name.removesuffix(".csv"): path for path in (scored.parents[1] / "in").glob("*.csv")}
+    assert set(manifest["rows_in"]) == set(manifest["rejected"]) == set(inputs)  # every table counted, none more
+    for table, path in inputs.items():  # rows in: every row of the file, kept or rejected
+        assert manifest["rows_in"][table] == len(pd.read_csv(path, dtype=str)), table
     for table, rows in manifest["rejected"].items():
         rejects = scored / "rejects" / f"{table}.parquet"
         assert (len(pd.read_parquet(rejects)) if rows else 0) == rows

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import champions, visible, write_params
+from tests.conftest import champions, visible, write_layout, write_params
 from typer.testing import CliRunner
 
 from crmscore import scoring, tiers, tracking
@@ -477,21 +477,6 @@ def test_rejected_rows_are_written_and_counted(ws, tmp_path):
     assert corrupted_customer in set(got.scores["customer_id"]) and 999_999 not in set(got.scores["customer_id"])
 
 
-def _write_layout(tables: dict[str, pd.DataFrame], folder: Path, layout: str) -> None:
-    """Write the tables as sorted Parquet in small row groups, shuffled Parquet, or CSV."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if layout == "csv":
-        write_tables(tables, folder, "csv")
-        return
-    folder.mkdir(parents=True)
-    for name, df in tables.items():
-        if layout == "shuffled parquet" and name != "customers":
-            df = df.sample(frac=1.0, random_state=5).reset_index(drop=True)
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), folder / f"{name}.parquet", row_group_size=2_000)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("layout", "reader"), [("sorted parquet", "_RowGroups"), ("shuffled parquet", "_Spilled"), ("csv", "_Spilled")]
@@ -506,7 +491,7 @@ def test_streamed_input_scores_exactly_as_tables_loaded_whole(ws, tmp_path, layo
     tx.loc[len(tx) - 3, "date"] = pd.Timestamp("2031-01-01")  # future: rejected
     tables["transactions"] = pd.concat([tx, tx.iloc[[0]].assign(customer_id=999_999)], ignore_index=True)
     folder = tmp_path / "in"
-    _write_layout(tables, folder, layout)
+    write_layout(tables, folder, layout, row_group_size=2_000, seed=5)
     settings = _with_scoring(ws.settings, chunk_size=300)
     with StreamedInput(folder, settings.data, pd.Timestamp(AS_OF), 300, spill_dir=tmp_path) as probe:
         assert type(probe._readers["transactions"]).__name__ == reader  # the path this layout takes

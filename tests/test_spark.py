@@ -89,8 +89,28 @@ def ws(tmp_path_factory):
         tx = bad["transactions"]
         tx.loc[5, "amount"] = -3.0
         bad["transactions"] = pd.concat([tx, tx.iloc[[0]].assign(customer_id=999_999)], ignore_index=True)
+        campaigns = _campaigns(tables["customers"])
+        campaigns.loc[3, "cost"] = -4.5
+        campaigns.loc[7, "customer_id"] = 999_999
+        bad["campaigns"] = campaigns  # validated and counted, never scored
         write_tables(bad, root / "bad", "csv")
         yield Workspace(root, settings, params, tables, root / "bad", [6, len(bad["transactions"])])
+
+
+def _campaigns(customers: pd.DataFrame) -> pd.DataFrame:
+    """Every third customer in a campaign in March 2026, every other one of them treated."""
+    ids = customers["customer_id"].to_numpy()[::3]
+    treated = np.arange(len(ids)) % 2 == 0
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "date": "2026-03-01",
+            "campaign": "winback-2026-03",
+            "treated": treated.astype(int),
+            "cost": np.where(treated, 4.5, np.nan),
+            "propensity": 0.5,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +157,7 @@ def test_cli_spark_engine_writes_the_scoring_folder(ws, scorings):
     assert not (folder / "_staging").exists()
     n = len(local.scores)
     assert result.stdout.startswith(f"scored {n:,} customers as of {AS_OF} in ")
-    assert f"rejected rows: 2 (see {folder / 'rejects'})" in result.stdout
+    assert f"rejected rows: 4 (see {folder / 'rejects'})" in result.stdout
     assert f"scores: {folder / 'scores.parquet'}" in result.stdout
     manifest = spark_scoring.manifest
     assert manifest["engine"] == "spark" and manifest["spark"]["master"] == MASTER
@@ -178,19 +198,40 @@ def test_spark_manifest_tiers_migration_and_rejects_equal_the_local_engine(ws, s
     for key in [*keys, "feature_checks"]:
         assert s[key] == m[key], key
     assert m["feature_checks"]  # summed over the buckets: customers older than the training ones lie out of range
-    assert s["rejected"] == {"customers": 0, "transactions": 2, "payments": 0, "interactions": 0}
+    assert s["rejected"] == {"customers": 0, "transactions": 2, "payments": 0, "interactions": 0, "campaigns": 2}
+    assert s["rows_in"]["campaigns"] == len(pd.read_csv(ws.bad_input / "campaigns.csv"))
     assert s["tiers"] == m["tiers"]  # the same scorecard knots and pyramid boundaries, to the last bit
     assert s["previous_scoring"] == m["previous_scoring"] == f"as_of={EARLIER}"
     # Migration against the earlier scoring (written by the local engine).
     pd.testing.assert_frame_equal(spark_scoring.migration, local.migration)
     assert np.trace(local.migration.loc[list(tiers.TIERS), list(tiers.TIERS)].to_numpy()) > 0
     # Rejected rows: the row as read, its row number in the file, the reason.
-    assert list(spark_scoring.rejects) == list(local.rejects) == ["transactions"]
+    assert sorted(spark_scoring.rejects) == sorted(local.rejects) == ["campaigns", "transactions"]
     got, expected = spark_scoring.rejects["transactions"], local.rejects["transactions"]
     assert list(got.columns) == list(expected.columns)
     assert got["row_number"].tolist() == expected["row_number"].tolist() == ws.bad_rows
     assert got["reason"].tolist() == ["amount: negative", "customer_id: unknown customer"]
     pd.testing.assert_frame_equal(got.astype(str), expected.astype(str))
+    got, expected = spark_scoring.rejects["campaigns"], local.rejects["campaigns"]
+    assert got["row_number"].tolist() == expected["row_number"].tolist() == [4, 8]
+    assert got["reason"].tolist() == ["cost: negative", "customer_id: unknown customer"]
+    pd.testing.assert_frame_equal(got.astype(str), expected.astype(str))
+
+
+def _failed_line(ws, tables: dict[str, pd.DataFrame], folder: Path) -> str:
+    """The one line both engines print when scoring ``tables`` (written as CSV) fails: exit 2, no output."""
+    write_tables(tables, folder / "in", "csv")
+    lines = {}
+    for engine in ("local", "spark"):
+        out = folder / f"out-{engine}"
+        args = ["score", "--as-of", AS_OF, "--input", str(folder / "in"), "--out", str(out), "--engine", engine]
+        result = runner.invoke(app, [*args, "--params", str(ws.params)])
+        assert result.exit_code == 2, result.output
+        lines[engine] = result.output.strip().splitlines()
+        assert not out.exists() or visible(out) == []
+    assert lines["spark"] == lines["local"]
+    assert len(lines["spark"]) == 1
+    return lines["spark"][0]
 
 
 def test_unreadable_column_is_the_local_engines_one_line_error(ws, spark, tmp_path):
@@ -198,17 +239,18 @@ def test_unreadable_column_is_the_local_engines_one_line_error(ws, spark, tmp_pa
     ids = ws.tables["customers"]["customer_id"].head(40)
     tables = {name: df.loc[df["customer_id"].isin(ids)].copy() for name, df in ws.tables.items()}
     tables["transactions"] = tables["transactions"].astype({"amount": object}).assign(amount="abc")
-    write_tables(tables, tmp_path / "in", "csv")
-    lines = {}
-    for engine in ("local", "spark"):
-        out = tmp_path / f"out-{engine}"
-        args = ["score", "--as-of", AS_OF, "--input", str(tmp_path / "in"), "--out", str(out), "--engine", engine]
-        result = runner.invoke(app, [*args, "--params", str(ws.params)])
-        assert result.exit_code == 2, result.output
-        lines[engine] = result.output.strip().splitlines()
-        assert not out.exists() or visible(out) == []
-    assert lines["spark"] == lines["local"]
-    assert len(lines["spark"]) == 1 and "column 'amount': uncoercible type: not a number" in lines["spark"][0]
+    assert "column 'amount': uncoercible type: not a number" in _failed_line(ws, tables, tmp_path)
+
+
+def test_propensity_outside_zero_and_one_is_the_local_engines_one_line_error(ws, spark, tmp_path):
+    """A whole-table rule, counted over all buckets (two or more: one per core): the same count, first row and
+    line as on one machine."""
+    ids = ws.tables["customers"]["customer_id"].head(300)
+    tables = {name: df.loc[df["customer_id"].isin(ids)].copy() for name, df in ws.tables.items()}
+    campaigns = _campaigns(tables["customers"])
+    campaigns.loc[[70, 12, 40], "propensity"] = [0.0, 1.0, 1.0]
+    line = _failed_line(ws, {**tables, "campaigns": campaigns}, tmp_path)
+    assert "campaigns.csv: column 'propensity': 3 values outside (0, 1) (e.g. '1.0' in row 13)" in line
 
 
 # --- features --------------------------------------------------------------------------------------------

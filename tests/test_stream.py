@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from tests.conftest import MAX_DATE
+from tests.conftest import MAX_DATE, write_layout
 
 from crmscore.config import DataSettings
 from crmscore.data.load import load_tables, write_tables
@@ -28,23 +26,12 @@ def _corrupted(small_sim) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _write(tables: dict[str, pd.DataFrame], folder, layout: str) -> None:
-    if layout == "csv":
-        write_tables(tables, folder, "csv")
-        return
-    folder.mkdir(parents=True)
-    for name, df in tables.items():
-        if layout == "shuffled parquet" and name != "customers":
-            df = df.sample(frac=1.0, random_state=3).reset_index(drop=True)
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), folder / f"{name}.parquet", row_group_size=1_500)
-
-
 @pytest.mark.parametrize(
     ("layout", "reader"), [("sorted parquet", "_RowGroups"), ("shuffled parquet", "_Spilled"), ("csv", "_Spilled")]
 )
 @pytest.mark.parametrize("chunk_size", [137, 10**6])
 def test_chunks_rejects_and_counts_equal_the_whole_table_loader(small_sim, tmp_path, layout, reader, chunk_size):
-    _write(_corrupted(small_sim), tmp_path / "in", layout)
+    write_layout(_corrupted(small_sim), tmp_path / "in", layout)
     whole = load_tables(tmp_path / "in", SETTINGS)
     expected = list(customer_chunks(whole.tables, AS_OF, chunk_size))
     with StreamedInput(tmp_path / "in", SETTINGS, AS_OF, chunk_size, spill_dir=tmp_path) as streamed:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from crmscore.data.simulate import Shift, Shock
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
-TABLE_NAMES = ("customers", "transactions", "payments", "interactions")
+TABLE_NAMES = ("customers", "transactions", "payments", "interactions", "campaigns")
 
 
 # --- value types with messages a user can act on -------------------------------------------------
@@ -207,7 +207,7 @@ OptionalPositiveFloat = Annotated[float | None, BeforeValidator(_optional_positi
 
 
 class AmountCheck(_Section):
-    """Money values (amount, amount_due, amount_paid, monthly_revenue) beyond a plausible bound.
+    """Money values (amount, amount_due, amount_paid, monthly_revenue, campaign cost) beyond a plausible bound.
 
     A value is implausible above ``max`` (an absolute cap) or above ``multiple`` × the column's 99.9th
     percentile (rounded up to a power of two, never counting the column's largest value; only for columns

@@ -5,8 +5,8 @@
 interactions by their date, invoices by their due date, payments by the day they were paid — so the
 same features come out whatever happened afterwards (tested by changing and deleting every later row).
 
-Families, each built from whichever tables a dataset has (Telco has only ``customers``; CDNOW only
-``transactions``):
+Families, each built from whichever of :data:`FEATURE_TABLES` a dataset has (Telco has only ``customers``;
+CDNOW only ``transactions``; past campaigns are for uplift, never a feature):
 
 * **customer**: tenure and the static attributes (categoricals stay pandas ``category`` for LightGBM);
 * **RFM**: recency, frequency and monetary value overall and per window (``windows_days``);
@@ -42,6 +42,7 @@ __all__ = [
     "DATE_FEATURES",
     "AGE_FEATURES",
     "FEATURES",
+    "FEATURE_TABLES",
     "LABEL_COLUMNS",
     "FeatureEncoder",
     "build_features",
@@ -52,6 +53,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("crmscore")
+
+#: The contract tables features are built from; the others (``campaigns``) are ignored.
+FEATURE_TABLES = ("customers", "transactions", "payments", "interactions")
 
 # Descriptions; "{w}" stands for a window length in days.
 FEATURES: dict[str, str] = {
@@ -131,7 +135,8 @@ def build_features(
     """Features of every customer known on ``as_of``, from rows dated on or before it.
 
     Args:
-        tables: contract tables (validated; ``customers`` required, the others optional).
+        tables: contract tables (validated; ``customers`` required, the others optional; tables outside
+            :data:`FEATURE_TABLES`, such as ``campaigns``, are ignored).
         as_of: the cutoff day; rows dated after it are never read.
         settings: windows and trend window (``features`` section of ``params.yaml``).
 

@@ -254,6 +254,124 @@ CONTRACT_CASES = [
 ]
 
 
+# --- campaigns: the optional table of past retention offers -------------------------------------------------
+
+
+def campaigns_of(customers: pd.DataFrame, seed: int = 11) -> pd.DataFrame:
+    """A campaigns table for ``customers``: 40 % of them, on two campaign dates, half of each campaign treated
+    (cost 4.5), the others its control group (no cost), all with a propensity of 0.5 (randomized)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(customers["customer_id"].to_numpy(), size=int(0.4 * len(customers)), replace=False)
+    first = np.arange(len(ids)) < len(ids) // 2
+    treated = rng.permutation(np.arange(len(ids)) % 2)
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "date": np.where(first, "2025-03-01", "2025-09-01"),
+            "campaign": np.where(first, "winback-2025-03", "winback-2025-09"),
+            "treated": treated,
+            "cost": np.where(treated == 1, 4.5, np.nan),
+            "propensity": 0.5,
+        }
+    )
+
+
+def _campaigns(edit: Callable[[pd.DataFrame], None] | None = None, params: dict | None = None):
+    """A case builder: the base tables and a campaigns table (:func:`campaigns_of`) with ``edit`` applied."""
+
+    def build(folder: Path, tables: dict[str, pd.DataFrame]) -> dict | None:
+        frame = campaigns_of(tables["customers"])
+        if edit is not None:
+            edit(frame)
+        _csv(folder, _with(tables, campaigns=frame))
+        return params
+
+    return build
+
+
+def _campaigns_in_their_own_words(frame: pd.DataFrame) -> None:
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%d/%m/%Y")
+    frame["treated"] = np.where(frame["treated"] == 1, "yes", "no")
+    names = {"customer_id": "Kunde", "treated": "Offer", "campaign": "Aktion"}
+    frame.columns = [names.get(c, c) for c in frame.columns]
+
+
+CAMPAIGN_CASES = [
+    Case("campaigns_valid", "contract", _campaigns()),
+    Case(
+        "campaigns_mapped_with_date_format",
+        "contract",
+        _campaigns(
+            _campaigns_in_their_own_words,
+            {
+                "data": {
+                    "tables": {
+                        "campaigns": {
+                            "columns": {"customer_id": "Kunde", "treated": "Offer", "campaign": "Aktion"},
+                            "date_format": "%d/%m/%Y",
+                        }
+                    }
+                }
+            },
+        ),
+    ),
+    Case(
+        "campaigns_propensity_zero_or_one",
+        "contract",
+        _campaigns(_set("propensity", [4, 9, 30], 1.0)),
+        2,
+        r"campaigns\.csv: column 'propensity': 3 values outside \(0, 1\) \(e\.g\. '1\.0' in row 5\); propensities "
+        r"are probabilities of being treated, strictly between 0 and 1 \(a customer sure to be treated",
+    ),
+    Case(
+        "campaigns_propensity_in_percent",
+        "contract",
+        _campaigns(_set("propensity", slice(None), 50)),
+        2,
+        r"column 'propensity': 120 values outside \(0, 1\) \(e\.g\. '50' in row 1\).*percentages\? write 0\.25",
+    ),
+    Case(
+        "campaigns_of_unknown_customers",
+        "contract",
+        _campaigns(_set("customer_id", slice(0, 4), 99_999_999)),
+        rejected={"campaigns": "customer_id: unknown customer"},
+    ),
+    Case(
+        "campaigns_negative_cost",
+        "contract",
+        _campaigns(_set("cost", slice(0, 3), -4.5)),
+        rejected={"campaigns": "cost: negative"},
+    ),
+    Case(
+        "campaigns_treated_unreadable",
+        "contract",
+        _campaigns(_set("treated", slice(0, 2), "maybe")),
+        rejected={"campaigns": "treated: not a yes/no value"},
+    ),
+    Case(
+        "campaigns_missing_treated_column",
+        "contract",
+        _campaigns(lambda frame: frame.pop("treated")),
+        2,
+        r"campaigns\.csv: column 'treated': required column is missing",
+    ),
+    Case(
+        "campaigns_cost_placeholder",
+        "plausibility",
+        _campaigns(_set("cost", slice(0, 1), 9e15)),
+        rejected={"campaigns": "cost: implausibly large"},
+    ),
+    Case(
+        "campaigns_bulk_negative_costs_stop",
+        "plausibility",
+        _campaigns(_set("cost", slice(0, 12), -4.5)),
+        2,
+        r"campaigns\.csv: 10\.0% of 120 rows rejected.*top reason: cost: negative \(12 rows\); likely setting: "
+        r"data\.tables\.campaigns\.columns \(map the cost of the contact",
+    ),
+]
+
+
 # --- encodings and separators -------------------------------------------------------------------------------
 
 
@@ -562,6 +680,11 @@ SCORING_CASES = [
         rejected={"transactions": "amount: implausibly large"},
     ),
     _scoring(
+        "campaigns_at_scoring",
+        _campaigns(_set("customer_id", slice(0, 4), 99_999_999)),
+        rejected={"campaigns": "customer_id: unknown customer"},
+    ),
+    _scoring(
         "wrong_date_format_at_scoring",
         _month_first,
         2,
@@ -585,7 +708,7 @@ SCORING_CASES = [
     ),
 ]
 
-CASES: list[Case] = [*CONTRACT_CASES, *ENCODING_CASES, *PLAUSIBILITY_CASES]
+CASES: list[Case] = [*CONTRACT_CASES, *CAMPAIGN_CASES, *ENCODING_CASES, *PLAUSIBILITY_CASES]
 
 
 def params_for(case_dir: Path, overrides: dict | None, base: dict | None = None) -> dict:

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
 from crmscore.data.attributes import attribute_summary, coerce_attribute, derive_signup
 from crmscore.data.plausibility import MONEY_COLUMNS, MagnitudeCounts, Plausibility, busy_rows
-from crmscore.data.schemas import CONTRACT, REQUIRED_TABLES, ColumnSpec, table_schema
+from crmscore.data.schemas import CONTRACT, NUMERIC_KINDS, REQUIRED_TABLES, ColumnSpec, table_schema
 from crmscore.errors import DataError
 from crmscore.io import release_memory, write_csv, write_json, write_parquet
 
@@ -60,6 +60,10 @@ __all__ = [
     "validate_tables",
     "load_tables",
     "money_counts",
+    "OutsideProbabilities",
+    "probability_columns",
+    "outside_probabilities",
+    "check_probabilities",
     "write_rejects",
     "write_tables",
 ]
@@ -504,18 +508,22 @@ def _coerce_attributes(df: pd.DataFrame, source: str, options: CustomerOptions, 
         df[column] = typed
 
 
+def _coerce_number(series: pd.Series) -> pd.Series:
+    """Numbers as floats; unreadable and non-finite values missing."""
+    numbers = pd.to_numeric(
+        series if pd.api.types.is_numeric_dtype(series.dtype) else series.astype("string").str.strip(),
+        errors="coerce",
+    ).astype("float64")
+    return numbers.where(np.isfinite(numbers.to_numpy()))
+
+
 def _coerce_column(spec: ColumnSpec, series: pd.Series, date_format: str | None) -> tuple[pd.Series, str]:
     if spec.kind == "id":
         return _coerce_id(series), "not an id"
     if spec.kind == "date":
         return _coerce_date(series, date_format), "not a date"
-    if spec.kind in {"number", "integer"}:
-        numbers = pd.to_numeric(
-            series if pd.api.types.is_numeric_dtype(series.dtype) else series.astype("string").str.strip(),
-            errors="coerce",
-        )
-        numbers = numbers.astype("float64")
-        numbers = numbers.where(np.isfinite(numbers.to_numpy()))
+    if spec.kind in NUMERIC_KINDS:
+        numbers = _coerce_number(series)
         if spec.kind == "integer":
             integral = numbers.isna() | (numbers == np.round(numbers))
             numbers = numbers.where(integral)
@@ -607,6 +615,87 @@ def money_counts(table: str, raw: pd.DataFrame) -> dict[str, MagnitudeCounts]:
         if column in raw.columns:
             out[column] = MagnitudeCounts().add(_coerce_column(specs[column], raw[column], None)[0])
     return out
+
+
+# --- whole-table rule: probabilities strictly between 0 and 1 ------------------------------------------------
+
+
+def probability_columns(table: str) -> tuple[str, ...]:
+    """The contract columns of ``table`` of kind ``probability`` (the campaigns' ``propensity``)."""
+    return tuple(c.name for c in CONTRACT[table] if c.kind == "probability")
+
+
+@dataclasses.dataclass
+class OutsideProbabilities:
+    """Readable values of one probability column outside (0, 1), counted over a whole table.
+
+    Parts of a table (slices, chunks, batches, Spark partitions) add up with :meth:`merge`, and the
+    example kept is the one with the smallest row key, so the count and the example do not depend on how
+    the table was split. ``row`` is a 1-based row number in the file (or, on Spark, a ``_row`` id until
+    the engine turns it into one).
+    """
+
+    count: int = 0
+    row: int | None = None
+    value: str | None = None
+
+    def add(self, raw: pd.Series, rows: np.ndarray) -> OutsideProbabilities:
+        """Count the values of ``raw`` (as read) outside (0, 1); ``rows`` are their row keys. Returns self."""
+        values = _coerce_number(raw.reset_index(drop=True)).to_numpy(dtype=float, na_value=np.nan)
+        outside = np.flatnonzero(~np.isnan(values) & ~((values > 0.0) & (values < 1.0)))
+        if outside.size:
+            rows = np.asarray(rows, dtype=np.int64)
+            first = outside[np.argmin(rows[outside])]
+            self.merge(OutsideProbabilities(int(outside.size), int(rows[first]), str(raw.iloc[first]).strip()))
+        return self
+
+    def merge(self, other: OutsideProbabilities) -> OutsideProbabilities:
+        """Add another part's count; the example with the smaller row key wins. Returns self."""
+        self.count += other.count
+        if other.row is not None and (self.row is None or other.row < self.row):
+            self.row, self.value = other.row, other.value
+        return self
+
+
+def outside_probabilities(
+    table: str, raw: pd.DataFrame, rows: np.ndarray | None = None
+) -> dict[str, OutsideProbabilities]:
+    """The values outside (0, 1) of ``table``'s probability columns in ``raw`` (contract names, values as
+    read); ``rows`` are the rows' keys (default: 1-based positions in ``raw``)."""
+    keys = np.arange(1, len(raw) + 1, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    return {c: OutsideProbabilities().add(raw[c], keys) for c in probability_columns(table) if c in raw.columns}
+
+
+def check_probabilities(source: str, found: Mapping[str, OutsideProbabilities]) -> None:
+    """Raise a one-line :class:`DataError` when a probability column holds a value outside (0, 1).
+
+    A whole-table rule rather than a row rule, although a value outside breaks it row by row: a
+    propensity is the probability that the campaign treated the customer, and one of 0 or 1, or above 1,
+    says the column means something else — percentages (``25`` for 25 %), a targeting score, or a
+    deterministic targeting rule (1 for everyone the rule picked) — so the values that happen to lie
+    inside are as wrong as the others. A propensity of exactly 0 or 1 also leaves no counterfactual: such
+    a customer could not have been in the other group, and the inverse-propensity weights of uplift
+    (1/p, 1/(1 − p)) are infinite. Rejecting those rows would quietly change the population the uplift is
+    estimated for (precisely the customers the targeting rule was sure of), and only a table rejected in
+    bulk (``data.checks.max_reject_share``) would stop. So one such value stops the run, and the line says
+    how many there are, the first of them with its row number, and the likely fix. ``found`` holds the
+    counts of the whole table (:func:`outside_probabilities`, merged over its parts).
+    """
+    for column, outside in found.items():
+        if not outside.count:
+            continue
+        if _coerce_number(pd.Series([outside.value])).iloc[0] > 1:
+            fix = "percentages? write 0.25 for 25 %"
+        else:
+            fix = (
+                "a customer sure to be treated (1) or left out (0) tells nothing about uplift: leave such rows "
+                "out, or leave propensity empty for a randomized campaign"
+            )
+        raise DataError(
+            f"{source}: column '{column}': {outside.count:,} value{'s' if outside.count != 1 else ''} outside "
+            f"(0, 1) (e.g. {outside.value!r} in row {outside.row}); propensities are probabilities of being "
+            f"treated, strictly between 0 and 1 ({fix})"
+        )
 
 
 def _split(raw: pd.DataFrame, df: pd.DataFrame, rejections: _Rejections) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -706,6 +795,7 @@ class _Validator:
         step = n if table == "customers" else VALIDATION_SLICE_ROWS
         if table not in self.checks.fitted:
             self.set_counts(table, money_counts(table, raw))
+        check_probabilities(source, outside_probabilities(table, raw))
         busy = self._busy(table, raw) if n > step else None
         kept_parts, rejected_parts = [], []
         for start in range(0, max(n, 1), max(step, 1)):

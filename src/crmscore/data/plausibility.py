@@ -3,12 +3,12 @@
 The contract (:mod:`crmscore.data.schemas`) checks types and hard rules; these checks catch what a
 warehouse export gets wrong while still parsing (``data.checks`` in ``params.yaml``):
 
-* **amount** — money values (``amount``, ``amount_due``, ``amount_paid``, ``monthly_revenue``) above an
-  absolute cap (default 1e12) or above ``multiple`` (default 100) × the column's 99.9th percentile: a
-  typo, a placeholder such as 999999999 or an overflowed export cannot move a CLV total by orders of
-  magnitude. The percentile is taken over the whole table, rounded up to a power of two and never counts
-  the column's largest value (:class:`MagnitudeCounts`), so it is the same whether the table is
-  validated whole, in slices, per chunk of customers or per Spark bucket;
+* **amount** — money values (``amount``, ``amount_due``, ``amount_paid``, ``monthly_revenue``, the
+  campaigns' ``cost``) above an absolute cap (default 1e12) or above ``multiple`` (default 100) × the
+  column's 99.9th percentile: a typo, a placeholder such as 999999999 or an overflowed export cannot move
+  a CLV total by orders of magnitude. The percentile is taken over the whole table, rounded up to a power
+  of two and never counts the column's largest value (:class:`MagnitudeCounts`), so it is the same
+  whether the table is validated whole, in slices, per chunk of customers or per Spark bucket;
 * **date** — dates before ``earliest`` (default 1970-01-02: placeholders such as 1900-01-01 and the
   Unix epoch);
 * **quantity** — quantities of zero or below;
@@ -49,6 +49,7 @@ MONEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("monthly_revenue",),
     "transactions": ("amount",),
     "payments": ("amount_due", "amount_paid"),
+    "campaigns": ("cost",),
 }
 #: A column needs this many positive values before its percentile bound applies (the cap always does).
 MIN_VALUES_FOR_BOUND = 100
@@ -216,8 +217,10 @@ _HINTS = (
     ("implausibly large", "data.checks.amount (amounts in cents? placeholder values?)"),
     ("duplicate", "data.tables.{table}.columns (customer_id must identify one row per customer)"),
     ("missing value", "data.tables.{table}.columns or data.csv_separator"),
+    ("cost: negative", "data.tables.{table}.columns (map the cost of the contact, not a margin or a credit)"),
     ("negative", "data.tables.{table}.columns (map the purchase value, not a balance)"),
     ("not positive", "data.checks.quantity"),
+    ("not a yes/no value", "data.tables.{table}.columns (a yes/no column holds 1/0, yes/no or true/false)"),
     ("data.checks.overpayment", "data.checks.overpayment"),
     ("data.checks.activity", "data.checks.activity"),
 )

@@ -1,15 +1,20 @@
 """The data contract: which columns each table has, and the pandera schemas that check its rows.
 
-Four tables (DESIGN.md): ``customers`` (always required), ``transactions``, ``payments`` and
-``interactions``. Each column is declared once in :data:`CONTRACT` with its kind (id, date, number,
-integer, text, flag), whether the file must have it, whether it may be empty and, for numbers, its
-lower bound. From that declaration come the pandera schemas used on load (:func:`table_schema`) and the
-coercion rules of the loader. Columns a file has beyond the contract are kept as they are (for
+Five tables (DESIGN.md): ``customers`` (always required), ``transactions``, ``payments``,
+``interactions`` and ``campaigns`` (past retention offers with their control groups, for uplift). Each
+column is declared once in :data:`CONTRACT` with its kind (id, date, number, integer, probability, text,
+flag), whether the file must have it, whether it may be empty and, for numbers, its lower bound. From
+that declaration come the pandera schemas used on load (:func:`table_schema`) and the coercion rules of
+the loader. Columns a file has beyond the contract are kept as they are (for
 ``customers`` they are the customer attributes).
 
 Row-level rules checked by the schemas (a failing row is rejected with the rule as its reason):
 missing id, missing or future date, negative amount, and duplicate customer id (the first
 occurrence is kept). Due dates are the exception to the future rule: an open invoice is due ahead.
+
+A ``probability`` column (the campaigns' ``propensity``) is a number strictly between 0 and 1, and that
+rule is a whole-table one: a value outside stops the run (:func:`crmscore.data.load.check_probabilities`
+says why), whatever the number of rows.
 """
 
 from __future__ import annotations
@@ -21,9 +26,19 @@ from typing import Literal
 import pandas as pd
 import pandera.pandas as pa
 
-__all__ = ["ColumnSpec", "CONTRACT", "REQUIRED_TABLES", "table_schema", "contract_columns", "known_customers"]
+__all__ = [
+    "ColumnSpec",
+    "CONTRACT",
+    "NUMERIC_KINDS",
+    "REQUIRED_TABLES",
+    "table_schema",
+    "contract_columns",
+    "known_customers",
+]
 
-Kind = Literal["id", "date", "number", "integer", "text", "flag"]
+Kind = Literal["id", "date", "number", "integer", "probability", "text", "flag"]
+#: Kinds read as numbers.
+NUMERIC_KINDS = frozenset({"number", "integer", "probability"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +100,26 @@ CONTRACT: dict[str, tuple[ColumnSpec, ...]] = {
         ColumnSpec("channel", "text", description="phone, email, chat, store, …"),
         ColumnSpec("kind", "text", description="inquiry, complaint, visit, …"),
     ),
+    "campaigns": (
+        ColumnSpec("customer_id", "id", description="customer identifier"),
+        ColumnSpec("date", "date", description="day of the contact (or of the control group's assignment)"),
+        ColumnSpec("campaign", "text", description="campaign name or id"),
+        ColumnSpec("treated", "flag", description="1/yes: offered the retention action; 0/no: control group"),
+        ColumnSpec(
+            "cost",
+            "number",
+            nullable=True,
+            min_value=0.0,
+            description="cost of the contact; 0 or empty for the control group",
+        ),
+        ColumnSpec(
+            "propensity",
+            "probability",
+            required=False,
+            nullable=True,
+            description="known probability of being treated (targeted campaigns), strictly between 0 and 1",
+        ),
+    ),
 }
 
 REQUIRED_TABLES = ("customers",)
@@ -119,7 +154,7 @@ def table_schema(table: str, max_date: dt.date, present: list[str] | None = None
         if present is not None and spec.name not in present:
             continue
         checks: list[pa.Check] = []
-        if spec.kind in {"number", "integer"} and spec.min_value is not None:
+        if spec.kind in NUMERIC_KINDS and spec.min_value is not None:
             checks.append(
                 pa.Check(
                     lambda s, lo=spec.min_value: s.isna() | (s >= lo),

@@ -2,7 +2,7 @@
 
 :class:`StreamedInput` reads and validates the customers table whole (it is small: one row a
 customer), splits the customers known on the as-of date into chunks of consecutive ids, and then gives
-the other tables (transactions, invoices, interactions) one chunk at a time — each chunk validated
+the other tables (transactions, invoices, interactions, campaigns) one chunk at a time — each chunk validated
 through the same data contract as :func:`crmscore.data.load.load_tables`, its rejected rows kept with
 their row number in the file and their reason.
 
@@ -15,6 +15,10 @@ How a table is read per chunk depends on its file:
   with its row number, to the part of a temporary Parquet file that belongs to its chunk; each chunk then
   reads its part.
 
+Either way, the values judged over a whole table — the money columns' amount bounds and the rule that
+probabilities (the campaigns' ``propensity``) lie strictly between 0 and 1 — are counted in one pass
+before any chunk is validated, so they stop or bound the run as they do for the whole-table loader.
+
 Every row of a table belongs to exactly one chunk — rows of unknown customers and rows whose customer
 cannot be read go to the last chunk, where validation rejects them — so the rows read, kept and
 rejected add up as they do for the whole-table loader, and the kept rows of a chunk are exactly the
@@ -23,6 +27,7 @@ rows :func:`crmscore.scoring.customer_chunks` would give it from the whole table
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -43,6 +48,7 @@ import pyarrow.parquet as pq
 from crmscore.config import DataSettings, TableSettings
 from crmscore.data.load import (
     CustomerOptions,
+    OutsideProbabilities,
     TableReport,
     _coerce_date,
     _coerce_id,
@@ -50,10 +56,13 @@ from crmscore.data.load import (
     _harmonise_ids,
     _rejects_frame,
     _Validator,
+    check_probabilities,
     find_table_file,
     find_table_files,
     map_columns,
     money_counts,
+    outside_probabilities,
+    probability_columns,
     read_csv,
     read_table,
     snapshot_date_of,
@@ -189,6 +198,15 @@ class _RowGroups:
         return pa.concat_tables(pieces), np.concatenate(numbers)
 
 
+@dataclasses.dataclass
+class _WholeTable:
+    """What is counted over a whole table before its chunks are validated: the money columns' magnitude
+    counts (amount bounds) and the probability columns' values outside (0, 1)."""
+
+    money: dict[str, MagnitudeCounts] = dataclasses.field(default_factory=dict)
+    outside: dict[str, OutsideProbabilities] = dataclasses.field(default_factory=dict)
+
+
 class _Spilled:
     """A table split once into per-chunk parts of temporary Parquet files."""
 
@@ -304,27 +322,39 @@ class StreamedInput:
     def _check_columns(self, table: str, empty: pd.DataFrame) -> None:
         map_columns(empty, self._paths[table], table, self._table_settings(table).columns)
 
-    def _money_columns(self, table: str, names: list[str]) -> dict[str, str]:
-        """The money columns of ``table`` in the file: the file's name → the contract's name."""
+    def _counted_columns(self, table: str, names: list[str]) -> dict[str, str]:
+        """The columns of ``table`` in the file that are counted over the whole table — money columns (their
+        amount bounds) and probability columns (their whole-table rule): the file's name → the contract's."""
         mapping = dict(self._table_settings(table).columns or {})
-        wanted = {mapping.get(c, c): c for c in MONEY_COLUMNS.get(table, ())}
+        contract = (*MONEY_COLUMNS.get(table, ()), *probability_columns(table))
+        wanted = {mapping.get(c, c): c for c in contract}
         return {name: wanted[name.strip()] for name in names if name.strip() in wanted}
 
-    def _count_money(self, table: str, batch: pd.DataFrame, counts: dict[str, MagnitudeCounts]) -> None:
-        """Add a batch's money values (the file's column names) to the table's magnitude counts."""
-        columns = self._money_columns(table, list(map(str, batch.columns)))
-        part = money_counts(table, batch[list(columns)].rename(columns=columns))
-        for column, counted in part.items():
-            counts.setdefault(column, MagnitudeCounts()).merge(counted)
+    def _count(self, table: str, batch: pd.DataFrame, first_row: int, tally: _WholeTable) -> None:
+        """Add a batch's counted values (the file's column names; its first row is ``first_row``, 1-based)."""
+        columns = self._counted_columns(table, list(map(str, batch.columns)))
+        part = batch[list(columns)].rename(columns=columns)
+        for column, counted in money_counts(table, part).items():
+            tally.money.setdefault(column, MagnitudeCounts()).merge(counted)
+        rows = np.arange(first_row, first_row + len(part), dtype=np.int64)
+        for column, outside in outside_probabilities(table, part, rows).items():
+            tally.outside.setdefault(column, OutsideProbabilities()).merge(outside)
 
-    def _money_pass(self, table: str, file: pq.ParquetFile) -> dict[str, MagnitudeCounts]:
-        """One read of a Parquet table's money columns, for its amount bounds."""
-        counts: dict[str, MagnitudeCounts] = {}
-        columns = list(self._money_columns(table, file.schema_arrow.names))
+    def _counting_pass(self, table: str, file: pq.ParquetFile) -> _WholeTable:
+        """One read of a Parquet table's counted columns (see :meth:`_counted_columns`)."""
+        tally = _WholeTable()
+        columns = list(self._counted_columns(table, file.schema_arrow.names))
         if columns:
+            rows = 1
             for batch in file.iter_batches(batch_size=STREAM_BATCH_ROWS, columns=columns):
-                self._count_money(table, batch.to_pandas(), counts)
-        return counts
+                self._count(table, batch.to_pandas(), rows, tally)
+                rows += batch.num_rows
+        return tally
+
+    def _counted(self, table: str, tally: _WholeTable) -> None:
+        """The whole table was counted: check its probabilities and set its amount bounds."""
+        check_probabilities(str(self._paths[table]), tally.outside)
+        self._validator.set_counts(table, tally.money)
 
     def _open(self, table: str) -> _RowGroups | _Spilled:
         path = self._paths[table]
@@ -336,7 +366,7 @@ class StreamedInput:
                 reader = _RowGroups.open(path, self._mapped_id(table), self._integer_ids)
                 if reader is not None:
                     log.debug("%s: row groups ordered by customer; read per chunk", path)
-                    self._validator.set_counts(table, self._money_pass(table, file))
+                    self._counted(table, self._counting_pass(table, file))
                     return reader
             else:
                 header = read_csv(path, self.settings.csv_separator, self.settings.encoding, nrows=0)
@@ -371,7 +401,7 @@ class StreamedInput:
         id_column = mapping.get("customer_id", "customer_id")
         writers: dict[int, pq.ParquetWriter] = {}
         files: dict[int, Path] = {}
-        counts: dict[str, MagnitudeCounts] = {}
+        tally = _WholeTable()
         rows = 0
         schema = None
         try:
@@ -382,12 +412,12 @@ class StreamedInput:
                         batch, schema=pa.schema([(str(c), pa.string()) for c in batch.columns]), preserve_index=False
                     )
                     ids = batch[id_column.strip()]
-                    self._count_money(table, batch, counts)
+                    self._count(table, batch, rows + 1, tally)
                 else:
                     arrow = pa.Table.from_batches([batch])
                     ids = arrow.column(id_column).to_pandas()
-                    money = list(self._money_columns(table, arrow.column_names))
-                    self._count_money(table, arrow.select(money).to_pandas(), counts)
+                    counted = list(self._counted_columns(table, arrow.column_names))
+                    self._count(table, arrow.select(counted).to_pandas(), rows + 1, tally)
                 n = arrow.num_rows
                 chunks = self.chunk_of(ids)
                 arrow = arrow.append_column(_ROW, pa.array(np.arange(rows + 1, rows + n + 1, dtype=np.int64)))
@@ -411,7 +441,7 @@ class StreamedInput:
             for writer in writers.values():
                 writer.close()
         release_memory()
-        self._validator.set_counts(table, counts)
+        self._counted(table, tally)
         return _Spilled(files, group, rows, kind == "csv")
 
     def _batches(self, path: Path, kind: str) -> Iterator:

@@ -33,7 +33,7 @@ import pandas as pd
 from crmscore.config import DataSettings, FeatureSettings
 from crmscore.data.schemas import CONTRACT
 from crmscore.errors import DataError
-from crmscore.features import LABEL_COLUMNS
+from crmscore.features import FEATURE_TABLES, LABEL_COLUMNS
 from crmscore.spark.session import require_pyspark, user_errors
 from crmscore.spark.tables import ROW, SparkInput, read_input
 
@@ -76,6 +76,11 @@ def build_features_sql(
     as_of_us = int(as_of.value // 1000)
     with user_errors():
         inp = read_input(spark, tables_or_paths, data_settings or DataSettings())
+        # Only the tables features come from are checked and used (past campaigns are not a feature).
+        inp = SparkInput(
+            {t: f for t, f in inp.frames.items() if t in FEATURE_TABLES},
+            {t: s for t, s in inp.specs.items() if t in FEATURE_TABLES},
+        )
         for table in inp.frames:  # typed dates first: the checks compare typed values
             for spec in CONTRACT[table]:
                 if spec.kind == "date" and spec.name in inp.frames[table].columns:

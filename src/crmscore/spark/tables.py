@@ -19,7 +19,9 @@ value, unknown or rejected customer, duplicate customer id — the first occurre
 kept) is checked per bucket, which gives the single-machine result because all rows of one customer id
 share a bucket. Whole-column problems ("uncoercible type": no value of a column can be read) are judged
 per bucket and stop the run with the same one-line error. Whether ids are numbers or text is decided
-once over all customers on the driver (:func:`id_kind`), as the loader decides it over the whole table.
+once over all customers on the driver (:func:`id_kind`), as the loader decides it over the whole table;
+so are the amount bounds (:func:`plausibility`) and the rule that probabilities lie strictly between 0
+and 1 (:func:`check_probability_columns`), which count values over whole tables.
 
 Parquet files written by pandas hold nanosecond timestamps, which Spark cannot read as timestamps: the
 session reads them as numbers (``spark.sql.legacy.parquet.nanosAsLong``), this module turns them into
@@ -42,10 +44,14 @@ from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
 from crmscore.data.load import (
     CustomerOptions,
     LoadedData,
+    OutsideProbabilities,
     _format_of,
+    check_probabilities,
     find_table_files,
     missing_table_error,
     money_counts,
+    outside_probabilities,
+    probability_columns,
     validate_tables,
 )
 from crmscore.data.plausibility import MONEY_COLUMNS, MagnitudeCounts, Plausibility
@@ -60,6 +66,7 @@ __all__ = [
     "TableSpec",
     "SparkInput",
     "BucketContext",
+    "check_probability_columns",
     "read_input",
     "id_kind",
     "bucket_count",
@@ -115,12 +122,15 @@ class BucketContext:
 
     @classmethod
     def of(cls, inp: SparkInput, settings: DataSettings, kind: str) -> BucketContext:
+        """The context of ``inp``, its whole-table values counted first: a probability column outside (0, 1)
+        stops here, and the amount bounds are set."""
         customers = settings.tables.get("customers", TableSettings())
         if customers.id == "row" or customers.tenure is not None:
             raise SettingsError(
                 "data.tables.customers: id: row and tenure need the whole customers table in file order; "
                 "score such a snapshot with --engine local"
             )
+        check_probability_columns(inp)
         return cls(
             specs=dict(inp.specs),
             id_kind=kind,
@@ -129,6 +139,46 @@ class BucketContext:
             options=CustomerOptions.from_settings(settings),
             checks=plausibility(inp, settings),
         )
+
+
+def check_probability_columns(inp: SparkInput) -> None:
+    """Stop with the loader's one-line error when a probability column (the campaigns' ``propensity``) holds a
+    value outside (0, 1) (:func:`crmscore.data.load.check_probabilities`).
+
+    A whole-table rule: the values are counted over the whole table in the executors and the example is the
+    first such row in reading order, so the count, the example and its row number are the single-machine
+    loader's. Checked on the driver before any bucket is validated (a bucket alone would count its own rows).
+    """
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    schema = StructType(
+        [
+            StructField("column", StringType()),
+            StructField("n", LongType()),
+            StructField("row", LongType()),
+            StructField("value", StringType()),
+        ]
+    )
+    for table, frame in inp.frames.items():
+        columns = [c for c in probability_columns(table) if c in frame.columns]
+        if not columns:
+            continue
+
+        def count(batches, table=table):
+            for batch in batches:
+                found = outside_probabilities(table, batch, batch[ROW].to_numpy())
+                rows = [(c, o.count, o.row, o.value) for c, o in found.items() if o.count]
+                if rows:
+                    yield pd.DataFrame(rows, columns=["column", "n", "row", "value"])
+
+        found: dict[str, OutsideProbabilities] = {}
+        for row in frame.select(ROW, *[f"`{c}`" for c in columns]).mapInPandas(count, schema).collect():
+            part = OutsideProbabilities(int(row["n"]), int(row["row"]), row["value"])
+            found.setdefault(row["column"], OutsideProbabilities()).merge(part)
+        for outside in found.values():  # a _row id → its row number in reading order (one pass, failing runs only)
+            ids = frame.sparkSession.createDataFrame([(outside.row,)], "row_number long")
+            outside.row = int(file_row_numbers(frame, ids).collect()[0]["row_number"])
+        check_probabilities(inp.specs[table].source, found)
 
 
 def plausibility(inp: SparkInput, settings: DataSettings) -> Plausibility:
