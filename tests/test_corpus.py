@@ -50,13 +50,13 @@ def test_the_corpus_covers_every_area_with_forty_cases_or_more():
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_corpus_case(case: Case, corpus):
-    _check(case, corpus[case.name])
+    assert _check(case, corpus[case.name]) == case.exit_code
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SCORING_CASES, ids=[case.name for case in SCORING_CASES])
 def test_scoring_corpus_case(case: Case, scoring_corpus):
-    _check(case, scoring_corpus[case.name])
+    assert _check(case, scoring_corpus[case.name]) == case.exit_code
 
 
 def _invoke(case: Case, folder: Path):
@@ -87,7 +87,8 @@ with folder_lock(sys.argv[1]):
 """
 
 
-def _check(case: Case, folder: Path) -> None:
+def _check(case: Case, folder: Path) -> int:
+    """Run ``case`` through the CLI and check its answer (see the module docstring); return its exit code."""
     result = _invoke(case, folder)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
@@ -97,13 +98,14 @@ def _check(case: Case, folder: Path) -> None:
         assert len(lines) == 1, lines
         assert lines[0].startswith("error: ")
         assert re.search(case.message, lines[0]), lines[0]
-        return
+        return result.exit_code
     if case.message:
         assert any(re.search(case.message, line) for line in result.output.splitlines()), result.output
     if case.command == "score":
         _check_scoring(case, folder / "out" / "as_of=2026-10-31")
     else:
         _check_validation(case, folder / "out", result.output)
+    return result.exit_code
 
 
 def _check_validation(case: Case, out: Path, output: str) -> None:
