@@ -181,7 +181,7 @@ def test_uplift_metrics_keys(tied_experiment):
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "tied"])
 def test_metrics_match_scikit_uplift(ties):
     sklift_metrics = pytest.importorskip(
-        "sklift.metrics", reason="scikit-uplift is not installed (pip install -e '.[bench]')"
+        "sklift.metrics", reason="scikit-uplift is not installed (pip install -e '.[dev]')"
     )
     rng = np.random.default_rng(11)
     for treated_share in (0.3, 0.5, 0.7):
