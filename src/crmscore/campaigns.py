@@ -9,15 +9,25 @@ table lacks for it. :func:`campaign_summary` gives one row per campaign.
 
 Both functions take the validated table (:func:`crmscore.data.load.load_tables`); a customer counts once
 per campaign and group, however many rows the campaign has for them.
+
+:func:`campaign_datasets` turns the campaigns whose outcome window has closed into the rows an uplift
+model learns from: each participant's point-in-time features on the campaign's first day, whether they
+were treated, whether they bought again in the following ``horizon_days`` (retained) and what they spent,
+and the probability of treatment (the given propensity of a targeted campaign, else the campaign's treated
+share: a randomized campaign).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
 import pandas as pd
 
 from crmscore.errors import DataError
 
-__all__ = ["SUMMARY_COLUMNS", "campaign_summary", "check_campaign_arms"]
+__all__ = ["SUMMARY_COLUMNS", "UpliftData", "campaign_datasets", "campaign_summary", "check_campaign_arms"]
 
 #: The columns of :func:`campaign_summary`, indexed by campaign.
 SUMMARY_COLUMNS = ["first_date", "last_date", "treated", "controls", "treated_share", "total_cost", "propensity_given"]
@@ -133,3 +143,112 @@ def _require_columns(campaigns: pd.DataFrame) -> None:
     missing = [c for c in _NEEDED if c not in campaigns.columns]
     if missing:
         raise DataError(f"campaigns: column '{missing[0]}': required column is missing")
+
+
+# --- learning rows -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class UpliftData:
+    """The rows an uplift model learns from: one per campaign participant (a customer in two campaigns has
+    two rows), features ``X`` indexed by customer id, and aligned arrays."""
+
+    X: pd.DataFrame
+    treated: np.ndarray  # 1 offered, 0 control group
+    retained: np.ndarray  # 1 when the customer bought in (date, date + horizon_days]
+    spend: np.ndarray  # spend in that window
+    propensity: np.ndarray  # P(treated): given (targeted campaigns) or the campaign's treated share
+    randomized: np.ndarray  # the row's campaign gave no propensities: treatment was assigned at random
+    campaign: np.ndarray
+    as_of: np.ndarray  # the campaign's first day, the as-of date of the features
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.treated)
+
+    @property
+    def customer_id(self) -> np.ndarray:
+        return self.X.index.to_numpy()
+
+    def take(self, rows: np.ndarray) -> UpliftData:
+        """The rows at positions ``rows``."""
+        fields = ("treated", "retained", "spend", "propensity", "randomized", "campaign", "as_of")
+        return UpliftData(self.X.iloc[rows], *(getattr(self, f)[rows] for f in fields), notes=list(self.notes))
+
+
+def campaign_datasets(
+    tables: Mapping[str, pd.DataFrame],
+    horizon_days: int,
+    features,
+    min_per_arm: int = 50,
+) -> UpliftData:
+    """Learning rows of every campaign whose ``horizon_days`` outcome window the data has closed.
+
+    Each campaign is taken on its first day ``D``: its participants' features as of ``D``
+    (:func:`crmscore.features.build_features` with the ``features`` settings; rows after ``D`` are never
+    read), ``retained`` = a purchase in ``(D, D + horizon_days]`` and the spend there. A customer with
+    treated and control rows in one campaign counts as treated; participants not yet signed up on ``D`` are
+    left out (counted in ``notes``). A campaign whose window ends after the last transaction, or whose arms
+    hold fewer than ``min_per_arm`` customers, is skipped with a note; none left is a one-line
+    :class:`DataError`, as is a table without a randomized campaign (held-out comparisons need one).
+    """
+    from crmscore.features import build_features, stack_frames
+    from crmscore.labels import data_end, future_value
+
+    campaigns = tables.get("campaigns")
+    check_campaign_arms(campaigns, min_per_arm, pooled=True)
+    if "transactions" not in tables:
+        raise DataError("campaigns: uplift needs a transactions table: retention is a purchase after the campaign")
+    end = data_end(tables)
+    summary = campaign_summary(campaigns)
+    parts, notes = [], []
+    for name, row in summary.iterrows():
+        as_of = pd.Timestamp(row["first_date"]).normalize()
+        problem = _arm_problem(int(row["treated"]), int(row["controls"]), min_per_arm)
+        if as_of + pd.Timedelta(days=horizon_days) > end:
+            notes.append(
+                f"campaign {name!r} ({as_of.date()}) skipped: its {horizon_days}-day outcome is not observed yet"
+            )
+            continue
+        if problem:
+            notes.append(f"campaign {name!r} skipped: {problem[0]}")
+            continue
+        rows = campaigns.loc[campaigns["campaign"].astype("string") == name]
+        arm = rows.groupby("customer_id")["treated"].max().astype(np.int8)
+        X = build_features(tables, as_of, features)
+        known = arm.index.isin(X.index)
+        if not known.all():
+            notes.append(
+                f"campaign {name!r}: {int((~known).sum()):,} participant(s) not signed up on {as_of.date()} left out"
+            )
+        arm = arm[known]
+        X = X.loc[arm.index]
+        outcome = future_value(tables["transactions"], arm.index, as_of, horizon_days)
+        given = "propensity" in rows.columns and bool(row["propensity_given"])
+        if given:
+            propensity = rows.groupby("customer_id")["propensity"].mean().reindex(arm.index).to_numpy(dtype=float)
+        else:
+            propensity = np.full(len(arm), float(arm.mean()))
+        parts.append(
+            (
+                X,
+                arm.to_numpy(),
+                (outcome["future_purchases"].to_numpy() > 0).astype(np.int8),
+                outcome["future_spend"].to_numpy(dtype=float),
+                propensity,
+                np.full(len(arm), not given),
+                np.full(len(arm), str(name), dtype=object),
+                np.full(len(arm), as_of.to_datetime64()),
+            )
+        )
+    if not parts:
+        raise DataError("campaigns: no campaign can be learned from (" + "; ".join(notes) + ")")
+    randomized = np.concatenate([p[5] for p in parts])
+    if not randomized.any():
+        raise DataError(
+            "campaigns: no randomized campaign (every campaign gives propensities); the uplift models are "
+            "compared on held-out customers of a randomized campaign"
+        )
+    X = stack_frames([p[0] for p in parts])
+    arrays = [np.concatenate([p[k] for p in parts]) for k in range(1, 8)]
+    return UpliftData(X, *arrays, notes=notes)

@@ -211,7 +211,7 @@ def run(
         )
     _print_validation(result.loaded)
     typer.echo(f"validation results: {result.validation_dir}")
-    for trained in (result.churn, result.clv, result.segments):
+    for trained in (result.churn, result.clv, result.segments, result.uplift):
         if trained is not None:
             _print_training(trained)
     for role, why in result.failures.items():
@@ -219,6 +219,11 @@ def run(
     if result.scores is not None:
         typer.echo(f"scored {result.scores.scored:,} customers: {result.scores.out_dir / 'scores.parquet'}")
         _print_feature_checks(result.scores.manifest, result.scores.out_dir)
+    if result.plan is not None:
+        typer.echo(
+            f"retention plan: contact {result.plan.contacted:,} customers for an expected incremental profit of "
+            f"{result.plan.expected_profit:,.0f} ({result.plan.out_dir / 'plan.csv'})"
+        )
     if result.monitoring is not None:
         typer.echo(f"track record: {result.monitoring.verdict} ({result.monitoring.out_dir / 'performance.parquet'})")
     if result.report is not None:
@@ -262,6 +267,13 @@ def _print_training(result) -> None:
         "clv_mean",
         "segments",
         "r2",
+        "test_qini",
+        "test_auuc",
+        "test_uplift_at_10",
+        "test_uplift_at_20",
+        "test_uplift_at_30",
+        "test_ate",
+        "test_mean_predicted_uplift",
     ]
     for key in shown:
         if key in result.metrics:
@@ -296,6 +308,15 @@ def train_segments(input_dir: InputOption = None, params: ParamsOption = DEFAULT
     from crmscore.stages import train_segments_stage
 
     _print_training(train_segments_stage(_settings(params), input_dir))
+
+
+@train_app.command("uplift")
+@_friendly
+def train_uplift(input_dir: InputOption = None, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Learn who stays because of a retention offer (T, X, DR learners on past campaigns); register crmscore-uplift."""
+    from crmscore.stages import train_uplift_stage
+
+    _print_training(train_uplift_stage(_settings(params), input_dir))
 
 
 VersionOption = Annotated[int, typer.Option("--version", min=1, help="Registered version to make champion.")]
@@ -335,6 +356,77 @@ def promote_segments(version: VersionOption, params: ParamsOption = DEFAULT_PARA
     from crmscore.tracking import SEGMENTS_MODEL_NAME
 
     _promote(SEGMENTS_MODEL_NAME, version, params)
+
+
+@promote_app.command("uplift")
+@_friendly
+def promote_uplift(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS_PATH) -> None:
+    """Point the champion alias of crmscore-uplift at --version."""
+    from crmscore.tracking import UPLIFT_MODEL_NAME
+
+    _promote(UPLIFT_MODEL_NAME, version, params)
+
+
+def _as_of_date(as_of: str | None):
+    import datetime as dt
+
+    from crmscore.errors import SettingsError
+
+    if as_of is None:
+        return None
+    try:
+        return dt.date.fromisoformat(as_of)
+    except ValueError:
+        raise SettingsError(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}") from None
+
+
+@app.command()
+@_friendly
+def plan(
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Plan on the scoring of this date (YYYY-MM-DD); default the data's last day."),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option("--budget", min=0, help="Total contact cost to spend (default plan.budget; none: no limit)."),
+    ] = None,
+    cost: Annotated[
+        float | None,
+        typer.Option(
+            "--cost", min=0, help="Cost of one contact (default plan.contact_cost, else the campaigns' mean)."
+        ),
+    ] = None,
+    input_dir: InputOption = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default plan.out_dir); one as_of=DATE folder a run.")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS_PATH,
+) -> None:
+    """Whom to contact: customers ranked by expected incremental value (uplift × CLV − cost), within the budget."""
+    from crmscore.data.stream import last_event_date
+    from crmscore.stages import plan_stage
+
+    settings = _settings(params)
+    when = _as_of_date(as_of)
+    if when is None:
+        when = last_event_date(input_dir or settings.data.input_dir or settings.paths.simulated_dir, settings.data)
+    result = plan_stage(settings, when, budget, cost, input_dir, out_dir)
+    m = result.manifest
+    low, high = result.interval
+    interval = f" (95 % interval {low:,.0f} to {high:,.0f})" if low is not None and high is not None else ""
+    typer.echo(
+        f"plan as of {m['as_of']}: contact {result.contacted:,} of {m['customers_scored']:,} customers "
+        f"at {m['contact_cost']:,.2f} each, spending {result.spent:,.0f}"
+        + (f" of {m['budget']:,.0f}" if m["budget"] is not None else "")
+    )
+    typer.echo(f"  expected incremental profit {result.expected_profit:,.0f}{interval}")
+    best = m["best_unconstrained"]
+    typer.echo(
+        f"  {m['customers_worth_contacting']:,} customers are worth contacting; without a budget the most "
+        f"profit is {best['expected_profit']:,.0f} from {best['contacted']:,} contacts"
+    )
+    typer.echo(f"plan: {result.out_dir / 'plan.csv'}")
 
 
 @app.command()
@@ -384,8 +476,8 @@ def score(
     versions: dict[str, int] = {}
     for item in model_version or []:
         role, _, number = item.partition("=")
-        if role not in {"churn", "clv", "segments"} or not number.isdigit():
-            raise SettingsError(f"--model-version: expected churn=N, clv=N or segments=N, got {item!r}")
+        if role not in {"churn", "clv", "segments", "uplift"} or not number.isdigit():
+            raise SettingsError(f"--model-version: expected churn=N, clv=N, segments=N or uplift=N, got {item!r}")
         versions[role] = int(number)
     if engine == "spark":
         from crmscore.spark import DEFAULT_MASTER, require_pyspark
@@ -408,7 +500,7 @@ def score(
     for role, model in manifest["models"].items():
         typer.echo(f"  {role:<9} {model['name']} v{model['version']}")
     for role, why in manifest.get("models_missing", {}).items():
-        if role != "segments":
+        if role not in ("segments", "uplift"):
             typer.echo(f"  {role:<9} not scored (its columns are empty): {why}")
     rejected = sum(result.rejected.values())
     typer.echo(f"  rejected rows: {rejected:,}" + (f" (see {result.out_dir / 'rejects'})" if rejected else ""))

@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -71,6 +72,10 @@ def _non_negative_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise PydanticCustomError("non_negative", "expected a number ≥ 0, got {got}", {"got": repr(value)})
     return float(value)
+
+
+def _optional_non_negative_float(value: Any) -> float | None:
+    return None if value is None else _non_negative_float(value)
 
 
 def _date(value: Any) -> dt.date:
@@ -607,6 +612,47 @@ class MonitoringSettings(_Section):
     psi_threshold: Annotated[float, BeforeValidator(_non_negative_float)] = 0.2
 
 
+class UpliftTuningSettings(TuningSettings):
+    """Optuna search of each uplift learner's LightGBM parameters (every trial fits a whole learner)."""
+
+    trials: PositiveInt = 8
+    timeout_seconds: PositiveInt = 60
+    early_stopping_rounds: PositiveInt = 30
+    max_trees: PositiveInt = 500
+
+
+class UpliftSettings(_Section):
+    """The uplift model of past retention campaigns (``crmscore train uplift``) and its promotion."""
+
+    horizon_days: Annotated[int | None, BeforeValidator(lambda v: None if v is None else _positive_int(v))] = None
+    learners: list[Literal["T", "X", "DR"]] = Field(default_factory=lambda: ["T", "X", "DR"])
+    test_share: Fraction = 0.3
+    min_per_arm: PositiveInt = 50
+    cross_fit_folds: PositiveInt = 3
+    seed: NonNegativeInt = 42
+    tuning: UpliftTuningSettings = Field(default_factory=UpliftTuningSettings)
+    promotion_metric: Literal["qini", "auuc"] = "qini"
+    promotion_margin: Annotated[float, BeforeValidator(_non_negative_float)] = 0.005
+
+    @field_validator("learners")
+    @classmethod
+    def _some_learner(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one learner: T, X or DR")
+        return list(dict.fromkeys(value))
+
+
+class PlanSettings(_Section):
+    """The retention plan (``crmscore plan``): whom to contact within a budget, by expected incremental value."""
+
+    budget: Annotated[float | None, BeforeValidator(_optional_non_negative_float)] = None
+    contact_cost: Annotated[float | None, BeforeValidator(_optional_non_negative_float)] = None
+    replace_actions: bool = False
+    out_dir: Text = "reports/plans"
+    bootstrap_samples: NonNegativeInt = 200
+    seed: NonNegativeInt = 42
+
+
 class Settings(_Section):
     """All of ``params.yaml``."""
 
@@ -621,6 +667,8 @@ class Settings(_Section):
     tiers: TierSettings = Field(default_factory=TierSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    uplift: UpliftSettings = Field(default_factory=UpliftSettings)
+    plan: PlanSettings = Field(default_factory=PlanSettings)
 
     @model_validator(mode="after")
     def _features_exclude(self) -> Settings:

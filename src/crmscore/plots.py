@@ -37,6 +37,7 @@ from matplotlib.ticker import PercentFormatter
 from sklearn import metrics as sk_metrics
 
 from crmscore import evaluation
+from crmscore import uplift as uplift_metrics
 
 __all__ = [
     "plot_roc",
@@ -797,4 +798,56 @@ def plot_predicted_vs_actual(
     ax.set_ylabel("Predicted value per customer (symlog scale)")
     ax.set_title("Predicted vs actual value")
     ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def plot_qini(
+    y: ArrayLike,
+    treated: ArrayLike,
+    uplift: ArrayLike,
+    ax: Axes | None = None,
+    label: str | None = None,
+    true_uplift: ArrayLike | None = None,
+) -> Axes:
+    """Qini curve of an uplift ranking: incremental retained customers against the share contacted.
+
+    The random line (contact a random share) is drawn once per Axes; with ``true_uplift`` (simulated data)
+    the oracle's curve, the ranking by the true effect, is drawn too. The legend gives each Qini coefficient
+    (:func:`crmscore.uplift.qini_coefficient`).
+    """
+    ax = _axes(ax, (6.5, 4.5))
+    share, gained = uplift_metrics.qini_curve(y, treated, uplift)
+    _draw_once(ax, "crmscore-qini-random", [0, 1], [0, gained[-1]], "random")
+    qini = uplift_metrics.qini_coefficient(y, treated, uplift)
+    ax.plot(share, gained, linewidth=1.8, label=_legend_label(label, f"Qini = {qini:.3f}"))
+    if true_uplift is not None:
+        o_share, o_gained = uplift_metrics.qini_curve(y, treated, true_uplift)
+        oracle = uplift_metrics.qini_coefficient(y, treated, true_uplift)
+        ax.plot(o_share, o_gained, color="0.3", linestyle=":", linewidth=1.5, label=f"oracle (Qini = {oracle:.3f})")
+    ax.axhline(0, color="0.8", linewidth=0.8)
+    ax.set_xlabel("Share of customers contacted, highest predicted uplift first")
+    ax.set_ylabel("Incremental retained customers")
+    ax.set_title("Qini curve (held-out randomized customers)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    return ax
+
+
+def plot_profit_curve(curve: pd.DataFrame, ax: Axes | None = None, chosen: int | None = None) -> Axes:
+    """Expected profit against the number of customers contacted (a :func:`crmscore.planning.profit_curve`
+    frame), with the peak and the plan's ``chosen`` count marked."""
+    ax = _axes(ax, (6.5, 4.5))
+    ax.plot(curve["contacted"], curve["expected_profit"], linewidth=1.8, label="best expected value first")
+    peak = curve.loc[curve["expected_profit"].idxmax()]
+    ax.scatter([peak["contacted"]], [peak["expected_profit"]], color="tab:green", zorder=3, label="most profit")
+    if chosen is not None:
+        at = curve.iloc[(curve["contacted"] - chosen).abs().argsort().iloc[0]]
+        ax.axvline(chosen, color="tab:orange", linestyle="--", linewidth=1.2, label=f"plan: {chosen:,} contacts")
+        ax.scatter([at["contacted"]], [at["expected_profit"]], color="tab:orange", zorder=3)
+    ax.axhline(0, color="0.8", linewidth=0.8)
+    ax.set_xlabel("Customers contacted")
+    ax.set_ylabel("Expected incremental profit")
+    ax.set_title("Retention plan: expected profit by number contacted")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
     return ax

@@ -57,6 +57,7 @@ from crmscore.feature_checks import FeatureCounts, check_unseen_share, count_fea
 from crmscore.features import build_features
 from crmscore.io import release_memory
 from crmscore.locks import folder_lock
+from crmscore.planning import expected_incremental_value
 
 __all__ = [
     "ModelRef",
@@ -96,9 +97,13 @@ SCORE_COLUMNS = [
     "lifecycle_stage",
     "value_at_risk",
     "action",
+    "uplift",
+    "expected_incremental_value",
+    "recommended",
     "churn_model_version",
     "clv_model_version",
     "segments_model_version",
+    "uplift_model_version",
 ]
 
 
@@ -114,7 +119,7 @@ class ModelRef:
 
 @dataclasses.dataclass
 class ScoringModels:
-    """The models of a scoring: churn and CLV (at least one of them), segments optional.
+    """The models of a scoring: churn and CLV (at least one of them), segments and uplift optional.
 
     ``missing`` says, per role without a model, why (written to the manifest as ``models_missing``); the
     columns of a missing model are left null in the scores.
@@ -124,6 +129,7 @@ class ScoringModels:
     clv: ModelRef | None
     segments: ModelRef | None = None
     missing: dict[str, str] = dataclasses.field(default_factory=dict)
+    uplift: ModelRef | None = None
 
     def __post_init__(self) -> None:
         if self.churn is None and self.clv is None:
@@ -132,8 +138,14 @@ class ScoringModels:
 
     def versions(self) -> dict[str, int]:
         """Version per role, 0 where there is no model (the scores' ``*_model_version`` columns)."""
-        refs = {"churn": self.churn, "clv": self.clv, "segments": self.segments}
+        refs = {"churn": self.churn, "clv": self.clv, "segments": self.segments, "uplift": self.uplift}
         return {role: ref.version if ref is not None else 0 for role, ref in refs.items()}
+
+    def contact_cost(self, settings: Settings) -> float:
+        """Cost of one retention contact: ``plan.contact_cost``, else the uplift model's campaigns' mean."""
+        if settings.plan.contact_cost is not None:
+            return float(settings.plan.contact_cost)
+        return float(getattr(self.uplift.estimator, "contact_cost", 0.0) or 0.0) if self.uplift is not None else 0.0
 
 
 @dataclasses.dataclass
@@ -217,7 +229,12 @@ def manifest_models(models: ScoringModels) -> dict[str, dict[str, Any]]:
     """The models of a scoring as its manifest records them: name, version and run id per role."""
     return {
         role: {"name": ref.name, "version": ref.version, "run_id": ref.run_id}
-        for role, ref in (("churn", models.churn), ("clv", models.clv), ("segments", models.segments))
+        for role, ref in (
+            ("churn", models.churn),
+            ("clv", models.clv),
+            ("segments", models.segments),
+            ("uplift", models.uplift),
+        )
         if ref is not None
     }
 
@@ -302,7 +319,7 @@ def _explain(estimator: Any, X: pd.DataFrame) -> tuple[np.ndarray, float, list[s
 
 def _profiles(models: ScoringModels) -> dict[str, dict[str, Any]]:
     """Training profile per model role; models registered before profiles existed have none and are skipped."""
-    refs = (("churn", models.churn), ("clv", models.clv), ("segments", models.segments))
+    refs = (("churn", models.churn), ("clv", models.clv), ("segments", models.segments), ("uplift", models.uplift))
     profiles = {role: getattr(ref.estimator, "feature_profile_", None) for role, ref in refs if ref is not None}
     return {role: profile for role, profile in profiles.items() if profile}
 
@@ -366,6 +383,7 @@ def score_chunk(
     else:
         spend = value = np.full(n, np.nan)
     segment_ids = models.segments.estimator.predict(X).to_numpy() if models.segments is not None else np.zeros(n, int)
+    uplift = models.uplift.estimator.predict(X) if models.uplift is not None else np.full(n, np.nan)
     seconds["predict"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -403,6 +421,7 @@ def score_chunk(
     frame["expected_spend"] = spend
     frame["clv"] = value
     frame["segment_id"] = segment_ids.astype(np.int64)
+    frame["uplift"] = np.asarray(uplift, dtype=float)
     return frame, explanations, seconds, counts
 
 
@@ -500,7 +519,7 @@ def score(
         everyone = pd.concat(frames)
         scale = fit_tier_scale(everyone, settings, models)
         names = segment_name_map(models.segments)
-        scores = score_rows(everyone, as_of, settings, scale, names, models.versions())
+        scores = score_rows(everyone, as_of, settings, scale, names, models.versions(), models.contact_cost(settings))
         scores.to_parquet(tmp / "scores.parquet", index=False)
         migration = _migration(previous, scores)
         migration.to_csv(tmp / "tier_migration.csv")
@@ -572,11 +591,15 @@ def score_rows(
     scale: tiers.TierScale,
     segment_names: Mapping[int, str],
     versions: Mapping[str, int],
+    contact_cost: float = 0.0,
 ) -> pd.DataFrame:
     """The rows of ``scores.parquet`` (:data:`SCORE_COLUMNS`) for customers scored by :func:`score_chunk`.
 
     ``frame`` is indexed by customer id; a model that was not scored left its columns NaN, and so are
-    the columns derived from it (risk band, value at risk, action; the tier under the pyramid method).
+    the columns derived from it (risk band, value at risk, action; the tier under the pyramid method;
+    expected incremental value and recommended without an uplift or a CLV model). With an uplift model,
+    ``expected_incremental_value`` = uplift × CLV − ``contact_cost`` and ``recommended`` says it is
+    positive; ``plan.replace_actions`` makes the action follow it.
     """
     index = frame.index
     p = pd.Series(frame["churn_probability"].to_numpy(dtype=float), index=index)
@@ -589,6 +612,11 @@ def score_rows(
     action = tiers.recommended_action(tier, band, cfg.actions) if band is not None and scale.method != "none" else None
     segment_ids = frame["segment_id"].to_numpy(dtype=np.int64)
     n = len(frame)
+    uplift = frame["uplift"].to_numpy(dtype=float) if "uplift" in frame.columns else np.full(n, np.nan)
+    gain = expected_incremental_value(uplift, clv.to_numpy(), contact_cost)
+    recommended = pd.array(np.where(np.isnan(gain), None, gain > 0), dtype="boolean")
+    if settings.plan.replace_actions and not np.isnan(gain).all():
+        action = pd.Series(np.where(recommended.fillna(False), "retention offer", "no retention offer"), index=index)
 
     def text(values: pd.Series | None) -> np.ndarray:
         if values is None:
@@ -611,6 +639,9 @@ def score_rows(
             "lifecycle_stage": text(tiers.lifecycle_stage(frame, cfg)),
             "value_at_risk": np.full(n, np.nan) if at_risk is None else at_risk.to_numpy(dtype=float),
             "action": text(action),
+            "uplift": uplift,
+            "expected_incremental_value": gain,
+            "recommended": recommended,
             **{f"{role}_model_version": np.full(n, v, dtype=np.int64) for role, v in versions.items()},
         }
     )

@@ -35,6 +35,9 @@ __all__ = [
     "train_churn_stage",
     "train_clv_stage",
     "train_segments_stage",
+    "train_uplift_stage",
+    "PlanResult",
+    "plan_stage",
     "load_scoring_models",
     "registered_estimator",
     "check_model_inputs",
@@ -128,7 +131,9 @@ class RunResult:
     churn: TrainResult | None = None
     clv: TrainResult | None = None
     segments: TrainResult | None = None
+    uplift: TrainResult | None = None
     scores: object | None = None
+    plan: object | None = None
     report: object | None = None
     monitoring: object | None = None
     failures: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -153,8 +158,9 @@ def _attempt(role: str, failures: dict[str, str], stage, *args, **kwargs):
 
 def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None) -> RunResult:
     """The main job: simulate when no input is given, validate, train and register the churn, CLV and segment
-    models (promoting by the rules of ``params.yaml``), score every customer as of the data's last day,
-    and write the model review report (champion against challenger).
+    models (and the uplift model where the input has a campaigns table; promoting by the rules of
+    ``params.yaml``), score every customer as of the data's last day, write the retention plan (with an
+    uplift and a CLV champion), and write the model review report (champion against challenger).
 
     ``input_dir`` (or ``data.input_dir``) points at the user's tables; without either, the embedded
     synthetic data is simulated into ``paths.simulated_dir`` first. Validation results go to
@@ -177,11 +183,17 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     churn = _attempt("churn", failures, train_churn_stage, settings, source, loaded=loaded)
     clv = _attempt("clv", failures, train_clv_stage, settings, source, loaded=loaded)
     segments = _attempt("segments", failures, train_segments_stage, settings, source, loaded=loaded)
+    uplift = None
+    if "campaigns" in loaded.tables:  # past campaigns with control groups: learn whom an offer keeps
+        uplift = _attempt("uplift", failures, train_uplift_stage, settings, source, loaded=loaded)
     if churn is None and clv is None:
         from crmscore.errors import DataError
 
         raise DataError("no model trained: " + "; ".join(f"{role}: {why}" for role, why in failures.items()))
     scores = score_stage(settings, data_as_of(loaded), loaded=loaded)
+    plan = None
+    if scores.manifest["models"].get("uplift") and scores.manifest["models"].get("clv"):
+        plan = plan_stage(settings, data_as_of(loaded), input_dir=source, loaded=loaded)
     monitored = monitor_stage(settings, source, loaded=loaded)  # the track record of every scoring so far
     report = report_stage(settings, input_dir=source, not_trained=failures)
     return RunResult(
@@ -192,7 +204,9 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
         churn=churn,
         clv=clv,
         segments=segments,
+        uplift=uplift,
         scores=scores,
+        plan=plan,
         report=report,
         failures=failures,
         monitoring=monitored,
@@ -900,14 +914,21 @@ def load_scoring_models(settings: Settings, versions: dict[str, int] | None = No
 
     versions = versions or {}
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
-    names = {"churn": CHURN_MODEL_NAME, "clv": CLV_MODEL_NAME, "segments": SEGMENTS_MODEL_NAME}
+    names = {
+        "churn": CHURN_MODEL_NAME,
+        "clv": CLV_MODEL_NAME,
+        "segments": SEGMENTS_MODEL_NAME,
+        "uplift": tracking.UPLIFT_MODEL_NAME,
+    }
     found, missing = _registered_models(names, versions)
     for role, why in missing.items():
         log.info("scoring without %s: %s", role, why)
     refs = {role: None if ref is None else ModelRef(names[role], ref[1], ref[2], ref[0]) for role, ref in found.items()}
     if refs["churn"] is None and refs["clv"] is None:
         raise DataError(missing["churn"])  # nothing to score with: how to train the first model
-    return ScoringModels(churn=refs["churn"], clv=refs["clv"], segments=refs["segments"], missing=missing)
+    return ScoringModels(
+        churn=refs["churn"], clv=refs["clv"], segments=refs["segments"], missing=missing, uplift=refs["uplift"]
+    )
 
 
 def score_stage(
@@ -1252,3 +1273,224 @@ def _scoring_summary(performance: pd.DataFrame) -> list[dict]:
             }
         )
     return out
+
+
+# --- uplift and the retention plan ---------------------------------------------------------------------
+
+
+def _contact_cost(campaigns: pd.DataFrame) -> float:
+    """Mean cost of a treated customer in the campaigns table (0 without costs)."""
+    if "cost" not in campaigns.columns:
+        return 0.0
+    treated = campaigns.loc[campaigns["treated"].astype("boolean").fillna(False).to_numpy(dtype=bool), "cost"]
+    cost = pd.to_numeric(treated, errors="coerce").mean()
+    return 0.0 if pd.isna(cost) else float(cost)
+
+
+def train_uplift_stage(
+    settings: Settings, input_dir: str | os.PathLike | None = None, loaded: LoadedData | None = None
+) -> TrainResult:
+    """Train, compare, track and register the uplift model of past retention campaigns.
+
+    Every campaign whose outcome window has closed gives one row per participant (features on its first
+    day, treated or not, retained = a purchase within ``uplift.horizon_days``; :func:`crmscore.campaigns.
+    campaign_datasets`). A seeded ``uplift.test_share`` of the randomized campaigns' customers is held
+    out whole; each learner of ``uplift.learners`` is tuned and fitted on the rest and judged on them by
+    the Qini coefficient, AUUC and uplift at the top 10/20/30 %. The best is registered as
+    ``crmscore-uplift`` (alias ``challenger``) and promoted when there is no champion or it beats the
+    champion on the same held-out customers by ``uplift.promotion_margin``.
+    """
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from crmscore import plots, tracking
+    from crmscore.campaigns import campaign_datasets, campaign_summary
+    from crmscore.errors import DataError
+    from crmscore.tracking import UPLIFT_MODEL_NAME
+    from crmscore.uplift import customer_holdout, select_uplift_learner, uplift_metrics
+
+    started = time.perf_counter()
+    cfg = settings.uplift
+    horizon = cfg.horizon_days or settings.churn.horizon_days
+    tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
+    if loaded is None:
+        _, loaded = _input_tables(settings, input_dir)
+    data = campaign_datasets(loaded.tables, horizon, settings.features, cfg.min_per_arm)
+    train_rows, test_rows = customer_holdout(data.customer_id, data.randomized, cfg.test_share, cfg.seed)
+    t_test, y_test = data.treated[test_rows], data.retained[test_rows]
+    for arm, name in ((1, "treated"), (0, "control")):
+        if int((t_test == arm).sum()) < cfg.min_per_arm // 2:
+            raise DataError(
+                f"campaigns: {int((t_test == arm).sum())} {name} customer(s) held out from the randomized "
+                f"campaigns, too few to compare uplift models (raise uplift.test_share or add campaigns)"
+            )
+    cost = _contact_cost(loaded.tables["campaigns"])
+    log.info("uplift: %d training rows, %d held-out randomized rows", len(train_rows), len(test_rows))
+    selection = select_uplift_learner(
+        data.X, data.treated, data.retained, data.propensity, train_rows, test_rows, cfg, horizon, contact_cost=cost
+    )
+    model, table = selection.model, selection.table
+    predicted = model.holdout["uplift"].to_numpy()
+    metrics = {f"test_{k}": float(v) for k, v in table.loc[model.learner_name].items() if k != "seconds"}
+    for learner, row in table.iterrows():
+        metrics |= {f"{learner}_test_{k}": float(v) for k, v in row.items()}
+    metrics |= {
+        "test_ate": float(y_test[t_test == 1].mean() - y_test[t_test == 0].mean()),
+        "test_mean_predicted_uplift": float(predicted.mean()),
+        "contact_cost": cost,
+    }
+    X_test = data.X.iloc[test_rows]
+    with tracking.start_run("uplift") as run:
+        mlflow.set_tags(
+            {
+                "crmscore.stage": "train_uplift",
+                "crmscore.learner": model.learner_name,
+                "mlflow.source.git.commit": tracking.git_commit(),
+                "crmscore.params_fingerprint": settings.fingerprint(),
+                "crmscore.notes": " | ".join(data.notes)[:4000],
+            }
+        )
+        params = tracking.flatten_params({"uplift": cfg.model_dump(mode="json")})
+        params |= {f"lgbm.{k}": str(v) for k, v in selection.tuning[model.learner_name].best_params.items()}
+        params |= {
+            "data.campaigns": ",".join(sorted(set(data.campaign))),
+            "split.rows": f"{len(train_rows)}/{len(test_rows)}",
+            "uplift.horizon_days_used": str(horizon),
+        }
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(table.to_csv(), "uplift/learners.csv")
+        mlflow.log_text(campaign_summary(loaded.tables["campaigns"]).to_csv(), "uplift/campaigns.csv")
+        ax = plots.plot_qini(y_test, t_test, predicted, label=f"{model.learner_name}-learner")
+        mlflow.log_figure(ax.figure, "plots/qini.png")
+        plt.close(ax.figure)
+        version = tracking.log_estimator(model, UPLIFT_MODEL_NAME, X_test.head(5), output="uplift", kind="value")
+        tracking.set_alias(UPLIFT_MODEL_NAME, tracking.CHALLENGER, version)
+        promoted, champion_version, decision = _promotion(
+            UPLIFT_MODEL_NAME,
+            version,
+            lambda champion: uplift_metrics(y_test, t_test, champion.predict(X_test))[cfg.promotion_metric],
+            metrics[f"test_{cfg.promotion_metric}"],
+            cfg.promotion_metric,
+            cfg.promotion_margin,
+        )
+        if promoted:
+            tracking.set_alias(UPLIFT_MODEL_NAME, tracking.CHAMPION, version)
+        mlflow.set_tags({"crmscore.promoted": str(promoted), "crmscore.decision": decision})
+        run_id = run.info.run_id
+    seconds = time.perf_counter() - started
+    log.info("uplift model version %s (%s-learner): %s (%.0f s)", version, model.learner_name, decision, seconds)
+    notes = [*data.notes, f"learner {model.learner_name}: held-out Qini {metrics['test_qini']:.4f}"]
+    return TrainResult(
+        UPLIFT_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds, notes
+    )
+
+
+@dataclasses.dataclass
+class PlanResult:
+    """What ``crmscore plan`` wrote and decided."""
+
+    out_dir: Path
+    contacted: int
+    spent: float
+    expected_profit: float
+    interval: tuple[float | None, float | None]
+    manifest: dict
+
+
+def _reason_texts(scoring: Path) -> pd.Series:
+    """Per customer, the churn model's top reasons as one text (``; ``-joined), from explanations.parquet."""
+    path = scoring / "explanations.parquet"
+    if not path.exists():
+        return pd.Series(dtype=object)
+    reasons = pd.read_parquet(path, columns=["customer_id", "model", "rank", "text"])
+    reasons = reasons.loc[reasons["model"] == "churn"].sort_values(["customer_id", "rank"], kind="stable")
+    return reasons.groupby("customer_id", sort=False)["text"].agg("; ".join)
+
+
+def plan_stage(
+    settings: Settings,
+    as_of,
+    budget: float | None = None,
+    cost: float | None = None,
+    input_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+    loaded: LoadedData | None = None,
+    progress: bool = True,
+) -> PlanResult:
+    """The retention plan as of a date: whom to contact within ``budget`` at ``cost`` per contact.
+
+    Reads the scoring of ``as_of`` (``scoring.out_dir``; scores it first when there is none), which holds
+    each customer's uplift and CLV, and writes ``<out_dir>/as_of=YYYY-MM-DD/`` (``out_dir`` defaults to
+    ``plan.out_dir``) atomically: ``plan.parquet`` and ``plan.csv`` (the ranked contact list,
+    :data:`crmscore.planning.PLAN_COLUMNS`), ``profit_curve.csv`` and ``manifest.json`` (budget, cost,
+    contacts, expected profit with its 95 % interval from the uplift model's held-out customers, the
+    scoring and model versions it used). ``budget`` and ``cost`` default to ``plan.budget`` and
+    ``plan.contact_cost`` (else the uplift model's campaigns' mean cost).
+    """
+    from crmscore import planning
+    from crmscore.locks import folder_lock
+    from crmscore.scoring import atomic_dir, scoring_dir
+    from crmscore.tracking import UPLIFT_MODEL_NAME
+
+    started = time.perf_counter()
+    as_of = pd.Timestamp(as_of).normalize()
+    scoring = scoring_dir(settings.scoring.out_dir, as_of)
+    if not (scoring / "scores.parquet").exists():
+        score_stage(settings, as_of, input_dir=input_dir, loaded=loaded, progress=progress)
+    scores = pd.read_parquet(scoring / "scores.parquet")
+    versions = scores["uplift_model_version"] if "uplift_model_version" in scores.columns else pd.Series([0])
+    version = int(versions.iloc[0]) if len(versions) else 0
+    model = registered_estimator(UPLIFT_MODEL_NAME, version)[0] if version else None
+    cost = _plan_cost(settings, cost, model)
+    budget = settings.plan.budget if budget is None else budget
+    plan = planning.plan_contacts(scores, budget, cost, _reason_texts(scoring))
+    curve = planning.profit_curve(scores, cost)
+    interval = planning.profit_interval(
+        plan, len(scores), cost, getattr(model, "holdout", None), settings.plan.bootstrap_samples, settings.plan.seed
+    )
+    target = Path(out_dir or settings.plan.out_dir) / f"as_of={as_of.date()}"
+    manifest = _plan_manifest(settings, as_of, scores, plan, curve, interval, budget, cost, scoring, version)
+    with folder_lock(target), atomic_dir(target) as tmp:
+        plan.to_parquet(tmp / "plan.parquet", index=False)
+        plan.to_csv(tmp / "plan.csv", index=False)
+        curve.to_csv(tmp / "profit_curve.csv", index=False)
+        manifest["seconds"] = round(time.perf_counter() - started, 3)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    log.info(
+        "plan as of %s: %d contacts, expected profit %.0f, in %s", as_of.date(), len(plan), interval.expected, target
+    )
+    return PlanResult(target, len(plan), len(plan) * cost, interval.expected, (interval.low, interval.high), manifest)
+
+
+def _plan_cost(settings: Settings, cost: float | None, model) -> float:
+    if cost is not None:
+        return float(cost)
+    if settings.plan.contact_cost is not None:
+        return float(settings.plan.contact_cost)
+    return float(getattr(model, "contact_cost", 0.0) or 0.0)
+
+
+def _plan_manifest(settings, as_of, scores, plan, curve, interval, budget, cost, scoring: Path, version: int) -> dict:
+    peak = curve.loc[curve["expected_profit"].idxmax()]
+    positive = int((scores["uplift"] * scores["clv"] - cost > 0).sum())
+    return {
+        "as_of": str(as_of.date()),
+        "params_hash": settings.fingerprint(),
+        "scoring": str(scoring),
+        "uplift_model_version": version,
+        "budget": budget,
+        "contact_cost": cost,
+        "customers_scored": int(len(scores)),
+        "customers_worth_contacting": positive,
+        "contacted": int(len(plan)),
+        "spent": float(len(plan) * cost),
+        "expected_profit": interval.expected,
+        "expected_profit_calibrated": interval.calibrated,
+        "expected_profit_interval_95": [interval.low, interval.high],
+        "holdout_realized_to_predicted_uplift": interval.ratio,
+        "holdout_customers": interval.holdout_customers,
+        "best_unconstrained": {"contacted": int(peak["contacted"]), "expected_profit": float(peak["expected_profit"])},
+        "by_tier": plan.groupby("tier", dropna=False).size().rename(lambda t: str(t)).to_dict(),
+        "by_risk_band": plan.groupby("risk_band", dropna=False).size().rename(lambda t: str(t)).to_dict(),
+    }

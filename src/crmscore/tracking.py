@@ -69,6 +69,7 @@ log = logging.getLogger("crmscore")
 CHURN_MODEL_NAME = "crmscore-churn"
 CLV_MODEL_NAME = "crmscore-clv"
 SEGMENTS_MODEL_NAME = "crmscore-segments"
+UPLIFT_MODEL_NAME = "crmscore-uplift"
 
 DEFAULT_DB_NAME = "mlflow.db"
 ARTIFACTS_DIR_NAME = "mlartifacts"

@@ -41,7 +41,7 @@ campaign the treated and control customers on top differ by more than the treatm
 Libraries (checked on 2026-12-04 in the project venv: Python 3.11, numpy 2.4.6, pandas 3.1.1,
 scikit-learn 1.9.1; evidence in ``reports/benchmarks/uplift_libraries.md``): ``pip install --dry-run
 scikit-uplift`` would install scikit-uplift 0.5.1 alone (pure Python, every dependency already
-satisfied, no installed version changed), so it is in the ``bench`` extra and the tests compare these
+satisfied, no installed version changed), so it is in the ``dev`` extra and the tests compare these
 metrics with it (skipped without it). Its metrics call scikit-learn's ``stable_cumsum``, deprecated in
 1.8 and due to go in 1.10, so it is a cross-check, not a dependency. causalml 0.18.0 would add 19
 packages (xgboost 3.2.0 with a 351 MB nvidia-nccl-cu12 wheel, statsmodels, seaborn, black, pathos …)
@@ -89,6 +89,10 @@ __all__ = [
     "tune_uplift",
     "LearnerComparison",
     "compare_learners",
+    "UpliftModel",
+    "customer_holdout",
+    "UpliftSelection",
+    "select_uplift_learner",
 ]
 
 log = logging.getLogger("crmscore.uplift")
@@ -734,3 +738,134 @@ def compare_learners(
     table.index.name = "learner"
     best = str(table["qini"].idxmax()) if table["qini"].notna().any() else next(iter(rows))
     return LearnerComparison(table=table, best=best, models=models)
+
+
+# --- the registered model ------------------------------------------------------------------------------
+
+
+class UpliftModel(BaseEstimator):
+    """The registered uplift model: the chosen learner, what it predicts, and its held-out evidence.
+
+    ``predict(X)`` is the learner's individual effect of the retention offer on the probability of buying
+    again within ``horizon_days`` (a change of probability, in [-1, 1]). ``holdout`` keeps, per held-out
+    randomized customer, the predicted ``uplift``, ``treated`` and the outcome ``retained`` (no features):
+    the Qini curves of the review report and the interval of a plan's expected profit come from it.
+    ``comparison`` is the learners' held-out metrics table; ``contact_cost`` the mean cost of a treated
+    customer in the campaigns it learned from (a plan's default cost per contact).
+    """
+
+    def __init__(
+        self,
+        learner: _UpliftLearner,
+        learner_name: str,
+        horizon_days: int,
+        holdout: pd.DataFrame | None = None,
+        comparison: pd.DataFrame | None = None,
+        contact_cost: float = 0.0,
+    ) -> None:
+        self.learner = learner
+        self.learner_name = learner_name
+        self.horizon_days = horizon_days
+        self.holdout = holdout
+        self.comparison = comparison
+        self.contact_cost = contact_cost
+
+    @property
+    def feature_names_in_(self) -> np.ndarray:
+        return self.learner.feature_names_in_
+
+    @property
+    def feature_profile_(self) -> dict[str, Any] | None:
+        return getattr(self.learner, "feature_profile_", None)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Individual uplift in P(retained) of each customer in ``X``."""
+        return np.asarray(self.learner.predict(X), dtype=float)
+
+
+def customer_holdout(
+    customer_id: ArrayLike, eligible: ArrayLike, share: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out row positions, split by whole customers.
+
+    A seeded ``share`` of the customers with an ``eligible`` row (a randomized campaign's) is held out:
+    their eligible rows are the test rows, and none of their rows is trained on, so no customer is both
+    learned and judged. Returns ``(train_rows, test_rows)``, each sorted.
+    """
+    if not 0 < share < 1:
+        raise ValueError(f"the held-out share must be in (0, 1), got {share!r}")
+    ids = pd.Series(np.asarray(customer_id))
+    ok = np.asarray(eligible, dtype=bool)
+    candidates = np.unique(ids[ok].to_numpy())
+    rng = np.random.default_rng(seed)
+    chosen = candidates[rng.random(len(candidates)) < share]
+    held = ids.isin(chosen).to_numpy()
+    return np.flatnonzero(~held), np.flatnonzero(held & ok)
+
+
+@dataclasses.dataclass
+class UpliftSelection:
+    """The learners compared on the same held-out customers, the best one and its tuning."""
+
+    model: UpliftModel
+    table: pd.DataFrame  # one row per learner: uplift_metrics on the held-out rows, seconds
+    tuning: dict[str, TuningResult]
+
+
+def select_uplift_learner(
+    X: pd.DataFrame,
+    treated: np.ndarray,
+    y: np.ndarray,
+    propensity: np.ndarray,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    settings: Any,
+    horizon_days: int,
+    contact_cost: float = 0.0,
+    n_jobs: int = 2,
+) -> UpliftSelection:
+    """Tune each learner of ``settings.learners`` on the training rows (Optuna on the Qini of an inner
+    split), fit it there, score it on the held-out rows, and wrap the best Qini as an :class:`UpliftModel`.
+
+    ``settings`` is the ``uplift`` section of ``params.yaml``; ``propensity`` holds every row's probability
+    of treatment (a randomized campaign's treated share, or the given one).
+    """
+    cfg, tune = settings, settings.tuning
+    X_train, t_train, y_train, e_train = X.iloc[train_rows], treated[train_rows], y[train_rows], propensity[train_rows]
+    X_test, t_test, y_test = X.iloc[test_rows], treated[test_rows], y[test_rows]
+    options = {
+        "n_folds": cfg.cross_fit_folds,
+        "max_trees": tune.max_trees,
+        "early_stopping_rounds": tune.early_stopping_rounds,
+        "learning_rate": tune.learning_rate,
+        "outcome": "binary",
+    }
+    rows, fitted, tuning = {}, {}, {}
+    for name in cfg.learners:
+        started = time.perf_counter()
+        tuning[name] = tune_uplift(
+            name,
+            X_train,
+            t_train,
+            y_train,
+            e_train,
+            trials=tune.trials,
+            timeout_seconds=tune.timeout_seconds,
+            seed=cfg.seed,
+            n_jobs=n_jobs,
+            learner_options=options,
+        )
+        learner = make_learner(name, **options, params=tuning[name].best_params, seed=cfg.seed, n_jobs=n_jobs)
+        fitted[name] = learner.fit(X_train, t_train, y_train, e_train)
+        predicted = fitted[name].predict(X_test)
+        rows[name] = {**uplift_metrics(y_test, t_test, predicted), "seconds": time.perf_counter() - started}
+        log.info("uplift %s learner: held-out Qini %.4f", name, rows[name]["qini"])
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "learner"
+    best = str(table["qini"].idxmax())
+    holdout = pd.DataFrame(
+        {"uplift": fitted[best].predict(X_test), "treated": t_test.astype(np.int8), "retained": y_test.astype(np.int8)},
+        index=X_test.index,
+    )
+    model = UpliftModel(fitted[best], best, horizon_days, holdout, table, contact_cost)
+    return UpliftSelection(model=model, table=table, tuning=tuning)

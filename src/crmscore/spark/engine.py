@@ -78,7 +78,7 @@ log = logging.getLogger("crmscore")
 # Kinds of rows of the first pass, each written to its own staging folder.
 _SCORE, _REASON, _REJECT, _STATS = "score", "reason", "reject", "stats"
 # Per-customer values of score_chunk besides the tier features.
-_VALUES = ["churn_probability", "expected_spend", "clv", "segment_id"]
+_VALUES = ["churn_probability", "expected_spend", "clv", "segment_id", "uplift"]
 _REASON_TYPES = {
     "customer_id": "long",
     "model": "string",
@@ -103,9 +103,13 @@ _SCORE_TYPES = {
     "lifecycle_stage": "string",
     "value_at_risk": "double",
     "action": "string",
+    "uplift": "double",
+    "expected_incremental_value": "double",
+    "recommended": "boolean",
     "churn_model_version": "long",
     "clv_model_version": "long",
     "segments_model_version": "long",
+    "uplift_model_version": "long",
 }
 
 
@@ -249,6 +253,7 @@ def score_spark(
                 as_of=as_of,
                 segment_names=scoring.segment_name_map(models.segments),
                 versions=models.versions(),
+                contact_cost=models.contact_cost(settings),
                 schema=score_schema,
             )
             scores = scored.mapInPandas(assign, score_schema)
@@ -309,6 +314,7 @@ def _first_pass_schema(id_type: str, tier_columns: list[str]) -> Any:
         "expected_spend": "double",
         "clv": "double",
         "segment_id": "long",
+        "uplift": "double",
         **{c: t for c, t in _REASON_TYPES.items() if c != "customer_id"},
         "table": "string",
         "row_number": "long",
@@ -414,11 +420,12 @@ def _assign_batches(
     as_of: pd.Timestamp,
     segment_names: dict[int, str],
     versions: dict[str, int],
+    contact_cost: float,
     schema: Any,
 ) -> Iterator[pd.DataFrame]:
     for batch in batches:
         frame = batch.set_index("customer_id")
-        scores = scoring.score_rows(frame, as_of, settings, scale, segment_names, versions)
+        scores = scoring.score_rows(frame, as_of, settings, scale, segment_names, versions, contact_cost)
         for column in ("risk_band", "tier", "lifecycle_stage", "action"):
             scores[column] = scores[column].astype(object)
         yield to_spark_frame(scores, schema)

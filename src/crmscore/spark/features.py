@@ -165,7 +165,11 @@ def to_spark_frame(frame: pd.DataFrame, schema: Any) -> pd.DataFrame:
     for field in schema.fields:
         name, kind = field.name, field.dataType.simpleString()
         if name not in frame.columns:
-            empty = {"bigint": pd.array([None] * n, dtype="Int64"), "double": np.full(n, np.nan)}
+            empty = {
+                "bigint": pd.array([None] * n, dtype="Int64"),
+                "double": np.full(n, np.nan),
+                "boolean": pd.array([None] * n, dtype="boolean"),
+            }
             out[name] = pd.Series(empty.get(kind, np.full(n, None, dtype=object)), index=index)
             continue
         values = frame[name]
@@ -181,6 +185,8 @@ def to_spark_frame(frame: pd.DataFrame, schema: Any) -> pd.DataFrame:
             out[name] = pd.Series(pd.array(values.to_numpy(), dtype="Int64"), index=index)
         elif kind == "double":
             out[name] = pd.Series(values.to_numpy(dtype=float, na_value=np.nan), index=index)
+        elif kind == "boolean":
+            out[name] = pd.Series(pd.array(values.to_numpy(), dtype="boolean"), index=index)
         else:
             out[name] = pd.Series(values.to_numpy(), index=index)
     return pd.DataFrame(out, index=index)
