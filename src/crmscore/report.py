@@ -89,6 +89,7 @@ __all__ = [
     "clv_section",
     "segments_section",
     "tiers_section",
+    "campaigns_section",
     "drift_section",
     "track_record_section",
     "plot_tier_distribution",
@@ -112,6 +113,7 @@ REPORT_SECTIONS: dict[str, str] = {
     "clv": "Customer lifetime value (CLV)",
     "segments": "Segments",
     "tiers": "Tiers and value at risk",
+    "campaigns": "Retention campaigns and plan",
     "drift": "Drift",
 }
 
@@ -1697,6 +1699,115 @@ def _feature_checks_part(checks: Sequence[Mapping[str, Any]] | None) -> list[str
     return [*body, _p(intro), _p(lead + ".", "warning"), _table(table, {"customers": _number, "share": _percent})]
 
 
+# --- retention campaigns: uplift and the plan -----------------------------------------------------------
+
+
+def _true_uplift(holdout: pd.DataFrame, truth: pd.DataFrame | None) -> np.ndarray | None:
+    """The simulator's true uplift of the held-out rows (customer and campaign), or None where unknown."""
+    if truth is None or "campaign" not in holdout.columns or "uplift_retention" not in truth.columns:
+        return None
+    keys = pd.MultiIndex.from_arrays([holdout.index.to_numpy(), holdout["campaign"].astype(str).to_numpy()])
+    known = truth.set_index(["customer_id", truth["campaign"].astype(str)])["uplift_retention"]
+    values = known.reindex(keys).to_numpy(dtype=float)
+    return None if np.isnan(values).any() else values
+
+
+def _uplift_part(comparison: Comparison, truth: pd.DataFrame | None) -> list[str]:
+    """Held-out metrics of the versions, the learners compared, and the Qini curves."""
+    from crmscore import plots
+    from crmscore.uplift import uplift_metrics
+
+    body, figures, metrics = [], [], {}
+    for version in comparison.versions:
+        holdout = getattr(version.estimator, "holdout", None)
+        if holdout is None or not len(holdout):
+            body.append(_note(f"{version.name} {version.label} keeps no held-out customers to show."))
+            continue
+        y, t, u = holdout["retained"].to_numpy(), holdout["treated"].to_numpy(), holdout["uplift"].to_numpy()
+        metrics[version.label] = uplift_metrics(y, t, u)
+        oracle = _true_uplift(holdout, truth)
+        name = getattr(version.estimator, "learner_name", "?")
+        ax = plots.plot_qini(y, t, u, label=f"{version.label} ({name}-learner)", true_uplift=oracle)
+        figures.append(_figure(ax, f"Qini curve of {version.label} on its {len(holdout):,} held-out customers"))
+    if metrics:
+        names = {"qini": "Qini coefficient", "auuc": "AUUC"} | {
+            f"uplift_at_{k}": f"uplift in retention, top {k} %" for k in (10, 20, 30)
+        }
+        body.append(_h3("Uplift model on held-out randomized customers"))
+        body.append(_metric_table(metrics, names))
+        body.append(_figures(*figures))
+    table = getattr(comparison.first.estimator, "comparison", None)
+    if table is not None:
+        body.append(_h3(f"Learners compared when {comparison.first.label} was trained"))
+        shown = table.drop(columns=[c for c in ("seconds",) if c in table.columns]).reset_index()
+        body.append(_table(shown, {c: _decimal for c in shown.columns if c != "learner"}))
+    return body
+
+
+def _plan_part(plan_dir: Path | None) -> list[str]:
+    """The latest plan: its expected profit with the interval, and profit against the number contacted."""
+    from crmscore import plots
+
+    if plan_dir is None or not (plan_dir / "manifest.json").exists():
+        return [_note("No retention plan yet: run `crmscore plan --as-of DATE --budget B`.")]
+    manifest = json.loads((plan_dir / "manifest.json").read_text())
+    low, high = manifest.get("expected_profit_interval_95") or [None, None]
+    interval = "" if low is None or high is None else f" (95 % interval {low:,.0f} to {high:,.0f})"
+    budget = manifest.get("budget")
+    body = [
+        _h3(f"Plan as of {manifest['as_of']}"),
+        _p(
+            f"Contact {manifest['contacted']:,} of {manifest['customers_scored']:,} customers at "
+            f"{manifest['contact_cost']:,.2f} each"
+            + (f" (budget {budget:,.0f})" if budget is not None else " (no budget limit)")
+            + f": expected incremental profit {manifest['expected_profit']:,.0f}{interval}. "
+            "The interval scales the predicted uplift by the realized uplift of the held-out randomized "
+            "customers in the same top share (bootstrapped)."
+        ),
+    ]
+    curve_path = plan_dir / "profit_curve.csv"
+    if curve_path.exists():
+        curve = pd.read_csv(curve_path)
+        ax = plots.plot_profit_curve(curve, chosen=int(manifest["contacted"]))
+        body.append(_figures(_figure(ax, "Expected incremental profit against the number contacted", wide=True)))
+    return body
+
+
+def campaigns_section(comparison: Comparison | None, plan_dir: Path | None, truth: pd.DataFrame | None) -> Section:
+    """Uplift versions on their held-out randomized customers (Qini curves against random, and the oracle
+    where the simulator's truth is known), the learners compared, and the latest retention plan."""
+    body = [
+        _p(
+            "Who stays because of a retention offer: the uplift model's change in the probability of buying "
+            "again, learned from past campaigns with control groups. The plan contacts customers by expected "
+            "incremental value = uplift × CLV − contact cost."
+        )
+    ]
+    if comparison is None:
+        body.append(
+            _note(
+                "No uplift model: it learns from a campaigns table with treated and control customers "
+                "(`crmscore train uplift`); until then the action matrix stands in for a plan."
+            )
+        )
+    else:
+        if comparison.note:
+            body.append(_note(comparison.note))
+        body.extend(_uplift_part(comparison, truth))
+    body.extend(_plan_part(plan_dir))
+    return Section("campaigns", REPORT_SECTIONS["campaigns"], "".join(body))
+
+
+def _latest_plan(settings: Settings, as_of: pd.Timestamp) -> Path | None:
+    folder = Path(settings.plan.out_dir) / f"as_of={as_of.date()}"
+    return folder if folder.is_dir() else None
+
+
+def _campaign_truth(source: Path) -> pd.DataFrame | None:
+    path = source / "campaign_truth.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
 # --- the page -------------------------------------------------------------------------------------------------
 
 _STYLE = """
@@ -1890,7 +2001,7 @@ def report_stage(
     from crmscore.evaluation import top_share_of_value
     from crmscore.features import build_features
     from crmscore.io import write_text
-    from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME
+    from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME, UPLIFT_MODEL_NAME
 
     started = time.perf_counter()
     first_ref, second_ref = _check_references(compare)
@@ -1976,6 +2087,8 @@ def report_stage(
     else:
         sections.append(segments_section(segments_pair.first, score_X, scores, segments_pair.note))
     sections.append(tiers_section(scores, migration, manifest))
+    uplift_pair = compare_versions(UPLIFT_MODEL_NAME, first_ref, second_ref, required=False)
+    sections.append(campaigns_section(uplift_pair, _latest_plan(settings, as_of), _campaign_truth(source)))
 
     # Drift: the churn version's test population (logged by its training run) against the scored customers;
     # without a churn model, the CLV version's.

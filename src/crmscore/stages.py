@@ -1327,7 +1327,16 @@ def train_uplift_stage(
     cost = _contact_cost(loaded.tables["campaigns"])
     log.info("uplift: %d training rows, %d held-out randomized rows", len(train_rows), len(test_rows))
     selection = select_uplift_learner(
-        data.X, data.treated, data.retained, data.propensity, train_rows, test_rows, cfg, horizon, contact_cost=cost
+        data.X,
+        data.treated,
+        data.retained,
+        data.propensity,
+        train_rows,
+        test_rows,
+        cfg,
+        horizon,
+        contact_cost=cost,
+        campaign=data.campaign,
     )
     model, table = selection.model, selection.table
     predicted = model.holdout["uplift"].to_numpy()

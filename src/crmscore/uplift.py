@@ -822,13 +822,15 @@ def select_uplift_learner(
     settings: Any,
     horizon_days: int,
     contact_cost: float = 0.0,
+    campaign: np.ndarray | None = None,
     n_jobs: int = 2,
 ) -> UpliftSelection:
     """Tune each learner of ``settings.learners`` on the training rows (Optuna on the Qini of an inner
     split), fit it there, score it on the held-out rows, and wrap the best Qini as an :class:`UpliftModel`.
 
     ``settings`` is the ``uplift`` section of ``params.yaml``; ``propensity`` holds every row's probability
-    of treatment (a randomized campaign's treated share, or the given one).
+    of treatment (a randomized campaign's treated share, or the given one); ``campaign`` (per row) is kept
+    with the held-out predictions.
     """
     cfg, tune = settings, settings.tuning
     X_train, t_train, y_train, e_train = X.iloc[train_rows], treated[train_rows], y[train_rows], propensity[train_rows]
@@ -867,5 +869,7 @@ def select_uplift_learner(
         {"uplift": fitted[best].predict(X_test), "treated": t_test.astype(np.int8), "retained": y_test.astype(np.int8)},
         index=X_test.index,
     )
+    if campaign is not None:
+        holdout["campaign"] = np.asarray(campaign, dtype=object)[test_rows]
     model = UpliftModel(fitted[best], best, horizon_days, holdout, table, contact_cost)
     return UpliftSelection(model=model, table=table, tuning=tuning)
