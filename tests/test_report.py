@@ -32,12 +32,17 @@ from tests.conftest import mlflow_workspace, workspace_settings, write_params
 from typer.testing import CliRunner
 
 from crmscore import monitoring, tracking
+from crmscore.churn import ChurnData
 from crmscore.cli import app
-from crmscore.config import Settings
+from crmscore.config import EmpcSettings, Settings
 from crmscore.drift import feature_drift
+from crmscore.empc import empc, empc_fraction
 from crmscore.report import (
     REPORT_SECTIONS,
+    Comparison,
+    ModelVersion,
     btyd_model_of_run,
+    churn_section,
     compare_versions,
     drift_section,
     report_stage,
@@ -223,6 +228,18 @@ def test_churn_section_says_plainly_there_is_no_second_version(ws):
     assert churn.count("<figcaption>SHAP dependence: ") == 3
 
 
+def test_churn_section_shows_the_empc_the_training_run_logged(ws):
+    # The report scores the champion on the test split training used, with the same churn.empc campaign.
+    rows = _table_rows(_section(ws, "churn"))
+    names = [row[0] for row in rows]
+    assert names[names.index("ROC AUC") + 1] == "EMPC (expected maximum profit per customer)"
+    run = tracking.client().get_run(tracking.version_by_alias(CHURN_MODEL_NAME, "champion").run_id)
+    shown = dict((row[0], row[1]) for row in rows)
+    assert shown["EMPC (expected maximum profit per customer)"] == f"{run.data.metrics['test_empc']:.4f}"
+    assert shown["share contacted at the EMPC optimum"] == f"{run.data.metrics['test_empc_fraction']:.4f}"
+    assert "EMPC: expected maximum profit per customer of a retention campaign" in _section(ws, "churn")
+
+
 def test_clv_section_compares_both_versions_and_shows_the_btyd_fit(ws):
     clv = _section(ws, "clv")
     assert "<th>champion v1</th>" in clv and "<th>v2</th>" in clv and "<th>better</th>" in clv
@@ -287,6 +304,62 @@ def test_the_report_shows_the_track_record_monitor_wrote_as_it_is(ws, tmp_path):
     assert f"2 scoring(s) from {EARLIER} to {LATEST}" in track
     assert "<figcaption>Churn ROC AUC per scoring</figcaption>" in track
     assert tracking.client().get_run(result.run_id).data.tags["crmscore.track_record"] == verdict
+
+
+def _table_rows(body: str) -> list[list[str]]:
+    """The cells of every body row of the HTML tables in ``body``, unescaped."""
+    return [
+        [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, flags=re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
+        if "<td>" in row
+    ]
+
+
+class _FixedScores:
+    """A stand-in churn model whose churn probability of row i of X is ``p[X["row"][i]]``."""
+
+    def __init__(self, p: np.ndarray) -> None:
+        self.p = p
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.p[X["row"].to_numpy()]
+        return np.column_stack([1 - p, p])
+
+
+def test_churn_section_puts_empc_beside_roc_auc_and_judges_it_higher_is_better():
+    rng = np.random.default_rng(4)
+    y = rng.binomial(1, 0.3, 400)
+    weak = np.clip(rng.normal(0.4 + 0.1 * y, 0.2), 0, 1)
+    strong = np.clip(weak + 0.3 * y, 0, 1) / 1.3
+    test = ChurnData(
+        X=pd.DataFrame({"row": np.arange(len(y))}),
+        y=pd.Series(y),
+        as_of=pd.Series(pd.Timestamp("2026-07-31"), index=range(len(y))),
+    )
+    comparison = Comparison(
+        ModelVersion(CHURN_MODEL_NAME, "1", 1, "run-1", _FixedScores(weak)),
+        ModelVersion(CHURN_MODEL_NAME, "2", 2, "run-2", _FixedScores(strong)),
+    )
+    campaign = EmpcSettings(clv=300, incentive=20, contact_cost=2, alpha=2, beta=5)
+    section = churn_section(comparison, test, "transaction", campaign)
+    rows = {row[0]: row[1:] for row in _table_rows(section.body)}
+    names = list(rows)
+    assert names[names.index("ROC AUC") + 1] == "EMPC (expected maximum profit per customer)"
+    profits = [empc(y, p, 300, 20, 2, 2, 5) for p in (weak, strong)]
+    assert profits[1] > profits[0] > 0
+    assert rows["EMPC (expected maximum profit per customer)"] == [
+        f"{profits[0]:.4f}",
+        f"{profits[1]:.4f}",
+        f"{profits[1] - profits[0]:+.4f}",
+        "v2",
+    ]
+    shares = rows["share contacted at the EMPC optimum"]
+    assert shares[:2] == [f"{empc_fraction(y, p, 300, 20, 2, 2, 5):.4f}" for p in (weak, strong)]
+    assert shares[-1] == "–"  # how many to contact is a consequence, not a quality
+    assert "a retained churner is worth 300, the offer costs 20 when taken and a contact 2" in html.unescape(
+        section.body
+    )
+    assert "Beta(2, 5)" in section.body
 
 
 def test_drift_section_lists_the_scoring_feature_checks():

@@ -40,7 +40,12 @@ def test_training_logs_registers_and_promotes(workspace):
         "test_lift_10",
         "test_capture_20",
         "baseline_test_roc_auc",
+        "test_empc",
+        "test_empc_fraction",
+        "baseline_test_empc",
+        "valid_empc",
     } <= set(first.metrics)
+    assert first.metrics["test_empc"] > 0 and 0 < first.metrics["test_empc_fraction"] < 1
 
     client = tracking.client()
     run = client.get_run(first.run_id)
@@ -50,6 +55,8 @@ def test_training_logs_registers_and_promotes(workspace):
     assert run.data.tags["crmscore.promoted"] == "True"
     assert run.data.tags["mlflow.source.git.commit"]
     assert run.data.metrics["test_roc_auc"] == pytest.approx(first.metrics["test_roc_auc"])
+    assert run.data.metrics["test_empc"] == pytest.approx(first.metrics["test_empc"])
+    assert run.data.params["churn.empc.clv"] == "200.0"
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
     assert {
         f"plots/{n}.png" for n in ("roc", "precision_recall", "calibration", "gains", "lift", "shap_summary")

@@ -406,8 +406,18 @@ class TuningSettings(_Section):
     learning_rate: Annotated[float, BeforeValidator(_fraction)] = 0.05
 
 
+class EmpcSettings(_Section):
+    """Retention campaign behind the EMPC metric (Verbraken et al. 2013): amounts in currency units."""
+
+    clv: PositiveFloat = 200.0
+    incentive: Annotated[float, BeforeValidator(_non_negative_float)] = 10.0
+    contact_cost: Annotated[float, BeforeValidator(_non_negative_float)] = 1.0
+    alpha: PositiveFloat = 6.0
+    beta: PositiveFloat = 14.0
+
+
 class ChurnSettings(_Section):
-    """Churn label, temporal validation, model, calibration and promotion."""
+    """Churn label, temporal validation, model, calibration, promotion and the EMPC campaign."""
 
     horizon_days: PositiveInt = 90
     label: Literal["auto", "transaction", "subscription"] = "auto"
@@ -425,6 +435,7 @@ class ChurnSettings(_Section):
     promotion_metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     promotion_margin: Annotated[float, BeforeValidator(_non_negative_float)] = 0.002
     min_customers: PositiveInt = 200
+    empc: EmpcSettings = Field(default_factory=EmpcSettings)
 
 
 class ClvTuningSettings(TuningSettings):

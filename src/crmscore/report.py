@@ -18,8 +18,9 @@ be mailed, and shows the same thing in ten years. The file is also logged to MLf
   one;
 * **churn** — the two compared versions (``--compare A B``, default champion and challenger) on the same
   evaluation data: the test split ``crmscore train churn`` would use with these settings and data. Metric
-  table (:func:`crmscore.evaluation.classification_metrics`), ROC, precision-recall, calibration, gains and
-  lift overlays, and the SHAP summary and dependence plots of the first version's top features;
+  table (:func:`crmscore.evaluation.classification_metrics` and the EMPC of :mod:`crmscore.empc`), ROC,
+  precision-recall, calibration, gains and lift overlays, and the SHAP summary and dependence plots of the
+  first version's top features;
 * **CLV** — both versions on the CLV holdout (repeat buyers at the test as-of, as in training): value
   metrics with the normalised Gini, predicted against actual by decile, value gains; for the BG/NBD ×
   Gamma-Gamma model of the first version's training run its parameters with standard errors and the
@@ -66,7 +67,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from crmscore.config import Settings
+from crmscore.config import EmpcSettings, Settings
 from crmscore.errors import DataError
 from crmscore.features import DATE_FEATURES
 
@@ -1148,6 +1149,8 @@ def track_record_section(
 
 _CLASSIFICATION_NAMES = {
     "roc_auc": "ROC AUC",
+    "empc": "EMPC (expected maximum profit per customer)",
+    "empc_fraction": "share contacted at the EMPC optimum",
     "pr_auc": "PR AUC (average precision)",
     "log_loss": "log loss",
     "brier": "Brier score",
@@ -1173,7 +1176,7 @@ _VALUE_NAMES = {
 }
 
 # Metrics that describe the data or a level rather than quality: no "better" verdict.
-_DESCRIPTIVE = {"base_rate", "n", "mean_actual", "mean_predicted"}
+_DESCRIPTIVE = {"base_rate", "n", "mean_actual", "mean_predicted", "empc_fraction"}
 # Metrics where 0 is best and the sign only says which way a model errs.
 _CLOSEST_TO_ZERO = {"bias"}
 
@@ -1219,13 +1222,15 @@ def _predict_or_note(
         return None, f"{version.name} {version.label} cannot be evaluated on this data: {first_line}"
 
 
-def churn_section(comparison: Comparison, test, kind: str) -> Section:
+def churn_section(comparison: Comparison, test, kind: str, campaign: EmpcSettings | None = None) -> Section:
     """Churn versions on the same test split: metrics, ROC / PR / calibration / gains / lift, SHAP.
 
     ``test`` is the test :class:`~crmscore.churn.ChurnData` of :func:`crmscore.churn.churn_datasets`;
-    ``kind`` the label kind (transaction or subscription).
+    ``kind`` the label kind (transaction or subscription); ``campaign`` the retention campaign behind
+    EMPC (``churn.empc``, its defaults when None).
     """
     from crmscore import plots
+    from crmscore.empc import empc_detail
     from crmscore.evaluation import classification_metrics
 
     y = test.y.to_numpy().astype(int)
@@ -1248,9 +1253,20 @@ def churn_section(comparison: Comparison, test, kind: str) -> Section:
             predictions[version.label] = p
     if not predictions:
         return Section("churn", REPORT_SECTIONS["churn"], "".join(body))
+    campaign = campaign or EmpcSettings()
+    metrics = {}
+    for label, p in predictions.items():
+        profit = empc_detail(y, p, **campaign.model_dump())
+        metrics[label] = classification_metrics(y, p) | {"empc": profit.empc, "empc_fraction": profit.fraction}
     body.append(_h3("Metrics"))
+    body.append(_metric_table(metrics, _CLASSIFICATION_NAMES))
     body.append(
-        _metric_table({label: classification_metrics(y, p) for label, p in predictions.items()}, _CLASSIFICATION_NAMES)
+        _p(
+            "EMPC: expected maximum profit per customer of a retention campaign chosen with the model "
+            f"(Verbraken et al. 2013), in currency units: a retained churner is worth {campaign.clv:g}, the offer "
+            f"costs {campaign.incentive:g} when taken and a contact {campaign.contact_cost:g}, and contacted "
+            f"churners accept with a Beta({campaign.alpha:g}, {campaign.beta:g}) rate (churn.empc in params.yaml)."
+        )
     )
     body.append(_h3("Ranking and calibration"))
     body.append(
@@ -2051,7 +2067,7 @@ def report_stage(
         try:
             kind, splits = churn.churn_datasets(tables, settings.churn, settings.features)
             churn_test = splits["test"]
-            sections.append(churn_section(churn_pair, churn_test, kind))
+            sections.append(churn_section(churn_pair, churn_test, kind, settings.churn.empc))
         except DataError as exc:
             sections.append(Section("churn", REPORT_SECTIONS["churn"], _note(f"No churn evaluation data: {exc}")))
         _prepend_run_notes(sections[-1], "churn", "churn", not_trained, not_scored)

@@ -257,6 +257,7 @@ def train_churn_stage(
     import mlflow
 
     from crmscore import churn, plots, tracking
+    from crmscore.empc import empc_detail
     from crmscore.evaluation import classification_metrics
     from crmscore.features import describe
 
@@ -282,6 +283,9 @@ def train_churn_stage(
             p = predictions[(split_name, prefix)] = estimator.predict_proba(split.X)[:, 1]
             for key, value in classification_metrics(split.y.to_numpy().astype(int), p).items():
                 metrics[f"{prefix}{split_name}_{key}"] = value
+            campaign = empc_detail(split.y.to_numpy().astype(int), p, **cfg.empc.model_dump())
+            metrics[f"{prefix}{split_name}_empc"] = campaign.empc
+            metrics[f"{prefix}{split_name}_empc_fraction"] = campaign.fraction
     if kind == "subscription" and cfg.cv_repeats > 0:
         # One test split of a snapshot is a noisy figure; repeated k-fold gives the one to compare.
         cv_started = time.perf_counter()
