@@ -200,15 +200,15 @@ def test_previous_scoring_is_the_latest_earlier_complete_one(tmp_path):
         (["--as-of", "yesterday"], "error: --as-of: expected a date as YYYY-MM-DD, got 'yesterday'"),
         (
             ["--as-of", AS_OF, "--model-version", "churn=x"],
-            "error: --model-version: expected churn=N, clv=N or segments=N, got 'churn=x'",
+            "error: --model-version: expected churn=N, clv=N, segments=N or uplift=N, got 'churn=x'",
         ),
         (
             ["--as-of", AS_OF, "--model-version", "price=1"],
-            "error: --model-version: expected churn=N, clv=N or segments=N, got 'price=1'",
+            "error: --model-version: expected churn=N, clv=N, segments=N or uplift=N, got 'price=1'",
         ),
         (
             ["--as-of", AS_OF, "--model-version", "churn"],
-            "error: --model-version: expected churn=N, clv=N or segments=N, got 'churn'",
+            "error: --model-version: expected churn=N, clv=N, segments=N or uplift=N, got 'churn'",
         ),
     ],
 )
