@@ -303,8 +303,10 @@ def test_manifest_and_scores_name_the_registered_champions(ws, scored):
     assert manifest["models"]["clv"]["version"] == 2  # the ML model, registered after BG/NBD
     n = len(scored.scores)
     assert manifest["customers_known"] == manifest["scored"] == n == len(ws.known(AS_OF))
-    assert manifest["rows_in"] == {name: len(ws.tables[name]) for name in TABLES}
-    assert manifest["rejected"] == dict.fromkeys(TABLES, 0)
+    # The simulated input has the shipped past campaigns too: read, checked, not scored on.
+    campaigns = pd.read_parquet(ws.root / "sim" / "campaigns.parquet")
+    assert manifest["rows_in"] == {name: len(ws.tables[name]) for name in TABLES} | {"campaigns": len(campaigns)}
+    assert manifest["rejected"] == dict.fromkeys([*TABLES, "campaigns"], 0)
     assert not any((scored.folder / "rejects").iterdir())
     assert manifest["explanations"] == len(scored.explanations)
     assert manifest["chunk_size"] == ws.settings.scoring.chunk_size and manifest["chunks"] == 1

@@ -35,7 +35,9 @@ def test_same_seed_gives_identical_files(tmp_path):
         "transactions.parquet",
         "payments.parquet",
         "interactions.parquet",
+        "campaigns.parquet",  # the shipped settings have past campaigns
         "truth.parquet",
+        "campaign_truth.parquet",
     }
     assert a == b
     assert a["transactions.parquet"] != c["transactions.parquet"]

@@ -187,6 +187,7 @@ def test_stage_passes_the_scenario_through(tmp_path):
         horizons_days=(90, 365),
         shock=Shock(SHOCK_DATE, 4.0, region="south"),
         shift=Shift(SHIFT_START, 0.9),
+        campaigns=settings.simulate.to_campaigns(),  # the shipped past campaigns
     )
     written = pd.read_parquet(tmp_path / "transactions.parquet")
     assert len(written) == len(direct.transactions)

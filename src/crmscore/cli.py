@@ -109,7 +109,7 @@ def main(
 def simulate(
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Folder for the four tables and truth.parquet (default paths.simulated_dir)."),
+        typer.Option("--out", help="Folder for the tables and truth.parquet (default paths.simulated_dir)."),
     ] = None,
     customers: Annotated[
         int | None, typer.Option("--customers", min=1, help="Customers (default simulate.customers).")
@@ -121,7 +121,7 @@ def simulate(
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
-    """Write the embedded synthetic CRM data: customers, transactions, payments, interactions, truth."""
+    """Write the embedded synthetic CRM data: customers, transactions, payments, interactions, campaigns, truth."""
     from crmscore.stages import simulate_stage
 
     overrides: dict[str, Any] = {}
@@ -132,7 +132,7 @@ def simulate(
     settings = _settings(params, {"simulate": overrides} if overrides else None)
     result = simulate_stage(settings, out_dir=out, customers=customers, seed=seed)
     for name, path in result.paths.items():
-        typer.echo(f"{name:<13} {result.rows[name]:>12,} rows  {path}")
+        typer.echo(f"{name:<14} {result.rows[name]:>12,} rows  {path}")
     typer.echo(f"simulated in {result.seconds:.1f} s")
 
 

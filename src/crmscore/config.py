@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError
 from crmscore.errors import SettingsError
 
 if TYPE_CHECKING:
-    from crmscore.data.simulate import Shift, Shock
+    from crmscore.data.simulate import Campaign, Shift, Shock
 
 DEFAULT_PARAMS_PATH = Path("params.yaml")
 TABLE_NAMES = ("customers", "transactions", "payments", "interactions", "campaigns")
@@ -345,8 +345,59 @@ class ShiftSettings(_Section):
         return Shift(start=self.start, month_to_month_share=self.month_to_month_share)
 
 
+class CampaignSettings(_Section):
+    """A past retention campaign of the simulated data: on ``date`` a random ``share`` of the customers known
+    then (or, ``targeted``, a share rising with their dropout risk) is offered at ``cost`` each, the rest held
+    back as controls. The rules are :class:`crmscore.data.simulate.Campaign`'s."""
+
+    date: Date
+    name: Text
+    share: OptionalFraction = 0.3
+    targeted: bool = False
+    cost: Annotated[float, BeforeValidator(_non_negative_float)] = 5.0
+
+    @model_validator(mode="after")
+    def _campaign(self) -> CampaignSettings:
+        if self.targeted:
+            if "share" in self.model_fields_set and self.share is not None:
+                raise PydanticCustomError(
+                    "campaign", "a targeted campaign takes no share (its propensities decide who is offered)", {}
+                )
+            self.__dict__["share"] = None  # so that the settings written out read back the same
+        elif self.share is None:
+            raise PydanticCustomError(
+                "campaign", "a randomized campaign needs its share, in (0, 1); or set targeted: true", {}
+            )
+        try:
+            self.to_campaign()
+        except ValueError as exc:
+            raise PydanticCustomError("campaign", "{problem}", {"problem": str(exc)}) from None
+        return self
+
+    def to_campaign(self) -> Campaign:
+        """The simulator's :class:`~crmscore.data.simulate.Campaign` (``ValueError`` if invalid)."""
+        from crmscore.data.simulate import Campaign
+
+        return Campaign(
+            date=self.date,
+            name=self.name,
+            share=None if self.targeted else self.share,
+            targeted=self.targeted,
+            cost=self.cost,
+        )
+
+
+def _default_campaigns() -> list[CampaignSettings]:
+    return [
+        CampaignSettings(date=dt.date(2025, 6, 2), name="spring-offer", share=0.4, cost=5.0),
+        CampaignSettings(date=dt.date(2025, 10, 1), name="autumn-offer", share=0.4, cost=5.0),
+        CampaignSettings(date=dt.date(2026, 2, 2), name="winter-targeted", targeted=True, cost=5.0),
+    ]
+
+
 class SimulateSettings(_Section):
-    """The embedded synthetic CRM data: size, seed, calendar and an optional drift scenario."""
+    """The embedded synthetic CRM data: size, seed, calendar, past retention campaigns and an optional drift
+    scenario."""
 
     customers: PositiveInt = 20_000
     seed: NonNegativeInt = 42
@@ -356,6 +407,7 @@ class SimulateSettings(_Section):
     format: Literal["parquet", "csv"] = "parquet"
     shock: ShockSettings = Field(default_factory=ShockSettings)
     shift: ShiftSettings = Field(default_factory=ShiftSettings)
+    campaigns: list[CampaignSettings] = Field(default_factory=_default_campaigns)
 
     @model_validator(mode="after")
     def _calendar(self) -> SimulateSettings:
@@ -371,13 +423,18 @@ class SimulateSettings(_Section):
                 "expected at least one year between start_date and end_date, got {got} days",
                 {"got": (self.end_date - self.start_date).days},
             )
-        from crmscore.data.simulate import check_scenario
+        from crmscore.data.simulate import check_campaigns, check_scenario
 
         try:
             check_scenario(self.shock.to_shock(), self.shift.to_shift(), self.start_date, self.end_date)
+            check_campaigns(self.to_campaigns(), self.start_date, self.end_date)
         except ValueError as exc:
             raise PydanticCustomError("scenario", "{problem}", {"problem": str(exc)}) from None
         return self
+
+    def to_campaigns(self) -> list[Campaign]:
+        """The simulator's campaigns (:class:`~crmscore.data.simulate.Campaign`), in the order given."""
+        return [campaign.to_campaign() for campaign in self.campaigns]
 
 
 class FeatureSettings(_Section):

@@ -70,11 +70,13 @@ def simulate_stage(
     customers: int | None = None,
     seed: int | None = None,
 ) -> SimulateResult:
-    """Simulate the embedded CRM data and write the four tables and ``truth.parquet``.
+    """Simulate the embedded CRM data and write its tables and ``truth.parquet``.
 
     ``customers`` and ``seed`` override ``simulate.customers`` / ``simulate.seed``; ``out_dir``
     defaults to ``paths.simulated_dir``. Truth is computed at ``simulate.truth_as_of`` for the churn
-    and CLV horizons. ``simulate.shock`` and ``simulate.shift`` add a drift scenario when set.
+    and CLV horizons. ``simulate.campaigns`` add the ``campaigns`` table and, beside ``truth.parquet``,
+    ``campaign_truth.parquet`` (each participant's true effect over the churn horizon).
+    ``simulate.shock`` and ``simulate.shift`` add a drift scenario when set.
     """
     sim = settings.simulate
     out = Path(out_dir or settings.paths.simulated_dir)
@@ -88,10 +90,18 @@ def simulate_stage(
         horizons_days=(settings.churn.horizon_days, settings.clv.horizon_days),
         shock=sim.shock.to_shock(),
         shift=sim.shift.to_shift(),
+        campaigns=sim.to_campaigns(),
+        campaign_horizon_days=settings.churn.horizon_days,
     )
     paths = write_tables(data.tables(), out, sim.format)
     paths["truth"] = write_parquet(data.truth, out / "truth.parquet")
     rows = {name: len(df) for name, df in data.tables().items()} | {"truth": len(data.truth)}
+    if len(data.campaigns):
+        paths["campaign_truth"] = write_parquet(data.campaign_truth, out / "campaign_truth.parquet")
+        rows["campaign_truth"] = len(data.campaign_truth)
+    else:  # campaigns of an earlier run would otherwise be read back as this data's
+        for stale in ("campaigns.parquet", "campaigns.csv", "campaign_truth.parquet"):
+            (out / stale).unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     log.info("simulated %s customers into %s in %.1f s", f"{rows['customers']:,}", out, seconds)
     if data.scenario.shock or data.scenario.shift:

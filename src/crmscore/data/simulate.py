@@ -1,4 +1,4 @@
-"""Embedded synthetic CRM data: four contract tables and the truth behind them.
+"""Embedded synthetic CRM data: the contract tables and the truth behind them.
 
 The simulator is the project's default data, so it is built to behave like a real customer base and
 to carry a known answer:
@@ -56,6 +56,33 @@ their days and details from a random stream of its own, and one that drops out e
 after its dropout. So every other customer's rows, and everything dated before the shock, are identical
 to a run without it, and ``hidden.dropout_date_without_scenario`` is each customer's dropout in that run.
 
+**Retention campaigns** (none unless given; ``params.yaml`` ships three) give uplift modelling past
+offers with a known effect:
+
+* a :class:`Campaign` on ``date`` takes in every customer known (signed up) by then, dropped out or not,
+  and offers each (``treated``) or holds it back as a control: a randomized campaign with probability
+  ``share``, a targeted one with the propensity ``clip(sigmoid(a + b·logit rᵢ), 0.05, 0.95)`` (about 0.3
+  on average), which rises with the customer's risk rᵢ of dropping out within 13 weeks at the week's
+  hazard. ``campaigns`` (the contract's table) has one row per participant: ``treated``, ``cost`` (0 for
+  controls) and ``propensity`` (the share, or the customer's propensity). Who is offered comes from a
+  random stream of its own.
+* From the first week starting on or after ``date``, for ``effect_weeks`` weeks, an offer moves a treated
+  customer's weekly dropout logit by δᵢ, fixed when it takes effect: ``δᵢ = −s·mᵢ·exp(−(logit rᵢ −
+  logit 0.3)²/2)`` helps medium risks most and extreme ones (a lapsed customer's) about nothing, more
+  for month-to-month contracts (mᵢ); a customer with a recent complaint (complaint state ≥ 0.2: do not
+  disturb) is annoyed instead, δᵢ = +1. A customer already dropped out stays so (δᵢ = 0). The same δ
+  acts in both worlds of a drift scenario; it comes from the world without the scenario (its state,
+  contract and hazard), so the campaigns table is the same with and without one.
+* ``campaign_truth`` has, row for row with ``campaigns``, each participant's δ (given or, for a control,
+  the one an offer would have given), ``alive_at_date`` (not dropped out when the offer takes effect) and
+  the true effect of an offer on ``(date, date + campaign_horizon_days]`` given the hidden state then,
+  projected like ``truth`` with and without δ: ``uplift_retention`` (the change in P(at least one purchase
+  in the window)), ``uplift_alive`` (in P(alive at its end)) and ``uplift_spend`` (in expected spend);
+  0 for customers already dropped out. ``truth`` has the same three columns for a hypothetical 13-week
+  offer on ``truth_as_of`` (the rule applied to the state it projects from), weighted by ``p_alive`` like
+  its other columns. Most customers alive at a campaign buy within 90 days anyway, so an offer moves
+  P(alive) by several points and P(purchase) by about one.
+
 ``hidden`` holds each customer's hidden state (dropout date, whether shocked or shifted) and
 :meth:`SimulatedData.outcomes` what actually happened after any as-of date, counted from the
 simulator's own records, so monitoring can be checked against it.
@@ -65,13 +92,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
     "ProcessParameters",
+    "Campaign",
+    "CAMPAIGN_COLUMNS",
+    "CAMPAIGN_TRUTH_COLUMNS",
+    "check_campaigns",
     "Shock",
     "Shift",
     "Scenario",
@@ -108,6 +139,8 @@ _CONTRACT_MIX_INDIVIDUAL = np.array([0.6, 0.28, 0.12])
 
 # A shocked weekly dropout probability stays below 1, so even a huge multiplier leaves survivors.
 MAX_SHOCKED_HAZARD = 0.99
+# Weeks the hypothetical offer of ``truth`` (on its as-of date) acts.
+TRUTH_OFFER_WEEKS = 13
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +182,17 @@ class ProcessParameters:
     partial_payment_alpha: float = 1.0  # partial-payment propensity ~ Beta(α, β)
     partial_payment_beta: float = 14.0
     payment_terms_days: tuple[int, int, int] = (14, 30, 45)  # by customer type
+
+    # Retention offers: a treated customer's weekly dropout logit moves by δ for the campaign's weeks,
+    # δ = −s·m·exp(−(logit r − logit r*)²/2) with r the 13-week dropout risk when the offer arrives.
+    offer_effect: float = 1.5  # s
+    offer_contract_effect: tuple[float, float, float] = (1.3, 0.7, 0.7)  # m by contract (month-to-month first)
+    offer_best_risk: float = 0.3  # r*: the 13-week dropout risk the offer helps most
+    offer_risk_weeks: int = 13  # the risk r is that of dropping out within this many weeks
+    do_not_disturb_complaint_state: float = 0.2  # from this complaint state on the offer annoys …
+    do_not_disturb_shift: float = 1.0  # … and raises the dropout logit by this much instead
+    targeting_intercept: float = 0.8  # targeted campaigns offer with clip(sigmoid(a + b·logit r), 0.05, 0.95)
+    targeting_slope: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,34 +259,113 @@ def check_scenario(shock: Shock | None, shift: Shift | None, start_date: dt.date
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Campaign:
+    """A past retention campaign: on ``date`` every customer known (signed up) by then is offered or held back.
+
+    A randomized campaign offers each of them with probability ``share``; a targeted one (``targeted=True``
+    or ``share=None``, which mean the same; ``share`` is then None) with a propensity that rises with the
+    customer's dropout risk. Each offer costs ``cost``; it moves the customer's weekly dropout logit by the
+    customer's δ for ``effect_weeks`` weeks from the first week starting on or after ``date`` (see the
+    module docstring).
+    """
+
+    date: dt.date
+    name: str
+    share: float | None = 0.3
+    targeted: bool = False
+    cost: float = 5.0
+    effect_weeks: int = 13
+
+    def __post_init__(self) -> None:
+        if self.share is None or self.targeted:
+            object.__setattr__(self, "share", None)
+            object.__setattr__(self, "targeted", True)
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"campaign.name must be a non-empty text, got {self.name!r}")
+        if self.share is not None and (isinstance(self.share, bool) or not 0 < self.share < 1):
+            raise ValueError(f"campaign {self.name!r}: share must be in (0, 1), got {self.share!r}")
+        if isinstance(self.cost, bool) or not self.cost >= 0 or not np.isfinite(self.cost):
+            raise ValueError(f"campaign {self.name!r}: cost must be a finite number >= 0, got {self.cost!r}")
+        if isinstance(self.effect_weeks, bool) or not isinstance(self.effect_weeks, int) or self.effect_weeks <= 0:
+            raise ValueError(
+                f"campaign {self.name!r}: effect_weeks must be a positive integer, got {self.effect_weeks!r}"
+            )
+
+
+def check_campaigns(campaigns: Sequence[Campaign], start_date: dt.date, end_date: dt.date) -> None:
+    """Raise ``ValueError`` (one line) when a campaign falls outside the history or two share a name."""
+    names = [c.name for c in campaigns]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"campaign names must be distinct, {repeated[0]!r} is used more than once")
+    for c in campaigns:
+        if not start_date <= c.date <= end_date:
+            raise ValueError(
+                f"campaign {c.name!r}: date must lie in [start_date, end_date] = [{start_date}, {end_date}], "
+                f"got {c.date}"
+            )
+
+
+#: Columns of :attr:`SimulatedData.campaigns` (the contract's campaigns table) and their types.
+CAMPAIGN_COLUMNS = {
+    "customer_id": "int64",
+    "date": "datetime64[ns]",
+    "campaign": "str",
+    "treated": "int8",
+    "cost": "float64",
+    "propensity": "float64",
+}
+#: Columns of :attr:`SimulatedData.campaign_truth` and their types.
+CAMPAIGN_TRUTH_COLUMNS = {
+    "customer_id": "int64",
+    "campaign": "str",
+    "date": "datetime64[ns]",
+    "alive_at_date": "bool",
+    "delta": "float64",
+    "uplift_retention": "float64",
+    "uplift_alive": "float64",
+    "uplift_spend": "float64",
+}
+
+
 @dataclasses.dataclass
 class SimulatedData:
-    """The four contract tables, ``truth`` and the hidden state behind them (see the module docstring).
+    """The contract tables, ``truth`` and the hidden state behind them (see the module docstring).
 
     ``hidden`` has one row per customer: ``dropout_date`` (the first day of the week in which the customer
     dropped out, from which on it has no events; NaT if alive at the end), ``shocked`` and ``shifted``
     (hit by the scenario's shock; acquired after the shift's start) and ``dropout_date_without_scenario``
     (the dropout in the same run without shock and shift). ``scenario`` is the scenario it ran with.
+
+    ``campaigns`` is the contract's campaigns table (:data:`CAMPAIGN_COLUMNS`; no rows without campaigns)
+    and ``campaign_truth`` has, row for row, each participant's true effect of the offer
+    (:data:`CAMPAIGN_TRUTH_COLUMNS`, see the module docstring).
     """
 
     customers: pd.DataFrame
     transactions: pd.DataFrame
     payments: pd.DataFrame
     interactions: pd.DataFrame
+    campaigns: pd.DataFrame
     truth: pd.DataFrame
+    campaign_truth: pd.DataFrame
     hidden: pd.DataFrame
     scenario: Scenario
     start_date: dt.date
     end_date: dt.date
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The four contract tables by name (without ``truth``)."""
-        return {
+        """The contract tables by name (without ``truth``): the four always, ``campaigns`` when it has rows."""
+        tables = {
             "customers": self.customers,
             "transactions": self.transactions,
             "payments": self.payments,
             "interactions": self.interactions,
         }
+        if len(self.campaigns):
+            tables["campaigns"] = self.campaigns
+        return tables
 
     def outcomes(self, as_of: dt.date | str | pd.Timestamp, horizon_days: int) -> pd.DataFrame:
         """What happened to each customer known on ``as_of`` in the ``horizon_days`` days after it.
@@ -401,6 +524,49 @@ class _ScenarioCustomers:
         alive[self.members] = self.alive
 
 
+@dataclasses.dataclass
+class _CampaignRun:
+    """A campaign while it is simulated: who takes part and, from its first week on, who is offered what."""
+
+    campaign: Campaign
+    week: int  # the first week of the effect: the first starting on or after the date
+    lead_days: int  # days after the date before that week starts (−1 when it starts on the date)
+    participants: np.ndarray  # the customers known on the date
+    lead_rate: np.ndarray | None = None  # each one's expected purchases in the lead days
+    propensity: np.ndarray | None = None
+    treated: np.ndarray | None = None
+    delta: np.ndarray | None = None  # the logit shift an offer gives each one (0 once dropped out)
+    shift: np.ndarray | None = None  # δ of the treated, 0 for every other customer (indexed by customer)
+    alive: np.ndarray | None = None  # alive when the effect starts, in the world simulated
+    complaint_state: np.ndarray | None = None  # complaint state then, in the world simulated
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1.0 - 1e-9)
+    return np.log(p / (1.0 - p))
+
+
+def _dropout_risk_logit(pp: ProcessParameters, hazard: np.ndarray) -> np.ndarray:
+    """Logit of the risk of dropping out within ``offer_risk_weeks`` weeks at this week's hazard."""
+    return _logit(1.0 - (1.0 - hazard) ** pp.offer_risk_weeks)
+
+
+def _offer_delta(
+    pp: ProcessParameters, hazard: np.ndarray, complaint_state: np.ndarray, contract: np.ndarray
+) -> np.ndarray:
+    """The shift of the weekly dropout logit an offer gives: most for medium risk (about nothing where the
+    risk is near 0 or 1), more for month-to-month contracts, and a rise for customers with a recent complaint."""
+    z = _dropout_risk_logit(pp, hazard) - _logit(np.float64(pp.offer_best_risk))
+    delta = -pp.offer_effect * np.asarray(pp.offer_contract_effect)[contract] * np.exp(-0.5 * z * z)
+    return np.where(complaint_state >= pp.do_not_disturb_complaint_state, pp.do_not_disturb_shift, delta)
+
+
+def _targeting_propensity(pp: ProcessParameters, hazard: np.ndarray) -> np.ndarray:
+    """A targeted campaign's probability of offering: rises with the dropout risk, kept in [0.05, 0.95]."""
+    score = pp.targeting_intercept + pp.targeting_slope * _dropout_risk_logit(pp, hazard)
+    return np.clip(_sigmoid(score), 0.05, 0.95)
+
+
 def _signup_days(rng: np.random.Generator, n: int, start: dt.date, end: dt.date) -> np.ndarray:
     """Signup day offsets from ``start``: monthly cohorts with growth, a December peak and campaigns."""
     months = pd.period_range(start, end, freq="M")
@@ -415,6 +581,14 @@ def _signup_days(rng: np.random.Generator, n: int, start: dt.date, end: dt.date)
     month_days = np.array([m.days_in_month for m in months])
     day = first_day[cohort] + np.floor(rng.random(n) * month_days[cohort]).astype(np.int64)
     return np.clip(day, 0, (end - start).days)
+
+
+def _typed_frame(parts: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame:
+    """The row blocks stacked, with exactly ``columns`` in their types (no rows without blocks)."""
+    if not parts:
+        return pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in columns.items()})
+    frame = pd.concat(parts, ignore_index=True)[list(columns)]
+    return frame.astype(columns)
 
 
 def _stack(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
@@ -449,8 +623,10 @@ def simulate_crm(
     process: ProcessParameters | None = None,
     shock: Shock | None = None,
     shift: Shift | None = None,
+    campaigns: Sequence[Campaign] = (),
+    campaign_horizon_days: int = 90,
 ) -> SimulatedData:
-    """Simulate a customer base and return its four contract tables, the truth and the hidden state.
+    """Simulate a customer base and return its contract tables, the truth and the hidden state.
 
     Args:
         customers: number of customers acquired between ``start_date`` and ``end_date``.
@@ -461,23 +637,34 @@ def simulate_crm(
         process: parameters of the data-generating process (defaults: :class:`ProcessParameters`).
         shock, shift: an optional drift scenario (see the module docstring); without them the tables
             are those of the plain simulation.
+        campaigns: past retention campaigns (see the module docstring); without them the tables are
+            those of a simulation without campaigns.
+        campaign_horizon_days: horizon of the true effects in ``campaign_truth``, in days.
 
     Returns:
         :class:`SimulatedData` with ``customers``, ``transactions``, ``payments``, ``interactions``,
-        ``truth``, ``hidden`` and ``scenario``.
+        ``campaigns``, ``truth``, ``campaign_truth``, ``hidden`` and ``scenario``.
     """
     if customers <= 0:
         raise ValueError(f"customers must be positive, got {customers}")
     if not start_date < truth_as_of <= end_date:
         raise ValueError("expected start_date < truth_as_of <= end_date")
+    if (
+        isinstance(campaign_horizon_days, bool)
+        or not isinstance(campaign_horizon_days, (int, np.integer))
+        or campaign_horizon_days <= 0
+    ):
+        raise ValueError(f"campaign_horizon_days must be a positive integer, got {campaign_horizon_days!r}")
     check_scenario(shock, shift, start_date, end_date)
+    campaigns = sorted(campaigns, key=lambda c: c.date)
+    check_campaigns(campaigns, start_date, end_date)
     pp = process or ProcessParameters()
     rng = np.random.default_rng(seed)
     # The scenario's own random streams leave `rng` alone: who is shocked, and the event counts, the event
     # details and the invoices that only the scenario has (each drawn week by week or month by month, so a
-    # later shock never changes an earlier draw).
-    select_rng, event_rng, detail_rng, invoice_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
+    # later shock never changes an earlier draw). The campaigns draw who is offered from a stream of their own.
+    select_rng, event_rng, detail_rng, invoice_rng, campaign_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
     )
     n = int(customers)
     history_days = (end_date - start_date).days + 1
@@ -554,26 +741,75 @@ def simulate_crm(
     as_of_week = (as_of_offset + 1 - first_week_day) // 7 - 1  # last full week ≤ as-of
     signup_week = (signup - first_week_day) // 7
     start_doy = start_date.timetuple().tm_yday
+
+    def first_week_from(day: int) -> int:
+        """The first week that starts on day offset ``day`` or later."""
+        return -((first_week_day - day) // 7)
+
     # The shock acts from the first week that starts on or after its date: nothing earlier can change.
-    shock_week = -((first_week_day - (shock.date - start_date).days) // 7) if shock is not None else 0
+    shock_week = first_week_from((shock.date - start_date).days) if shock is not None else 0
 
     def season(week: int | np.ndarray) -> np.ndarray:
         mid_doy = start_doy + first_week_day + 7 * np.asarray(week) + 3
         return 1.0 + pp.season_amplitude * np.cos(2 * np.pi * (mid_doy - 350) / 365.25)
 
-    def weekly_hazard(week: int, state: np.ndarray, idx: np.ndarray, logit: np.ndarray = base_logit) -> np.ndarray:
+    def weekly_hazard(
+        week: int,
+        state: np.ndarray,
+        idx: np.ndarray,
+        logit: np.ndarray = base_logit,
+        shift: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The weekly dropout probability; ``shift`` (the offers' δ) is added to the logit."""
         tenure_weeks = week - signup_week[idx]
         logit = (
             logit[idx] + pp.dropout_complaint * state - pp.dropout_tenure * np.log1p(np.maximum(tenure_weeks, 0) / 13.0)
         )
+        if shift is not None:
+            logit = logit + shift
         return _sigmoid(logit)
 
-    def scenario_hazard(week: int, state: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        """The hazard of the world simulated: the scenario's logits, × the shock from its week on."""
-        h = weekly_hazard(week, state, idx, scenario_logit)
+    def scenario_hazard(week: int, state: np.ndarray, idx: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
+        """The hazard of the world simulated: the scenario's logits (+ ``shift``), × the shock from its week on."""
+        h = weekly_hazard(week, state, idx, scenario_logit, shift)
         if shock is not None and week >= shock_week:
             h = np.where(shocked[idx], np.minimum(h * shock.hazard_multiplier, np.maximum(h, MAX_SHOCKED_HAZARD)), h)
         return h
+
+    def campaign_run(campaign: Campaign) -> _CampaignRun:
+        """The campaign on the weekly grid, with the customers known on its date."""
+        day = (campaign.date - start_date).days
+        week = first_week_from(day)
+        return _CampaignRun(
+            campaign=campaign,
+            week=week,
+            lead_days=first_week_day + 7 * week - day - 1,
+            participants=np.flatnonzero(signup <= day),
+        )
+
+    runs = [campaign_run(c) for c in campaigns]
+
+    def campaign_shift(week: int, idx: np.ndarray, skip: _CampaignRun | None = None) -> np.ndarray | None:
+        """The logit shift of the offers in effect this week (None when there are none), but ``skip``'s."""
+        total = None
+        for run in runs:
+            if run is not skip and run.shift is not None and run.week <= week < run.week + run.campaign.effect_weeks:
+                total = run.shift[idx] if total is None else total + run.shift[idx]
+        return total
+
+    def world_hazard(
+        week: int,
+        state: np.ndarray,
+        idx: np.ndarray,
+        extra: np.ndarray | None = None,
+        skip: _CampaignRun | None = None,
+    ) -> np.ndarray:
+        """The hazard of the world simulated, with the offers in effect (but ``skip``'s) and ``extra``: the
+        scenario's customers step with it and the truth projects with it."""
+        shift = campaign_shift(week, idx, skip)
+        if extra is not None:
+            shift = extra if shift is None else shift + extra
+        return scenario_hazard(week, state, idx, shift)
 
     def purchase_rate(week: int, state: np.ndarray, idx: np.ndarray) -> np.ndarray:
         return lam[idx] * season(week) * np.exp(-pp.complaint_purchase_damping * state)
@@ -598,7 +834,7 @@ def simulate_crm(
         scenario = _ScenarioCustomers(
             members,
             rank[members],
-            scenario_hazard,
+            world_hazard,
             purchase_rate,
             complaint_rate,
             contact_rate,
@@ -606,11 +842,40 @@ def simulate_crm(
             event_rng,
         )
 
+    def world_state() -> tuple[np.ndarray, np.ndarray]:
+        """Every customer's complaint state and alive flag in the world simulated (the scenario's where it has them)."""
+        state, now_alive = complaint_state.copy(), alive.copy()
+        if scenario is not None:
+            scenario.overlay(np.empty(n), state, now_alive)
+        return state, now_alive
+
+    def campaign_week(week: int) -> None:
+        """At the start of ``week``: the lead days' purchase rates of the campaigns dated in it, and the offers of
+        those whose effect starts now. δ and the targeting come from the world without the scenario (one δ
+        per customer serves both worlds); the state kept for their truth is the world simulated's."""
+        for run in runs:
+            idx = run.participants
+            if run.lead_days > 0 and week == run.week - 1:
+                state, _ = world_state()
+                run.lead_rate = run.lead_days / 7.0 * purchase_rate(week, state[idx], idx) * (signup_week[idx] < week)
+            if week != run.week:
+                continue
+            h = weekly_hazard(week, complaint_state[idx], idx)
+            run.delta = np.where(alive[idx], _offer_delta(pp, h, complaint_state[idx], contract[idx]), 0.0)
+            share = run.campaign.share
+            run.propensity = np.full(idx.size, share) if share is not None else _targeting_propensity(pp, h)
+            run.treated = campaign_rng.random(idx.size) < run.propensity
+            run.shift = np.zeros(n)
+            run.shift[idx[run.treated]] = run.delta[run.treated]
+            state, now_alive = world_state()
+            run.complaint_state, run.alive = state[idx], now_alive[idx]
+
     for week in range(n_weeks):
+        campaign_week(week)
         # Customers whose first purchase was in an earlier week are exposed this week.
         exposed = order[: np.searchsorted(sorted_signup_week, week, side="left")]
         if exposed.size:
-            h = weekly_hazard(week, complaint_state[exposed], exposed)
+            h = weekly_hazard(week, complaint_state[exposed], exposed, shift=campaign_shift(week, exposed))
             # Dropout at the start of the week, for those still alive.
             was_alive = alive[exposed]
             u = rng.random(exposed.size)
@@ -649,6 +914,9 @@ def simulate_crm(
             alive_at_as_of = alive.copy()
             if scenario is not None:
                 scenario.overlay(p_alive_at_as_of, state_at_as_of, alive_at_as_of)
+
+    for week in sorted({run.week for run in runs if run.week >= n_weeks}):
+        campaign_week(week)  # a campaign in the history's last days takes effect after it
 
     assert p_alive_at_as_of is not None and state_at_as_of is not None
     dropout_week_without = dropout_week
@@ -845,25 +1113,49 @@ def simulate_crm(
     )
 
     # --- truth at the as-of date -----------------------------------------------------------------------
-    known = np.flatnonzero(signup <= as_of_offset)
-    truth_blocks = []
-    for horizon in sorted(set(int(h) for h in horizons_days)):
-        full_weeks, rest_days = divmod(horizon, 7)
+    def project(
+        idx: np.ndarray,
+        state: np.ndarray,
+        first_week: int,
+        days: int,
+        shift: np.ndarray | None = None,
+        shift_weeks: int = 0,
+        skip: _CampaignRun | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For customers alive at the start of ``first_week`` with complaint state ``state``: the probability
+        of being alive after ``days`` days, of no purchase in them, and the expected purchases, the hazard
+        shifted by ``shift`` in the first ``shift_weeks`` weeks (the offers in effect count, but ``skip``'s).
+        Future complaints come at their expected rate (a mean-field step)."""
+        full_weeks, rest_days = divmod(days, 7)
         fractions = [1.0] * full_weeks + ([rest_days / 7.0] if rest_days else [])
-        state = state_at_as_of[known].copy()
-        alive_path = np.ones(known.size)  # P(alive at week j | alive at as-of)
-        silent = np.ones(known.size)  # P(alive and no purchase so far | alive at as-of)
-        died_silent = np.zeros(known.size)  # P(dropped out before any purchase)
-        expected_purchases = np.zeros(known.size)
-        for j, frac in enumerate(fractions, start=1):
-            week = as_of_week + j
-            h = 1.0 - (1.0 - scenario_hazard(week, state, known)) ** frac
-            rate = frac * lam[known] * season(week) * np.exp(-pp.complaint_purchase_damping * state)
+        state = state.copy()
+        alive_path = np.ones(idx.size)  # P(alive at week j | alive at the start)
+        silent = np.ones(idx.size)  # P(alive and no purchase so far | alive at the start)
+        died_silent = np.zeros(idx.size)  # P(dropped out before any purchase)
+        expected_purchases = np.zeros(idx.size)
+        for j, frac in enumerate(fractions):
+            week = first_week + j
+            h = 1.0 - (1.0 - world_hazard(week, state, idx, shift if j < shift_weeks else None, skip)) ** frac
+            rate = frac * lam[idx] * season(week) * np.exp(-pp.complaint_purchase_damping * state)
             died_silent += silent * h
             silent *= (1.0 - h) * np.exp(-rate)
             alive_path *= 1.0 - h
             expected_purchases += alive_path * rate
-            state = pp.complaint_decay * state + frac * complaint_rate[known]
+            state = pp.complaint_decay * state + frac * complaint_rate[idx]
+        return alive_path, silent + died_silent, expected_purchases
+
+    known = np.flatnonzero(signup <= as_of_offset)
+    # A hypothetical offer on the as-of date, δ from the state the truth projects from.
+    offer_week = as_of_week + 1
+    offer_delta = _offer_delta(
+        pp, scenario_hazard(offer_week, state_at_as_of[known], known), state_at_as_of[known], scenario_contract[known]
+    )
+    truth_blocks = []
+    for horizon in sorted(set(int(h) for h in horizons_days)):
+        alive_end, no_purchase, expected_purchases = project(known, state_at_as_of[known], offer_week, horizon)
+        offer_alive_end, offer_no_purchase, offer_purchases = project(
+            known, state_at_as_of[known], offer_week, horizon, offer_delta, TRUTH_OFFER_WEEKS
+        )
         pa = p_alive_at_as_of[known]
         truth_blocks.append(
             pd.DataFrame(
@@ -874,15 +1166,65 @@ def simulate_crm(
                     "alive": alive_at_as_of[known],
                     "dropout_date": dates(drop_day[known]),
                     "p_alive": pa,
-                    "p_no_purchase": (1.0 - pa) + pa * (silent + died_silent),
+                    "p_no_purchase": (1.0 - pa) + pa * no_purchase,
                     "expected_purchases": pa * expected_purchases,
                     "expected_spend": pa * expected_purchases * mean_spend[known],
                     "mean_spend": mean_spend[known],
+                    "uplift_retention": pa * (no_purchase - offer_no_purchase),
+                    "uplift_alive": pa * (offer_alive_end - alive_end),
+                    "uplift_spend": pa * (offer_purchases - expected_purchases) * mean_spend[known],
                 }
             )
         )
     truth = pd.concat(truth_blocks, ignore_index=True)
     truth["as_of"] = truth["as_of"].astype("datetime64[ns]")
+
+    # --- campaigns and their true effects ----------------------------------------------------------------
+    campaign_rows, effect_rows = [], []
+    for run in runs:
+        assert run.treated is not None and run.delta is not None and run.alive is not None
+        idx, c = run.participants, run.campaign
+        effects = {name: np.zeros(idx.size) for name in ("uplift_retention", "uplift_alive", "uplift_spend")}
+        days = int(campaign_horizon_days) - max(run.lead_days, 0)  # of the window after the effect starts
+        live = np.flatnonzero(run.alive)
+        if days > 0 and live.size:
+            sub, state = idx[live], run.complaint_state[live]
+            alive_end, no_purchase, purchases = project(sub, state, run.week, days, skip=run)
+            offer_alive_end, offer_no_purchase, offer_purchases = project(
+                sub, state, run.week, days, run.delta[live], c.effect_weeks, skip=run
+            )
+            # No purchase in the window also needs none in the lead days, which the offer cannot change.
+            lead = np.exp(-run.lead_rate[live]) if run.lead_rate is not None else 1.0
+            effects["uplift_retention"][live] = lead * (no_purchase - offer_no_purchase)
+            effects["uplift_alive"][live] = offer_alive_end - alive_end
+            effects["uplift_spend"][live] = (offer_purchases - purchases) * mean_spend[sub]
+        day = pd.Timestamp(c.date)
+        campaign_rows.append(
+            pd.DataFrame(
+                {
+                    "customer_id": (idx + 1).astype(np.int64),
+                    "date": day,
+                    "campaign": c.name,
+                    "treated": run.treated.astype(np.int8),
+                    "cost": np.where(run.treated, float(c.cost), 0.0),
+                    "propensity": run.propensity,
+                }
+            )
+        )
+        effect_rows.append(
+            pd.DataFrame(
+                {
+                    "customer_id": (idx + 1).astype(np.int64),
+                    "campaign": c.name,
+                    "date": day,
+                    "alive_at_date": run.alive,
+                    "delta": run.delta,
+                    **effects,
+                }
+            )
+        )
+    campaigns_df = _typed_frame(campaign_rows, CAMPAIGN_COLUMNS)
+    campaign_truth = _typed_frame(effect_rows, CAMPAIGN_TRUTH_COLUMNS)
 
     hidden = pd.DataFrame(
         {
@@ -900,7 +1242,9 @@ def simulate_crm(
         transactions=transactions,
         payments=payments,
         interactions=interactions,
+        campaigns=campaigns_df,
         truth=truth,
+        campaign_truth=campaign_truth,
         hidden=hidden,
         scenario=Scenario(shock=shock, shift=shift),
         start_date=start_date,
