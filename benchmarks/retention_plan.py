@@ -105,7 +105,7 @@ def _simulated(customers: int, quick: bool, work: Path) -> tuple[dict, list[str]
     holdout = model.holdout
     truth_rows = data.campaign_truth.set_index(["customer_id", data.campaign_truth["campaign"].astype(str)])
     keys = pd.MultiIndex.from_arrays([holdout.index.to_numpy(), holdout["campaign"].astype(str).to_numpy()])
-    true_uplift = truth_rows["uplift_retention"].reindex(keys).to_numpy(dtype=float)
+    true_uplift = truth_rows["uplift_active"].reindex(keys).to_numpy(dtype=float)
     y, t = holdout["retained"].to_numpy(), holdout["treated"].to_numpy()
     qini = uplift.qini_coefficient(y, t, holdout["uplift"].to_numpy())
     oracle = uplift.oracle_qini(y, t, true_uplift)

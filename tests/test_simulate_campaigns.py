@@ -22,6 +22,7 @@ WINTER = Campaign(dt.date(2026, 2, 2), "winter-targeted", targeted=True)
 CAMPAIGNS = (WINTER, SPRING, AUTUMN)  # any order: the simulator takes them by date
 RANDOMIZED = ("spring-offer", "autumn-offer")
 HORIZON = pd.Timedelta(days=90)
+ACTIVE = pd.Timedelta(days=30)
 # Enough customers (about 2 M transactions, a few seconds) that the realized difference between treated and
 # control customers has a standard error of about 0.3 points, pooled over the two randomized campaigns.
 LARGE = 100_000
@@ -45,11 +46,14 @@ def participants(large) -> pd.DataFrame:
     dropout = frame["customer_id"].map(large.hidden.set_index("customer_id")["dropout_date"])
     frame["alive_at_end"] = dropout.isna() | (dropout > frame["date"] + HORIZON)
     frame["retained"] = False
+    frame["active_at_end"] = False  # a purchase in the window's last 30 days: still buying at its end
     tx = large.transactions
     for date in frame["date"].unique():
         window = tx.loc[(tx["date"] > date) & (tx["date"] <= date + HORIZON), "customer_id"]
+        tail = tx.loc[(tx["date"] > date + HORIZON - ACTIVE) & (tx["date"] <= date + HORIZON), "customer_id"]
         rows = frame["date"] == date
         frame.loc[rows, "retained"] = frame.loc[rows, "customer_id"].isin(window)
+        frame.loc[rows, "active_at_end"] = frame.loc[rows, "customer_id"].isin(tail)
     return frame
 
 
@@ -181,6 +185,22 @@ def test_realized_retention_gap_matches_the_true_uplift(participants):
     assert realized_alive > 5 * se  # the offer keeps customers, clearly
 
 
+def test_still_buying_at_the_end_moves_more_than_buying_at_all(participants):
+    # The uplift model's outcome: a purchase in the window's last 30 days. The offer moves it by more than a
+    # purchase anywhere in the window, and the realized difference matches the truth (a weekly grid: the
+    # truth's last 30 days are whole weeks, so allow 3 standard errors and a quarter of a point).
+    randomized = participants[participants["campaign"].isin(RANDOMIZED)]
+    realized, se = _treated_minus_control(randomized, "active_at_end")
+    expected = randomized["uplift_active"].mean()
+    assert realized == pytest.approx(expected, abs=3 * se + 0.0025)
+    assert expected > 2 * randomized["uplift_retention"].mean() > 0
+    assert realized > 3 * se
+    annoyed = randomized[randomized["delta"] > 0]
+    assert annoyed["uplift_active"].mean() < -0.02
+    gone = participants[~participants["alive_at_date"]]
+    assert (gone["uplift_active"] == 0).all()
+
+
 def test_do_not_disturb_customers_are_harmed(participants):
     randomized = participants[participants["campaign"].isin(RANDOMIZED)]
     annoyed = randomized[randomized["delta"] > 0]
@@ -221,9 +241,10 @@ def test_uplift_follows_what_features_can_see(large, participants):
 
 def test_truth_has_finite_uplift_of_an_offer_on_its_as_of_date(large):
     truth = large.truth
-    columns = ["uplift_retention", "uplift_alive", "uplift_spend"]
+    columns = ["uplift_retention", "uplift_active", "uplift_alive", "uplift_spend"]
     assert np.isfinite(truth[columns].to_numpy()).all()
     assert truth["uplift_retention"].between(-1, 1).all() and truth["uplift_alive"].between(-1, 1).all()
+    assert truth["uplift_active"].between(-1, 1).all()
     for _, block in truth.groupby("horizon_days"):
         assert block["uplift_alive"].mean() > 0.01 and block["uplift_retention"].mean() > 0
         assert block["uplift_spend"].mean() > 0

@@ -12,9 +12,9 @@ per campaign and group, however many rows the campaign has for them.
 
 :func:`campaign_datasets` turns the campaigns whose outcome window has closed into the rows an uplift
 model learns from: each participant's point-in-time features on the campaign's first day, whether they
-were treated, whether they bought again in the following ``horizon_days`` (retained) and what they spent,
-and the probability of treatment (the given propensity of a targeted campaign, else the campaign's treated
-share: a randomized campaign).
+were treated, whether they still buy at the end of the following ``horizon_days`` (retained) and what they
+spent, and the probability of treatment (the given propensities of a targeted campaign; a randomized
+campaign's one stated propensity, or else its treated share).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class UpliftData:
 
     X: pd.DataFrame
     treated: np.ndarray  # 1 offered, 0 control group
-    retained: np.ndarray  # 1 when the customer bought in (date, date + horizon_days]
+    retained: np.ndarray  # 1 when the customer still buys at the window's end (its last active_days days)
     spend: np.ndarray  # spend in that window
     propensity: np.ndarray  # P(treated): given (targeted campaigns) or the campaign's treated share
     randomized: np.ndarray  # the row's campaign gave no propensities: treatment was assigned at random
@@ -181,16 +181,20 @@ def campaign_datasets(
     horizon_days: int,
     features,
     min_per_arm: int = 50,
+    active_days: int | None = None,
 ) -> UpliftData:
     """Learning rows of every campaign whose ``horizon_days`` outcome window the data has closed.
 
     Each campaign is taken on its first day ``D``: its participants' features as of ``D``
     (:func:`crmscore.features.build_features` with the ``features`` settings; rows after ``D`` are never
-    read), ``retained`` = a purchase in ``(D, D + horizon_days]`` and the spend there. A customer with
+    read), ``retained`` = still buying at the window's end, a purchase in its last ``active_days`` days
+    ``(D + horizon_days − active_days, D + horizon_days]`` (``None``: anywhere in the window), and the spend
+    in ``(D, D + horizon_days]``. A customer with
     treated and control rows in one campaign counts as treated; participants not yet signed up on ``D`` are
     left out (counted in ``notes``). A campaign whose window ends after the last transaction, or whose arms
     hold fewer than ``min_per_arm`` customers, is skipped with a note; none left is a one-line
-    :class:`DataError`, as is a table without a randomized campaign (held-out comparisons need one).
+    :class:`DataError`, as is a table without a randomized campaign (held-out comparisons need one). A
+    campaign is randomized when it gives no propensity or one for everyone, targeted when they vary.
     """
     from crmscore.features import build_features, stack_frames
     from crmscore.labels import data_end, future_value
@@ -224,19 +228,23 @@ def campaign_datasets(
         arm = arm[known]
         X = X.loc[arm.index]
         outcome = future_value(tables["transactions"], arm.index, as_of, horizon_days)
+        tail = min(active_days or horizon_days, horizon_days)
+        late = future_value(tables["transactions"], arm.index, as_of + pd.Timedelta(days=horizon_days - tail), tail)
         given = "propensity" in rows.columns and bool(row["propensity_given"])
-        if given:
+        # One propensity for everyone is a randomized campaign that states its share; varying ones a targeted one.
+        targeted = given and rows["propensity"].nunique() > 1
+        if targeted:
             propensity = rows.groupby("customer_id")["propensity"].mean().reindex(arm.index).to_numpy(dtype=float)
         else:
-            propensity = np.full(len(arm), float(arm.mean()))
+            propensity = np.full(len(arm), float(rows["propensity"].iloc[0]) if given else float(arm.mean()))
         parts.append(
             (
                 X,
                 arm.to_numpy(),
-                (outcome["future_purchases"].to_numpy() > 0).astype(np.int8),
+                (late["future_purchases"].to_numpy() > 0).astype(np.int8),
                 outcome["future_spend"].to_numpy(dtype=float),
                 propensity,
-                np.full(len(arm), not given),
+                np.full(len(arm), not targeted),
                 np.full(len(arm), str(name), dtype=object),
                 np.full(len(arm), as_of.to_datetime64()),
             )
@@ -246,8 +254,8 @@ def campaign_datasets(
     randomized = np.concatenate([p[5] for p in parts])
     if not randomized.any():
         raise DataError(
-            "campaigns: no randomized campaign (every campaign gives propensities); the uplift models are "
-            "compared on held-out customers of a randomized campaign"
+            "campaigns: no randomized campaign (every campaign gives varying propensities: targeted); the "
+            "uplift models are compared on held-out customers of a randomized campaign"
         )
     X = stack_frames([p[0] for p in parts])
     arrays = [np.concatenate([p[k] for p in parts]) for k in range(1, 8)]

@@ -693,6 +693,7 @@ class UpliftSettings(_Section):
     """The uplift model of past retention campaigns (``crmscore train uplift``) and its promotion."""
 
     horizon_days: Annotated[int | None, BeforeValidator(lambda v: None if v is None else _positive_int(v))] = None
+    active_days: PositiveInt = 30
     learners: list[Literal["T", "X", "DR"]] = Field(default_factory=lambda: ["T", "X", "DR"])
     test_share: Fraction = 0.3
     min_per_arm: PositiveInt = 50

@@ -91,7 +91,8 @@ def simulate_stage(
         shock=sim.shock.to_shock(),
         shift=sim.shift.to_shift(),
         campaigns=sim.to_campaigns(),
-        campaign_horizon_days=settings.churn.horizon_days,
+        campaign_horizon_days=settings.uplift.horizon_days or settings.churn.horizon_days,
+        active_days=settings.uplift.active_days,
     )
     paths = write_tables(data.tables(), out, sim.format)
     paths["truth"] = write_parquet(data.truth, out / "truth.parquet")
@@ -1329,7 +1330,7 @@ def train_uplift_stage(
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     if loaded is None:
         _, loaded = _input_tables(settings, input_dir)
-    data = campaign_datasets(loaded.tables, horizon, settings.features, cfg.min_per_arm)
+    data = campaign_datasets(loaded.tables, horizon, settings.features, cfg.min_per_arm, cfg.active_days)
     train_rows, test_rows = customer_holdout(data.customer_id, data.randomized, cfg.test_share, cfg.seed)
     t_test, y_test = data.treated[test_rows], data.retained[test_rows]
     for arm, name in ((1, "treated"), (0, "control")):

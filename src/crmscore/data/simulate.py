@@ -77,11 +77,13 @@ offers with a known effect:
   the one an offer would have given), ``alive_at_date`` (not dropped out when the offer takes effect) and
   the true effect of an offer on ``(date, date + campaign_horizon_days]`` given the hidden state then,
   projected like ``truth`` with and without δ: ``uplift_retention`` (the change in P(at least one purchase
-  in the window)), ``uplift_alive`` (in P(alive at its end)) and ``uplift_spend`` (in expected spend);
-  0 for customers already dropped out. ``truth`` has the same three columns for a hypothetical 13-week
-  offer on ``truth_as_of`` (the rule applied to the state it projects from), weighted by ``p_alive`` like
-  its other columns. Most customers alive at a campaign buy within 90 days anyway, so an offer moves
-  P(alive) by several points and P(purchase) by about one.
+  in the window)), ``uplift_active`` (in P(a purchase in the window's last ``active_days`` days, to the
+  week): still buying at its end, the outcome crmscore's uplift model learns), ``uplift_alive`` (in
+  P(alive at its end)) and ``uplift_spend`` (in expected spend); 0 for customers already dropped out.
+  ``truth`` has the same four columns for a hypothetical 13-week offer on ``truth_as_of`` (the rule
+  applied to the state it projects from), weighted by ``p_alive`` like its other columns. Most customers
+  alive at a campaign buy within 90 days anyway, so an offer moves P(alive) by several points, P(a
+  purchase in the window) by about one and P(still buying at its end) by two to three.
 
 ``hidden`` holds each customer's hidden state (dropout date, whether shocked or shifted) and
 :meth:`SimulatedData.outcomes` what actually happened after any as-of date, counted from the
@@ -324,6 +326,7 @@ CAMPAIGN_TRUTH_COLUMNS = {
     "alive_at_date": "bool",
     "delta": "float64",
     "uplift_retention": "float64",
+    "uplift_active": "float64",
     "uplift_alive": "float64",
     "uplift_spend": "float64",
 }
@@ -625,6 +628,7 @@ def simulate_crm(
     shift: Shift | None = None,
     campaigns: Sequence[Campaign] = (),
     campaign_horizon_days: int = 90,
+    active_days: int = 30,
 ) -> SimulatedData:
     """Simulate a customer base and return its contract tables, the truth and the hidden state.
 
@@ -640,6 +644,7 @@ def simulate_crm(
         campaigns: past retention campaigns (see the module docstring); without them the tables are
             those of a simulation without campaigns.
         campaign_horizon_days: horizon of the true effects in ``campaign_truth``, in days.
+        active_days: ``uplift_active`` is the effect on a purchase in the last this many days of a window.
 
     Returns:
         :class:`SimulatedData` with ``customers``, ``transactions``, ``payments``, ``interactions``,
@@ -649,12 +654,9 @@ def simulate_crm(
         raise ValueError(f"customers must be positive, got {customers}")
     if not start_date < truth_as_of <= end_date:
         raise ValueError("expected start_date < truth_as_of <= end_date")
-    if (
-        isinstance(campaign_horizon_days, bool)
-        or not isinstance(campaign_horizon_days, (int, np.integer))
-        or campaign_horizon_days <= 0
-    ):
-        raise ValueError(f"campaign_horizon_days must be a positive integer, got {campaign_horizon_days!r}")
+    for name, days in (("campaign_horizon_days", campaign_horizon_days), ("active_days", active_days)):
+        if isinstance(days, bool) or not isinstance(days, (int, np.integer)) or days <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {days!r}")
     check_scenario(shock, shift, start_date, end_date)
     campaigns = sorted(campaigns, key=lambda c: c.date)
     check_campaigns(campaigns, start_date, end_date)
@@ -1121,28 +1123,39 @@ def simulate_crm(
         shift: np.ndarray | None = None,
         shift_weeks: int = 0,
         skip: _CampaignRun | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For customers alive at the start of ``first_week`` with complaint state ``state``: the probability
-        of being alive after ``days`` days, of no purchase in them, and the expected purchases, the hazard
-        shifted by ``shift`` in the first ``shift_weeks`` weeks (the offers in effect count, but ``skip``'s).
-        Future complaints come at their expected rate (a mean-field step)."""
+        of being alive after ``days`` days, of no purchase in them, the expected purchases, and the
+        probability of no purchase in their last ``active_days`` days (to the week), the hazard shifted by
+        ``shift`` in the first ``shift_weeks`` weeks (the offers in effect count, but ``skip``'s). Future
+        complaints come at their expected rate (a mean-field step)."""
         full_weeks, rest_days = divmod(days, 7)
         fractions = [1.0] * full_weeks + ([rest_days / 7.0] if rest_days else [])
+        tail_start = max(0, int(round((days - min(active_days, days)) / 7.0)))
         state = state.copy()
         alive_path = np.ones(idx.size)  # P(alive at week j | alive at the start)
         silent = np.ones(idx.size)  # P(alive and no purchase so far | alive at the start)
         died_silent = np.zeros(idx.size)  # P(dropped out before any purchase)
         expected_purchases = np.zeros(idx.size)
+        tail_alive = tail_silent = tail_died = None  # the same from the start of the last active_days
         for j, frac in enumerate(fractions):
             week = first_week + j
+            if j == tail_start:
+                tail_alive, tail_silent, tail_died = alive_path.copy(), np.ones(idx.size), np.zeros(idx.size)
             h = 1.0 - (1.0 - world_hazard(week, state, idx, shift if j < shift_weeks else None, skip)) ** frac
             rate = frac * lam[idx] * season(week) * np.exp(-pp.complaint_purchase_damping * state)
             died_silent += silent * h
             silent *= (1.0 - h) * np.exp(-rate)
+            if tail_silent is not None:
+                tail_died += tail_silent * h
+                tail_silent *= (1.0 - h) * np.exp(-rate)
             alive_path *= 1.0 - h
             expected_purchases += alive_path * rate
             state = pp.complaint_decay * state + frac * complaint_rate[idx]
-        return alive_path, silent + died_silent, expected_purchases
+        if tail_alive is None:
+            tail_alive, tail_silent, tail_died = alive_path.copy(), np.ones(idx.size), np.zeros(idx.size)
+        no_purchase_tail = (1.0 - tail_alive) + tail_alive * (tail_silent + tail_died)
+        return alive_path, silent + died_silent, expected_purchases, no_purchase_tail
 
     known = np.flatnonzero(signup <= as_of_offset)
     # A hypothetical offer on the as-of date, δ from the state the truth projects from.
@@ -1152,8 +1165,10 @@ def simulate_crm(
     )
     truth_blocks = []
     for horizon in sorted(set(int(h) for h in horizons_days)):
-        alive_end, no_purchase, expected_purchases = project(known, state_at_as_of[known], offer_week, horizon)
-        offer_alive_end, offer_no_purchase, offer_purchases = project(
+        alive_end, no_purchase, expected_purchases, idle_end = project(
+            known, state_at_as_of[known], offer_week, horizon
+        )
+        offer_alive_end, offer_no_purchase, offer_purchases, offer_idle_end = project(
             known, state_at_as_of[known], offer_week, horizon, offer_delta, TRUTH_OFFER_WEEKS
         )
         pa = p_alive_at_as_of[known]
@@ -1171,6 +1186,7 @@ def simulate_crm(
                     "expected_spend": pa * expected_purchases * mean_spend[known],
                     "mean_spend": mean_spend[known],
                     "uplift_retention": pa * (no_purchase - offer_no_purchase),
+                    "uplift_active": pa * (idle_end - offer_idle_end),
                     "uplift_alive": pa * (offer_alive_end - alive_end),
                     "uplift_spend": pa * (offer_purchases - expected_purchases) * mean_spend[known],
                 }
@@ -1184,18 +1200,21 @@ def simulate_crm(
     for run in runs:
         assert run.treated is not None and run.delta is not None and run.alive is not None
         idx, c = run.participants, run.campaign
-        effects = {name: np.zeros(idx.size) for name in ("uplift_retention", "uplift_alive", "uplift_spend")}
+        effects = {
+            name: np.zeros(idx.size) for name in ("uplift_retention", "uplift_active", "uplift_alive", "uplift_spend")
+        }
         days = int(campaign_horizon_days) - max(run.lead_days, 0)  # of the window after the effect starts
         live = np.flatnonzero(run.alive)
         if days > 0 and live.size:
             sub, state = idx[live], run.complaint_state[live]
-            alive_end, no_purchase, purchases = project(sub, state, run.week, days, skip=run)
-            offer_alive_end, offer_no_purchase, offer_purchases = project(
+            alive_end, no_purchase, purchases, idle_end = project(sub, state, run.week, days, skip=run)
+            offer_alive_end, offer_no_purchase, offer_purchases, offer_idle_end = project(
                 sub, state, run.week, days, run.delta[live], c.effect_weeks, skip=run
             )
             # No purchase in the window also needs none in the lead days, which the offer cannot change.
             lead = np.exp(-run.lead_rate[live]) if run.lead_rate is not None else 1.0
             effects["uplift_retention"][live] = lead * (no_purchase - offer_no_purchase)
+            effects["uplift_active"][live] = idle_end - offer_idle_end
             effects["uplift_alive"][live] = offer_alive_end - alive_end
             effects["uplift_spend"][live] = (offer_purchases - purchases) * mean_spend[sub]
         day = pd.Timestamp(c.date)
