@@ -120,7 +120,139 @@ def test_campaign_rows_are_point_in_time_with_outcomes_after_the_date(sim_tables
     )
 
 
+def test_a_campaign_stating_one_propensity_for_everyone_is_randomized(sim_tables):
+    customers = sim_tables["customers"]
+    stated = _campaign(customers, "2025-06-02", "stated", 0.4, seed=1, propensity=0.4)
+    data = campaign_datasets({**sim_tables, "campaigns": stated}, 90, FeatureSettings(), min_per_arm=20)
+    assert data.randomized.all()
+    np.testing.assert_allclose(data.propensity, 0.4)
+
+
+def test_retained_is_still_buying_at_the_window_end(sim_tables):
+    campaigns = _campaign(sim_tables["customers"], "2025-06-02", "spring", 0.4)
+    data = campaign_datasets({**sim_tables, "campaigns": campaigns}, 90, FeatureSettings(), active_days=30)
+    tail = future_value(sim_tables["transactions"], pd.Index(data.customer_id), "2025-08-01", 30)
+    np.testing.assert_array_equal(data.retained, (tail["future_purchases"] > 0).to_numpy().astype(int))
+    window = future_value(sim_tables["transactions"], pd.Index(data.customer_id), "2025-06-02", 90)
+    np.testing.assert_allclose(data.spend, window["future_spend"].to_numpy())  # spend over the whole window
+    assert data.retained.mean() < (window["future_purchases"] > 0).mean()
+
+
 def test_campaign_rows_need_a_transactions_table(sim_tables):
     campaigns = _campaign(sim_tables["customers"], "2025-06-02", "spring", 0.4)
     with pytest.raises(DataError, match="needs a transactions table"):
         campaign_datasets({"customers": sim_tables["customers"], "campaigns": campaigns}, 90, FeatureSettings())
+
+
+# --- end to end on the simulated campaigns ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """Churn, CLV and segments champions on 1,500 simulated customers with the default campaigns, then the
+    uplift model, a scoring as of the data's last day and a plan of 50 contacts' worth."""
+    from tests.conftest import champions
+
+    from crmscore.stages import plan_stage, score_stage, train_uplift_stage
+
+    root = tmp_path_factory.mktemp("uplift")
+    budget = {"trials": 2, "timeout_seconds": 600, "max_trees": 150}
+    sections = {
+        "scoring": {"out_dir": str(root / "scores")},
+        "plan": {"out_dir": str(root / "plans")},
+        "uplift": {"tuning": {"trials": 2, "max_trees": 150}},
+    }
+    with champions(root, budget, churn_cutoffs=2, **sections) as made:
+        trained = train_uplift_stage(made.settings)
+        scoring = score_stage(made.settings, "2026-10-31", progress=False)
+        plan = plan_stage(made.settings, "2026-10-31", budget=50.0, cost=5.0)
+        yield made, trained, scoring, plan
+
+
+def test_uplift_model_is_registered_with_its_held_out_comparison(planned):
+    from crmscore.tracking import UPLIFT_MODEL_NAME, client, registered_estimator
+
+    made, trained, _, _ = planned
+    assert trained.model_name == UPLIFT_MODEL_NAME and trained.promoted and trained.version == 1
+    for learner in ("T", "X", "DR"):
+        assert -1 <= trained.metrics[f"{learner}_test_qini"] <= 1
+    model, version, run_id = registered_estimator(UPLIFT_MODEL_NAME)
+    assert version == 1 and model.learner_name in ("T", "X", "DR")
+    assert trained.metrics["test_qini"] == pytest.approx(trained.metrics[f"{model.learner_name}_test_qini"])
+    assert trained.metrics["test_qini"] == max(trained.metrics[f"{k}_test_qini"] for k in ("T", "X", "DR"))
+    holdout = model.holdout
+    assert set(holdout["treated"]) == {0, 1} and holdout["uplift"].between(-1, 1).all()
+    assert model.contact_cost == pytest.approx(5.0)  # the simulated campaigns' cost per offer
+    artifacts = {a.path for a in client().list_artifacts(run_id, "plots")}
+    assert "plots/qini.png" in artifacts
+
+
+def test_scores_carry_uplift_and_expected_incremental_value(planned):
+    made, _, scoring, _ = planned
+    scores = pd.read_parquet(scoring.out_dir / "scores.parquet")
+    assert scoring.manifest["models"]["uplift"]["version"] == 1
+    assert (scores["uplift_model_version"] == 1).all()
+    assert scores["uplift"].notna().all() and scores["uplift"].between(-1, 1).all()
+    expected = scores["uplift"] * scores["clv"] - 5.0
+    np.testing.assert_allclose(scores["expected_incremental_value"], expected)
+    assert (scores["recommended"].astype(bool) == (expected > 0)).all()
+
+
+def test_plan_spends_the_budget_on_the_best_expected_values(planned):
+    from crmscore.planning import PLAN_COLUMNS
+
+    made, _, scoring, plan = planned
+    scores = pd.read_parquet(scoring.out_dir / "scores.parquet")
+    contacts = pd.read_parquet(plan.out_dir / "plan.parquet")
+    assert list(contacts.columns) == PLAN_COLUMNS
+    value = scores["uplift"] * scores["clv"] - 5.0
+    best = value.sort_values(ascending=False).head(10)
+    assert len(contacts) == min(10, int((value > 0).sum())) and plan.spent <= 50.0
+    np.testing.assert_allclose(contacts["expected_incremental_value"], best[best > 0].to_numpy())
+    assert (contacts["reasons"].str.len() > 0).all()  # the churn model's reasons travel with each contact
+    assert pd.read_csv(plan.out_dir / "plan.csv")["customer_id"].tolist() == contacts["customer_id"].tolist()
+    manifest = plan.manifest
+    assert manifest["contacted"] == len(contacts) and manifest["budget"] == 50.0
+    assert manifest["expected_profit"] == pytest.approx(contacts["expected_incremental_value"].sum())
+    curve = pd.read_csv(plan.out_dir / "profit_curve.csv")
+    assert curve["contacted"].iloc[0] == 0 and curve["contacted"].iloc[-1] == len(scores)
+
+
+def test_plan_command_reruns_to_the_same_list_and_prints_the_profit(planned):
+    made, _, _, plan = planned
+    before = pd.read_parquet(plan.out_dir / "plan.parquet")
+    result = CliRunner().invoke(
+        app, ["plan", "--as-of", "2026-10-31", "--budget", "50", "--cost", "5", "--params", str(made.params)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "contact" in result.output and "expected incremental profit" in result.output
+    pd.testing.assert_frame_equal(pd.read_parquet(plan.out_dir / "plan.parquet"), before)
+
+
+def test_plan_can_replace_the_action_matrix(planned):
+    from crmscore import tiers
+    from crmscore.scoring import score_rows
+
+    made, _, scoring, _ = planned
+    frame = pd.read_parquet(scoring.out_dir / "scores.parquet").set_index("customer_id").head(50)
+    frame["segment_id"] = 0
+    settings = made.settings.model_copy(deep=True)
+    settings.plan.replace_actions = True
+    scale = tiers.fit_tier_scale(frame, frame["clv"], settings.tiers)
+    rows = score_rows(frame, pd.Timestamp("2026-10-31"), settings, scale, {}, {"churn": 1}, 5.0)
+    recommended = rows["recommended"].astype(bool).to_numpy()
+    assert set(rows["action"]) <= {"retention offer", "no retention offer"}
+    assert (rows["action"].to_numpy() == np.where(recommended, "retention offer", "no retention offer")).all()
+
+
+def test_retraining_on_the_same_data_gives_the_same_model_and_keeps_the_champion(planned):
+    from crmscore.stages import train_uplift_stage
+    from crmscore.tracking import UPLIFT_MODEL_NAME, registered_estimator
+
+    made, first, _, _ = planned
+    again = train_uplift_stage(made.settings)
+    assert again.version == 2 and not again.promoted and again.decision.startswith("kept champion")
+    one, _, _ = registered_estimator(UPLIFT_MODEL_NAME, 1)
+    two, _, _ = registered_estimator(UPLIFT_MODEL_NAME, 2)
+    pd.testing.assert_frame_equal(one.holdout, two.holdout)
+    assert again.metrics["test_qini"] == first.metrics["test_qini"]
