@@ -102,6 +102,10 @@ ArrayLike = Sequence[float] | np.ndarray | pd.Series
 #: Bounds propensities are clipped to: an inverse weight is then at most 100.
 PROPENSITY_CLIP: tuple[float, float] = (0.01, 0.99)
 
+#: The second configuration every uplift search tries (after the defaults): few leaves, many customers per
+#: leaf and a strong L2 penalty, for effects that are small beside the noise of the outcomes.
+SMOOTH_LGBM_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_child_samples": 200, "lambda_l2": 10.0}
+
 #: Keys of :func:`uplift_metrics` with the default shares, in order.
 UPLIFT_METRIC_KEYS: tuple[str, ...] = ("qini", "auuc", "uplift_at_10", "uplift_at_20", "uplift_at_30")
 
@@ -651,13 +655,13 @@ def tune_uplift(
     """Search the LightGBM parameters of one learner on the Qini coefficient of held-out customers.
 
     ``valid_share`` of the customers (seeded, stratified by arm and response) are held out; each Optuna
-    trial (seeded TPE over :func:`crmscore.churn.lightgbm_search_space`, the first trial the defaults, so
-    the result is never worse than them on these customers) fits the learner on the rest and is scored
-    by :func:`qini_coefficient` of its predictions on them. The held-out customers must have been
-    assigned at random for that score to mean anything. ``learner_options`` are further constructor
-    arguments (``outcome``, ``n_folds``, ``max_trees`` …). Stops after ``trials`` trials or
-    ``timeout_seconds``. Returns a :class:`crmscore.churn.TuningResult` whose ``best_params`` go to the
-    learner's ``params``.
+    trial (seeded TPE over :func:`crmscore.churn.lightgbm_search_space`; the first trial the defaults, so
+    the result is never worse than them on these customers, the second :data:`SMOOTH_LGBM_PARAMS`) fits
+    the learner on the rest and is scored by :func:`qini_coefficient` of its predictions on them. The
+    held-out customers must have been assigned at random for that score to mean anything.
+    ``learner_options`` are further constructor arguments (``outcome``, ``n_folds``, ``max_trees`` …).
+    Stops after ``trials`` trials or ``timeout_seconds``. Returns a :class:`crmscore.churn.TuningResult`
+    whose ``best_params`` go to the learner's ``params``.
     """
     started = time.perf_counter()
     t, y_arr = _treatment(treated), _outcomes(y)
@@ -676,9 +680,10 @@ def tune_uplift(
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, trials))
     )
-    study.enqueue_trial(
-        {k: v for k, v in DEFAULT_LGBM_PARAMS.items() if k not in {"bagging_freq", "max_cat_to_onehot"}}
-    )
+    searched = {k: v for k, v in DEFAULT_LGBM_PARAMS.items() if k not in {"bagging_freq", "max_cat_to_onehot"}}
+    study.enqueue_trial(searched)
+    if trials > 1:  # effects are small beside the outcomes' noise: a smooth model is the second guess
+        study.enqueue_trial(searched | SMOOTH_LGBM_PARAMS)
     study.optimize(objective, n_trials=trials, timeout=timeout_seconds, gc_after_trial=False)
     if not any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials):
         raise DataError("uplift tuning: no trial completed; raise timeout_seconds")

@@ -80,6 +80,10 @@ offers with a known effect:
   in the window)), ``uplift_active`` (in P(a purchase in the window's last ``active_days`` days, to the
   week): still buying at its end, the outcome crmscore's uplift model learns), ``uplift_alive`` (in
   P(alive at its end)) and ``uplift_spend`` (in expected spend); 0 for customers already dropped out.
+  ``p_alive`` is the posterior P(alive) from the customer's events before the date and
+  ``expected_uplift_active`` = ``p_alive`` × the effect on ``uplift_active`` were the customer alive: the
+  best ranking anyone knowing every trait but not the hidden dropout could make (the oracle of the
+  uplift benchmarks; it weighs by ``p_alive`` as ``truth`` does).
   ``truth`` has the same four columns for a hypothetical 13-week offer on ``truth_as_of`` (the rule
   applied to the state it projects from), weighted by ``p_alive`` like its other columns. Most customers
   alive at a campaign buy within 90 days anyway, so an offer moves P(alive) by several points, P(a
@@ -187,7 +191,7 @@ class ProcessParameters:
 
     # Retention offers: a treated customer's weekly dropout logit moves by δ for the campaign's weeks,
     # δ = −s·m·exp(−(logit r − logit r*)²/2) with r the 13-week dropout risk when the offer arrives.
-    offer_effect: float = 1.5  # s
+    offer_effect: float = 3.0  # s
     offer_contract_effect: tuple[float, float, float] = (1.3, 0.7, 0.7)  # m by contract (month-to-month first)
     offer_best_risk: float = 0.3  # r*: the 13-week dropout risk the offer helps most
     offer_risk_weeks: int = 13  # the risk r is that of dropping out within this many weeks
@@ -329,6 +333,8 @@ CAMPAIGN_TRUTH_COLUMNS = {
     "uplift_active": "float64",
     "uplift_alive": "float64",
     "uplift_spend": "float64",
+    "p_alive": "float64",
+    "expected_uplift_active": "float64",
 }
 
 
@@ -542,6 +548,8 @@ class _CampaignRun:
     shift: np.ndarray | None = None  # δ of the treated, 0 for every other customer (indexed by customer)
     alive: np.ndarray | None = None  # alive when the effect starts, in the world simulated
     complaint_state: np.ndarray | None = None  # complaint state then, in the world simulated
+    delta_if_alive: np.ndarray | None = None  # the δ an offer would give each one were they alive
+    p_alive: np.ndarray | None = None  # the posterior P(alive | events so far) when the effect starts
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -863,7 +871,9 @@ def simulate_crm(
             if week != run.week:
                 continue
             h = weekly_hazard(week, complaint_state[idx], idx)
-            run.delta = np.where(alive[idx], _offer_delta(pp, h, complaint_state[idx], contract[idx]), 0.0)
+            run.delta_if_alive = _offer_delta(pp, h, complaint_state[idx], contract[idx])
+            run.delta = np.where(alive[idx], run.delta_if_alive, 0.0)
+            run.p_alive = p_alive[idx].copy()
             share = run.campaign.share
             run.propensity = np.full(idx.size, share) if share is not None else _targeting_propensity(pp, h)
             run.treated = campaign_rng.random(idx.size) < run.propensity
@@ -1217,6 +1227,14 @@ def simulate_crm(
             effects["uplift_active"][live] = idle_end - offer_idle_end
             effects["uplift_alive"][live] = offer_alive_end - alive_end
             effects["uplift_spend"][live] = (offer_purchases - purchases) * mean_spend[sub]
+        # What the offer is worth knowing the customer's traits and events but not whether they are still
+        # alive: the effect were they alive, × the posterior P(alive), like ``truth`` (the oracle's ranking).
+        expected = np.zeros(idx.size)
+        if days > 0:
+            state = run.complaint_state
+            _, _, _, idle_end = project(idx, state, run.week, days, skip=run)
+            _, _, _, offer_idle_end = project(idx, state, run.week, days, run.delta_if_alive, c.effect_weeks, skip=run)
+            expected = run.p_alive * (idle_end - offer_idle_end)
         day = pd.Timestamp(c.date)
         campaign_rows.append(
             pd.DataFrame(
@@ -1239,6 +1257,8 @@ def simulate_crm(
                     "alive_at_date": run.alive,
                     "delta": run.delta,
                     **effects,
+                    "p_alive": run.p_alive,
+                    "expected_uplift_active": expected,
                 }
             )
         )
