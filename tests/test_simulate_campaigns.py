@@ -335,3 +335,16 @@ def test_stage_writes_campaigns_and_their_truth(tmp_path):
     result = simulate_stage(Settings(simulate={"customers": 800, "campaigns": []}), tmp_path, seed=2)
     assert "campaigns" not in result.paths and "campaign_truth" not in result.rows
     assert not (tmp_path / "campaigns.parquet").exists() and not (tmp_path / "campaign_truth.parquet").exists()
+
+
+def test_the_oracle_weighs_the_effect_by_the_posterior_p_alive(participants):
+    # expected_uplift_active: what the offer is worth knowing the traits and events, not the hidden dropout.
+    alive = participants["alive_at_date"]
+    assert participants["p_alive"].between(0, 1).all()
+    assert participants.loc[alive, "p_alive"].mean() > participants.loc[~alive, "p_alive"].mean() + 0.3
+    gone = participants.loc[~alive]
+    assert (gone["uplift_active"] == 0).all() and gone["expected_uplift_active"].abs().max() > 0
+    randomized = participants[participants["campaign"].isin(RANDOMIZED)]
+    # Averaged over customers, the posterior is calibrated: the expected effect matches the realized one.
+    realized, se = _treated_minus_control(randomized, "active_at_end")
+    assert randomized["expected_uplift_active"].mean() == pytest.approx(realized, abs=3 * se + 0.0025)

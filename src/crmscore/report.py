@@ -1720,10 +1720,10 @@ def _feature_checks_part(checks: Sequence[Mapping[str, Any]] | None) -> list[str
 
 def _true_uplift(holdout: pd.DataFrame, truth: pd.DataFrame | None) -> np.ndarray | None:
     """The simulator's true uplift of the held-out rows (customer and campaign), or None where unknown."""
-    if truth is None or "campaign" not in holdout.columns or "uplift_active" not in truth.columns:
+    if truth is None or "campaign" not in holdout.columns or "expected_uplift_active" not in truth.columns:
         return None
     keys = pd.MultiIndex.from_arrays([holdout.index.to_numpy(), holdout["campaign"].astype(str).to_numpy()])
-    known = truth.set_index(["customer_id", truth["campaign"].astype(str)])["uplift_active"]
+    known = truth.set_index(["customer_id", truth["campaign"].astype(str)])["expected_uplift_active"]
     values = known.reindex(keys).to_numpy(dtype=float)
     return None if np.isnan(values).any() else values
 
