@@ -239,7 +239,8 @@ def test_plan_can_replace_the_action_matrix(planned):
     settings = made.settings.model_copy(deep=True)
     settings.plan.replace_actions = True
     scale = tiers.fit_tier_scale(frame, frame["clv"], settings.tiers)
-    rows = score_rows(frame, pd.Timestamp("2026-10-31"), settings, scale, {}, {"churn": 1}, 5.0)
+    versions = {"churn": 1, "clv": 1, "segments": 1, "uplift": 1}
+    rows = score_rows(frame, pd.Timestamp("2026-10-31"), settings, scale, {}, versions, 5.0)
     recommended = rows["recommended"].astype(bool).to_numpy()
     assert set(rows["action"]) <= {"retention offer", "no retention offer"}
     assert (rows["action"].to_numpy() == np.where(recommended, "retention offer", "no retention offer")).all()
