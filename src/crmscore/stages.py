@@ -938,6 +938,7 @@ def load_scoring_models(settings: Settings, versions: dict[str, int] | None = No
     found, missing = _registered_models(names, versions)
     for role, why in missing.items():
         log.info("scoring without %s: %s", role, why)
+    missing.pop("uplift", None)  # optional: without past campaigns there is none, and nothing is amiss
     refs = {role: None if ref is None else ModelRef(names[role], ref[1], ref[2], ref[0]) for role, ref in found.items()}
     if refs["churn"] is None and refs["clv"] is None:
         raise DataError(missing["churn"])  # nothing to score with: how to train the first model

@@ -436,6 +436,13 @@ def _coerce_date(series: pd.Series, date_format: str | None) -> pd.Series:
 def _coerce_flag(series: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(series.dtype):
         return series.astype("boolean")
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        # 1/0 stored as numbers (a float column once a missing value joins it): 1.0 is yes, 0.0 no
+        number = pd.to_numeric(series, errors="coerce")
+        out = pd.Series(pd.NA, index=series.index, dtype="boolean")
+        out[(number == 1).fillna(False).to_numpy(dtype=bool)] = True
+        out[(number == 0).fillna(False).to_numpy(dtype=bool)] = False
+        return out
     text = series.astype("string").str.strip().str.lower()
     out = pd.Series(pd.NA, index=series.index, dtype="boolean")
     out[text.isin(_TRUE).fillna(False).to_numpy(dtype=bool)] = True
