@@ -81,9 +81,10 @@ def test_run_simulates_validates_trains_and_scores(tmp_path):
     assert (tmp_path / "data" / "simulated" / "customers.parquet").exists()
     assert (tmp_path / "reports" / "validation" / "validation.json").exists()
     assert "simulated 1,200 customers" in result.stdout
-    for name in ("crmscore-churn", "crmscore-clv", "crmscore-segments"):
+    for name in ("crmscore-churn", "crmscore-clv", "crmscore-segments", "crmscore-uplift"):
         assert f"{name} version" in result.stdout
-    assert result.stdout.count("promoted: no champion yet") == 3
+    assert result.stdout.count("promoted: no champion yet") == 4  # churn, CLV, segments, uplift
+    assert "retention plan: contact" in result.stdout and "plan.csv" in result.stdout
     assert (tmp_path / "models" / "mlflow.db").exists()
     scores = pd.read_parquet(tmp_path / "reports" / "scores" / "as_of=2026-10-31" / "scores.parquet")
     assert scores["customer_id"].is_unique and len(scores) > 1000

@@ -23,6 +23,7 @@ from tests.conftest import hooked_crmscore, mlflow_workspace, workspace_settings
 from crmscore import tracking
 from crmscore.scoring import scoring_dir
 from crmscore.stages import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME, simulate_stage
+from crmscore.tracking import UPLIFT_MODEL_NAME
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,7 +35,12 @@ AS_OF = "2026-09-30"
 LAST_DAY = "2026-10-31"  # the simulated data's last day: where `crmscore run` scores
 BUDGET = {"trials": 2, "timeout_seconds": 600, "max_trees": 150}
 KILL = "os.kill(os.getpid(), signal.SIGKILL)"
-ROLES = {"churn": CHURN_MODEL_NAME, "clv": CLV_MODEL_NAME, "segments": SEGMENTS_MODEL_NAME}
+ROLES = {
+    "churn": CHURN_MODEL_NAME,
+    "clv": CLV_MODEL_NAME,
+    "segments": SEGMENTS_MODEL_NAME,
+    "uplift": UPLIFT_MODEL_NAME,
+}
 
 
 def _env() -> dict[str, str]:

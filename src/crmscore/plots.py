@@ -37,7 +37,6 @@ from matplotlib.ticker import PercentFormatter
 from sklearn import metrics as sk_metrics
 
 from crmscore import evaluation
-from crmscore import uplift as uplift_metrics
 
 __all__ = [
     "plot_roc",
@@ -815,6 +814,9 @@ def plot_qini(
     the oracle's curve, the ranking by the true effect, is drawn too. The legend gives each Qini coefficient
     (:func:`crmscore.uplift.qini_coefficient`).
     """
+    # Imported here: crmscore.uplift brings the model libraries (Optuna, LightGBM) that the other figures do without.
+    from crmscore import uplift as uplift_metrics
+
     ax = _axes(ax, (6.5, 4.5))
     share, gained = uplift_metrics.qini_curve(y, treated, uplift)
     _draw_once(ax, "crmscore-qini-random", [0, 1], [0, gained[-1]], "random")

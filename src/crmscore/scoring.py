@@ -642,7 +642,10 @@ def score_rows(
             "uplift": uplift,
             "expected_incremental_value": gain,
             "recommended": recommended,
-            **{f"{role}_model_version": np.full(n, v, dtype=np.int64) for role, v in versions.items()},
+            **{
+                f"{role}_model_version": np.full(n, versions.get(role, 0), dtype=np.int64)
+                for role in ("churn", "clv", "segments", "uplift")
+            },
         }
     )
     return scores[SCORE_COLUMNS]
