@@ -1755,7 +1755,9 @@ def _uplift_part(comparison: Comparison, truth: pd.DataFrame | None) -> list[str
     table = getattr(comparison.first.estimator, "comparison", None)
     if table is not None:
         body.append(_h3(f"Learners compared when {comparison.first.label} was trained"))
-        shown = table.drop(columns=[c for c in ("seconds",) if c in table.columns]).reset_index()
+        names = {"qini": "Qini", "auuc": "AUUC"} | {f"uplift_at_{k}": f"uplift, top {k} %" for k in (10, 20, 30)}
+        shown = table.drop(columns=[c for c in ("seconds",) if c in table.columns]).rename(columns=names)
+        shown = shown.reset_index()
         body.append(_table(shown, {c: _decimal for c in shown.columns if c != "learner"}))
     return body
 
