@@ -370,9 +370,8 @@ def promote_uplift(version: VersionOption, params: ParamsOption = DEFAULT_PARAMS
     _promote(UPLIFT_MODEL_NAME, version, params)
 
 
-def _as_of_date(as_of: str | None):
-    import datetime as dt
-
+def _as_of_date(as_of: str | None) -> dt.date | None:
+    """``--as-of`` as a date (None when not given); a one-line error when it is not YYYY-MM-DD."""
     from crmscore.errors import SettingsError
 
     if as_of is None:
@@ -460,8 +459,6 @@ def score(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Score every customer: churn risk, CLV, tier, segment, stage, action and top reasons, written atomically."""
-    import datetime as dt
-
     from crmscore.errors import SettingsError
     from crmscore.stages import score_stage
 
@@ -470,12 +467,7 @@ def score(
     if master is not None and engine != "spark":
         raise SettingsError("--master: only with --engine spark")
 
-    when = None
-    if as_of is not None:
-        try:
-            when = dt.date.fromisoformat(as_of)
-        except ValueError:
-            raise SettingsError(f"--as-of: expected a date as YYYY-MM-DD, got {as_of!r}") from None
+    when = _as_of_date(as_of)
     versions: dict[str, int] = {}
     for item in model_version or []:
         role, _, number = item.partition("=")

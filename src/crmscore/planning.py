@@ -31,6 +31,7 @@ from crmscore.errors import DataError
 __all__ = [
     "PLAN_COLUMNS",
     "ProfitInterval",
+    "contact_cost",
     "expected_incremental_value",
     "plan_contacts",
     "profit_curve",
@@ -52,6 +53,15 @@ PLAN_COLUMNS = [
     "cumulative_cost",
     "reasons",
 ]
+
+
+def contact_cost(given: float | None, setting: float | None, uplift_model: object | None) -> float:
+    """The cost of one contact: ``given`` (e.g. ``--cost``), else ``setting`` (``plan.contact_cost``), else the
+    uplift model's ``contact_cost`` (the mean cost of a treated customer in its campaigns), else 0."""
+    for cost in (given, setting):
+        if cost is not None:
+            return float(cost)
+    return float(getattr(uplift_model, "contact_cost", 0.0) or 0.0)
 
 
 def expected_incremental_value(uplift: np.ndarray, clv: np.ndarray, cost: float) -> np.ndarray:

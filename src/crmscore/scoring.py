@@ -57,7 +57,7 @@ from crmscore.feature_checks import FeatureCounts, check_unseen_share, count_fea
 from crmscore.features import build_features
 from crmscore.io import release_memory
 from crmscore.locks import folder_lock
-from crmscore.planning import expected_incremental_value
+from crmscore.planning import contact_cost, expected_incremental_value
 
 __all__ = [
     "ModelRef",
@@ -143,9 +143,7 @@ class ScoringModels:
 
     def contact_cost(self, settings: Settings) -> float:
         """Cost of one retention contact: ``plan.contact_cost``, else the uplift model's campaigns' mean."""
-        if settings.plan.contact_cost is not None:
-            return float(settings.plan.contact_cost)
-        return float(getattr(self.uplift.estimator, "contact_cost", 0.0) or 0.0) if self.uplift is not None else 0.0
+        return contact_cost(None, settings.plan.contact_cost, self.uplift.estimator if self.uplift else None)
 
 
 @dataclasses.dataclass

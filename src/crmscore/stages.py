@@ -378,7 +378,6 @@ def train_churn_stage(
         plt.close(ax.figure)
 
         version = tracking.log_estimator(model, CHURN_MODEL_NAME, test.X.head(5), output="churn_probability")
-        tracking.set_alias(CHURN_MODEL_NAME, tracking.CHALLENGER, version)
         y_holdout = test.y.to_numpy().astype(int)
         promoted, champion_version, decision = _promotion(
             CHURN_MODEL_NAME,
@@ -390,8 +389,6 @@ def train_churn_stage(
             cfg.promotion_metric,
             cfg.promotion_margin,
         )
-        if promoted:
-            tracking.set_alias(CHURN_MODEL_NAME, tracking.CHAMPION, version)
         mlflow.set_tags({"crmscore.promoted": str(promoted), "crmscore.decision": decision})
         run_id = run.info.run_id
     seconds = time.perf_counter() - started
@@ -417,11 +414,25 @@ def _feature_notes(loaded: LoadedData) -> list[str]:
 def _promotion(
     name: str, version: int, champion_score, challenger_score: float, metric: str, margin: float
 ) -> tuple[bool, int | None, str]:
-    """Decide whether the new version replaces the champion, judged on the same holdout.
+    """Make the new version the challenger, and the champion when it beats the current one on the same holdout.
 
     ``champion_score(estimator)`` scores the current champion's estimator on the holdout the challenger
     was scored on; lower is better for the metrics in :data:`crmscore.evaluation.LOWER_IS_BETTER`.
+    Returns whether it was promoted, the champion it was judged against and the decision in words.
     """
+    from crmscore import tracking
+
+    tracking.set_alias(name, tracking.CHALLENGER, version)
+    promoted, champion_version, decision = _judge(name, champion_score, challenger_score, metric, margin)
+    if promoted:
+        tracking.set_alias(name, tracking.CHAMPION, version)
+    return promoted, champion_version, decision
+
+
+def _judge(
+    name: str, champion_score, challenger_score: float, metric: str, margin: float
+) -> tuple[bool, int | None, str]:
+    """Whether the challenger's score beats the current champion's by ``margin`` (see :func:`_promotion`)."""
     from crmscore import tracking
     from crmscore.evaluation import LOWER_IS_BETTER
 
@@ -634,7 +645,6 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
         for kind_name, number in versions.items():
             client.set_model_version_tag(CLV_MODEL_NAME, str(number), "crmscore.clv_model", kind_name)
         version = versions[chosen]
-        tracking.set_alias(CLV_MODEL_NAME, tracking.CHALLENGER, version)
         promoted, champion_version, decision = _promotion(
             CLV_MODEL_NAME,
             version,
@@ -643,8 +653,6 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
             metric,
             cfg.promotion_margin,
         )
-        if promoted:
-            tracking.set_alias(CLV_MODEL_NAME, tracking.CHAMPION, version)
         decision = f"{chosen} proposed; {decision}"
         mlflow.set_tags({"crmscore.promoted": str(promoted), "crmscore.decision": decision})
         run_id = run.info.run_id
@@ -1390,7 +1398,6 @@ def train_uplift_stage(
         mlflow.log_figure(ax.figure, "plots/qini.png")
         plt.close(ax.figure)
         version = tracking.log_estimator(model, UPLIFT_MODEL_NAME, X_test.head(5), output="uplift", kind="value")
-        tracking.set_alias(UPLIFT_MODEL_NAME, tracking.CHALLENGER, version)
         promoted, champion_version, decision = _promotion(
             UPLIFT_MODEL_NAME,
             version,
@@ -1399,8 +1406,6 @@ def train_uplift_stage(
             cfg.promotion_metric,
             cfg.promotion_margin,
         )
-        if promoted:
-            tracking.set_alias(UPLIFT_MODEL_NAME, tracking.CHAMPION, version)
         mlflow.set_tags({"crmscore.promoted": str(promoted), "crmscore.decision": decision})
         run_id = run.info.run_id
     seconds = time.perf_counter() - started
@@ -1467,7 +1472,7 @@ def plan_stage(
     versions = scores["uplift_model_version"] if "uplift_model_version" in scores.columns else pd.Series([0])
     version = int(versions.iloc[0]) if len(versions) else 0
     model = registered_estimator(UPLIFT_MODEL_NAME, version)[0] if version else None
-    cost = _plan_cost(settings, cost, model)
+    cost = planning.contact_cost(cost, settings.plan.contact_cost, model)
     budget = settings.plan.budget if budget is None else budget
     plan = planning.plan_contacts(scores, budget, cost, _reason_texts(scoring))
     curve = planning.profit_curve(scores, cost)
@@ -1486,14 +1491,6 @@ def plan_stage(
         "plan as of %s: %d contacts, expected profit %.0f, in %s", as_of.date(), len(plan), interval.expected, target
     )
     return PlanResult(target, len(plan), len(plan) * cost, interval.expected, (interval.low, interval.high), manifest)
-
-
-def _plan_cost(settings: Settings, cost: float | None, model) -> float:
-    if cost is not None:
-        return float(cost)
-    if settings.plan.contact_cost is not None:
-        return float(settings.plan.contact_cost)
-    return float(getattr(model, "contact_cost", 0.0) or 0.0)
 
 
 def _plan_manifest(settings, as_of, scores, plan, curve, interval, budget, cost, scoring: Path, version: int) -> dict:
