@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -25,7 +28,7 @@ from typer.testing import CliRunner
 from crmscore import scoring, tiers, tracking
 from crmscore.cli import app
 from crmscore.config import Settings, load_settings
-from crmscore.data.load import write_tables
+from crmscore.data.load import load_tables, write_tables
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS
 from crmscore.scoring import SCORE_COLUMNS, atomic_dir, customer_chunks, previous_scoring, scoring_dir
@@ -377,7 +380,7 @@ def test_rerun_writes_identical_scores(ws, scored):
 
 @pytest.mark.slow
 def test_failed_run_leaves_no_partial_output(ws, scored, tmp_path, monkeypatch):
-    settings = _with_scoring(ws.settings, chunk_size=500)  # three chunks
+    settings = _with_scoring(ws.settings, chunk_size=500, workers=1)  # three chunks, scored in this process
     original = scoring.score_chunk
     calls = []
 
@@ -609,3 +612,100 @@ def test_registered_model_not_matching_the_features_exit_2(ws, tmp_path):
     # The stage raises the same error for callers that are not the command line.
     with pytest.raises(DataError, match="needs feature\\(s\\) no_such_feature"):
         score_stage(ws.settings, AS_OF, out_dir=tmp_path / "out", versions={"churn": version}, progress=False)
+
+
+# --- worker processes (scoring.workers, crmscore score --workers) --------------------------------------------
+
+
+@pytest.mark.slow
+def test_any_number_of_workers_gives_the_same_scores_reasons_rejects_and_counts(ws, tmp_path):
+    """Streamed input with rejected rows, in chunks read and validated by the workers themselves."""
+    tables = {name: df.copy() for name, df in ws.tables.items()}
+    tx = tables["transactions"]
+    tx.loc[5, "amount"] = -3.0
+    tx.loc[len(tx) - 3, "date"] = pd.Timestamp("2031-01-01")
+    tables["transactions"] = pd.concat([tx, tx.iloc[[0]].assign(customer_id=999_999)], ignore_index=True)
+    folder = tmp_path / "in"
+    write_layout(tables, folder, "sorted parquet", row_group_size=2_000)
+    runs = {
+        (workers, size): _score(
+            _with_scoring(ws.settings, chunk_size=size, workers=workers),
+            tmp_path / f"w{workers}_{size}",
+            input_dir=folder,
+        )
+        for workers, size in ((1, 137), (2, 137), (3, 137), (2, 500))
+    }
+    one = runs[(1, 137)]
+    assert one.manifest["workers"] == 1 and one.manifest["rejected"]["transactions"] == 3
+    for (workers, size), run in runs.items():
+        assert run.manifest["workers"] == workers and run.manifest["chunks"] == -(-len(ws.known(AS_OF)) // size)
+        pd.testing.assert_frame_equal(run.scores, one.scores, check_exact=True)
+        pd.testing.assert_frame_equal(run.explanations, one.explanations, check_exact=True)
+        for key in ("rows_in", "rejected", "warnings", "scored", "customers_known", "feature_checks", "tiers"):
+            assert run.manifest[key] == one.manifest[key], (workers, size, key)
+        if size == 137:  # the chunk size is a setting of its own; the number of workers changes no result
+            assert run.manifest["params_hash"] == one.manifest["params_hash"]
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(run.folder / "rejects" / "transactions.parquet"),
+            pd.read_parquet(one.folder / "rejects" / "transactions.parquet"),
+        )
+
+
+@pytest.mark.slow
+def test_tables_loaded_whole_score_alike_in_workers(ws, scored, tmp_path):
+    settings = _with_scoring(ws.settings, chunk_size=400, workers=2)
+    loaded = _score(
+        settings, tmp_path / "loaded", loaded=load_tables(ws.settings.paths.simulated_dir, ws.settings.data)
+    )
+    assert loaded.manifest["workers"] == 2 and loaded.manifest["chunks"] > 2
+    pd.testing.assert_frame_equal(loaded.scores, scored.scores, check_exact=True)
+    pd.testing.assert_frame_equal(loaded.explanations, scored.explanations, check_exact=True)
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """Worker processes a process spawned (its children running multiprocessing's spawn_main)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid and "spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes through /proc")
+def test_a_killed_worker_fails_the_run_with_one_line_naming_the_chunk_and_writes_nothing(ws, tmp_path):
+    settings = _with_scoring(ws.settings, chunk_size=40, workers=2)
+    params = write_params(settings, tmp_path / "params.yaml")
+    out = tmp_path / "out"
+    run = subprocess.Popen(
+        [*CRMSCORE, "score", "--as-of", AS_OF, "--out", str(out), "--params", str(params)],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k not in {"MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"}},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (workers := _spawned_workers(run.pid)):
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "no worker process appeared"
+            time.sleep(0.02)
+        os.kill(workers[0], signal.SIGKILL)
+    finally:
+        stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("scoring:")]  # no bar
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert re.fullmatch(
+        r"error: a worker process died \(killed, or out of memory\) while scoring chunk \d+ of \d+ "
+        r"\(customers \d+ to \d+\); nothing was written",
+        lines[0],
+    ), lines[0]
+    assert not out.exists()  # no scoring folder, no temporary folder, and the lock gone with the run
+    assert not _spawned_workers(run.pid)

@@ -456,6 +456,15 @@ def score(
     master: Annotated[
         str | None, typer.Option("--master", help="Spark master URL with --engine spark (default local[*]).")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes scoring chunks side by side (default scoring.workers; unset: one per core the "
+            "process may use; 1: none). Same results for any number.",
+        ),
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Score every customer: churn risk, CLV, tier, segment, stage, action and top reasons, written atomically."""
@@ -466,6 +475,8 @@ def score(
         raise SettingsError(f"--engine: expected local or spark, got {engine!r}")
     if master is not None and engine != "spark":
         raise SettingsError("--master: only with --engine spark")
+    if workers is not None and engine != "local":
+        raise SettingsError("--workers: only with --engine local (Spark's cores come from --master)")
 
     when = _as_of_date(as_of)
     versions: dict[str, int] = {}
@@ -486,7 +497,11 @@ def score(
             when = last_event_date(input_dir or settings.data.input_dir or settings.paths.simulated_dir, settings.data)
         result = score_stage_spark(settings, when, input_dir, out_dir, versions, master or DEFAULT_MASTER)
     else:
-        result = score_stage(_settings(params), when, input_dir, out_dir, versions)
+        settings = _settings(params)
+        if workers is not None:
+            scoring = settings.scoring.model_copy(update={"workers": workers})
+            settings = settings.model_copy(update={"scoring": scoring})
+        result = score_stage(settings, when, input_dir, out_dir, versions)
     manifest = result.manifest
     typer.echo(
         f"scored {result.scored:,} customers as of {manifest['as_of']} in {manifest['seconds']['total']:.1f} s "

@@ -654,7 +654,10 @@ class TierSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    """Batch scoring: chunking, reasons, where the scores go, and the checks of the scored features.
+    """Batch scoring: chunking, worker processes, reasons, where the scores go, and the checks of the scored features.
+
+    ``workers`` processes score the chunks side by side (null: one per core the process may use; 1: no
+    worker process, everything in the calling process); the results are identical for any number.
 
     The feature checks (:mod:`crmscore.feature_checks`) report every category unseen in training, a
     share of numbers outside the training range above ``out_of_range_warn_share`` and a missing share
@@ -663,6 +666,7 @@ class ScoringSettings(_Section):
     """
 
     chunk_size: PositiveInt = 50_000
+    workers: Annotated[int | None, BeforeValidator(lambda v: None if v is None else _positive_int(v))] = None
     top_reasons: PositiveInt = 3
     out_dir: Text = "reports/scores"
     unseen_error_share: OptionalFraction = None
@@ -747,8 +751,13 @@ class Settings(_Section):
         return self
 
     def fingerprint(self) -> str:
-        """A short hash of every setting, for manifests and run tags."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short hash of every setting that can change a result, for manifests and run tags.
+
+        ``scoring.workers`` is left out: how the work is spread over processes never changes it.
+        """
+        settings = self.model_dump(mode="json")
+        settings["scoring"].pop("workers", None)
+        payload = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

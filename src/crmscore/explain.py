@@ -35,7 +35,6 @@ splits (bitsets; negative, ``NaN``, out-of-range and unseen codes go right).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -47,6 +46,7 @@ import pandas as pd
 from numba import njit
 
 from crmscore.features import describe
+from crmscore.parallel import thread_budget
 
 __all__ = ["TreeShap", "TreeShapCache", "tree_shap", "top_reasons", "REASON_COLUMNS"]
 
@@ -721,7 +721,7 @@ class TreeShap:
         self.expected_value_ = 0.0
         for tree in trees:
             self.expected_value_ += tree.expected_value()
-        threads = n_jobs if n_jobs > 0 else _cores()
+        threads = _threads(n_jobs)
         self._ensemble = _flatten(trees, max(0, min(int(max_table_bits), 20)), int(max_table_mb * 2**20), threads)
         with_path = self._ensemble.leaf_k > 0
         self.max_path_features_ = self._ensemble.max_k
@@ -740,7 +740,7 @@ class TreeShap:
         matrix = self._matrix(X)
         values = np.zeros((matrix.shape[0], self.n_features_), dtype=np.float64)
         n = matrix.shape[0]
-        threads = max(1, min(self.n_jobs if self.n_jobs > 0 else _cores(), -(-n // _ROW_BLOCK)))
+        threads = max(1, min(_threads(self.n_jobs), -(-n // _ROW_BLOCK)))
         if n == 0:
             return values, float(self.expected_value_)
         bounds = np.linspace(0, n, threads * 4 + 1 if threads > 1 else 2).astype(int)
@@ -811,9 +811,11 @@ class TreeShap:
         )
 
 
-def _cores() -> int:
-    """Cores this process may run on (the affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def _threads(n_jobs: int) -> int:
+    """Threads for ``n_jobs`` (``-1``: every core), never more than this process's thread budget (a scoring
+    worker's share of the cores: :func:`crmscore.parallel.thread_budget`)."""
+    budget = thread_budget()
+    return min(n_jobs, budget) if n_jobs > 0 else budget
 
 
 class TreeShapCache:

@@ -77,6 +77,12 @@ def release_memory() -> None:
 
     gc.collect()
     try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()  # Arrow's own allocator keeps freed pages too
+    except (ImportError, AttributeError):
+        pass
+    try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
         pass

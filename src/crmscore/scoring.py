@@ -10,7 +10,9 @@
    (:mod:`crmscore.feature_checks`: unseen categories, numbers outside the training range, missing
    values). The input is either tables already loaded, or — as ``crmscore score`` runs it — a
    :class:`~crmscore.data.stream.StreamedInput` that reads and validates each chunk's rows from disk
-   when the chunk comes, so memory follows the chunk, not the customer base;
+   when the chunk comes, so memory follows the chunk, not the customer base. With ``scoring.workers``
+   above one (the default: one per core) the chunks are scored side by side in worker processes
+   (:mod:`crmscore.parallel`), each reading and validating its own chunks, and handed back in order;
 3. then, over all customers, fits the tier scale (scorecard percentiles or pyramid thresholds) and
    assigns tier, risk band, lifecycle stage, value at risk and action, because tiers rank customers
    against each other;
@@ -22,7 +24,7 @@
 
 Every per-customer quantity depends only on that customer's rows and the models, and the tier scale on
 all customers, and the feature checks are sums of per-chunk counts, so the results are identical for any
-chunk size.
+chunk size and any number of workers.
 """
 
 from __future__ import annotations
@@ -50,13 +52,14 @@ from crmscore.clv.value import lifetime_value
 from crmscore.config import Settings
 from crmscore.data.plausibility import check_reject_shares
 from crmscore.data.schemas import known_customers
-from crmscore.data.stream import StreamedInput
+from crmscore.data.stream import ChunkTally, StreamedInput
 from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS, top_reasons
 from crmscore.feature_checks import FeatureCounts, check_unseen_share, count_features, feature_checks
 from crmscore.features import build_features
 from crmscore.io import release_memory
 from crmscore.locks import folder_lock
+from crmscore.parallel import ordered_map, resolve_workers, worker_state
 from crmscore.planning import contact_cost, expected_incremental_value
 
 __all__ = [
@@ -213,7 +216,8 @@ class _TablesInMemory:
         self.as_of = as_of
         self.chunk_size = chunk_size
         customers = tables["customers"]
-        self.known = len(known_customers(customers, as_of))
+        self.ids = np.sort(known_customers(customers, as_of)["customer_id"].to_numpy(), kind="stable")
+        self.known = len(self.ids)
         self.n_chunks = -(-self.known // chunk_size)
         self.rejects = dict(rejects or {})
         self.rows_in = dict(rows_in or {})
@@ -423,6 +427,110 @@ def score_chunk(
     return frame, explanations, seconds, counts
 
 
+@dataclasses.dataclass
+class _ChunkScored:
+    """One chunk scored (here or in a worker): what :func:`score` assembles, in chunk order."""
+
+    frame: pd.DataFrame
+    reasons: pa.Table
+    seconds: dict[str, float]
+    counts: FeatureCounts
+    tally: ChunkTally | None
+    read_seconds: float
+
+
+@dataclasses.dataclass
+class _WorkerState:
+    """What every scoring worker gets once: the streamed input (None for tables loaded whole), the models."""
+
+    source: StreamedInput | None
+    models: ScoringModels
+    settings: Settings
+    as_of: pd.Timestamp
+    integer_ids: bool
+
+
+def _score_one(task: tuple[int, Mapping[str, pd.DataFrame] | None], state: _WorkerState) -> _ChunkScored:
+    """Score chunk ``k`` of ``task`` — its tables as given, or read and validated from the streamed input."""
+    k, tables = task
+    tally, read_seconds = None, 0.0
+    if tables is None:
+        started = time.perf_counter()
+        tables, tally = state.source.read_chunk(k)
+        read_seconds = time.perf_counter() - started
+    frame, explanations, seconds, counts = score_chunk(tables, state.as_of, state.models, state.settings)
+    reasons = pa.Table.from_pandas(reason_frame(explanations, state.integer_ids), preserve_index=False)
+    return _ChunkScored(frame, reasons, seconds, counts, tally, read_seconds)
+
+
+def _score_in_worker(task: tuple[int, Mapping[str, pd.DataFrame] | None]) -> _ChunkScored:
+    """:func:`_score_one` in a worker process, with the state :func:`crmscore.parallel.ordered_map` gave it;
+    the chunk's working memory goes back to the system before the next chunk."""
+    try:
+        return _score_one(task, worker_state())
+    finally:
+        release_memory()
+
+
+_Task = tuple[int, Mapping[str, pd.DataFrame] | None]
+
+
+def _first_chunk(
+    source: StreamedInput | _TablesInMemory,
+    settings: Settings,
+    check_chunk: Callable[[Mapping[str, pd.DataFrame]], None] | None,
+) -> tuple[Mapping[str, pd.DataFrame], Iterator[_Task]]:
+    """The first chunk's tables, checked, and the tasks of the other chunks.
+
+    The first chunk is read here, before the progress bar and before any work is spread: a table
+    rejected in bulk shows in it already, and ``check_chunk`` runs on it, so a failed check is the only
+    line printed. A streamed input's other chunks are read and validated by whoever scores them.
+    """
+    if isinstance(source, StreamedInput):
+        source.start()
+        started = time.perf_counter()
+        first, tally = source.read_chunk(0)
+        source.record(tally)
+        source.seconds += time.perf_counter() - started
+        check_reject_shares(source.reports_so_far(), settings.data.checks)
+        later: Iterator[_Task] = ((k, None) for k in range(1, source.n_chunks))
+    else:
+        chunks = iter(source)
+        first = next(chunks)
+        later = enumerate(chunks, start=1)
+    if check_chunk is not None:
+        check_chunk(first)
+    return first, later
+
+
+def _scored_chunks(
+    source: StreamedInput | _TablesInMemory,
+    first: Mapping[str, pd.DataFrame],
+    later: Iterator[_Task],
+    state: _WorkerState,
+    workers: int,
+) -> Iterator[_ChunkScored]:
+    """Every chunk scored, in customer order: in this process (one worker) or in ``workers`` processes."""
+    if workers == 1:
+        yield from (_score_one(task, state) for task in itertools.chain([(0, first)], later))
+        return
+    streamed = state.source is not None
+    first_task: _Task = (0, None) if streamed else (0, first)  # a worker reads a streamed first chunk again
+    del first
+    release_memory()
+    ids, size, n = source.ids, source.chunk_size, source.n_chunks
+
+    def describe(task: _Task) -> str:
+        part = ids[task[0] * size : (task[0] + 1) * size]
+        return f"scoring chunk {task[0] + 1} of {n} (customers {part[0]} to {part[-1]})"
+
+    tasks = itertools.chain([first_task], later)
+    for k, chunk in enumerate(ordered_map(_score_in_worker, tasks, workers, state, describe)):
+        if k == 0 and streamed:
+            chunk.tally = None  # counted when it was read here
+        yield chunk
+
+
 def tier_features(settings: Settings) -> list[str]:
     """The features the tier scale and lifecycle stages need, kept per customer until all are scored."""
     return [*dict.fromkeys([*settings.tiers.scorecard.metrics.values(), "tenure_days", "recency_days"])]
@@ -444,6 +552,7 @@ def score(
     extra_seconds: Mapping[str, float] | None = None,
     check_chunk: Callable[[Mapping[str, pd.DataFrame]], None] | None = None,
     warnings: Mapping[str, Mapping[str, int]] | None = None,
+    workers: int | None = None,
 ) -> ScoreResult:
     """Score every customer known on ``as_of`` and write the scoring folder atomically.
 
@@ -456,8 +565,10 @@ def score(
     anything is written. ``extra_seconds`` are the times of
     steps done before (loading models, reading and validating input), reported in the manifest and
     counted in its total. ``check_chunk`` is called with the first chunk's tables before it is scored
-    (e.g. to check the input gives the features the models need). See the module docstring for the
-    outputs.
+    (e.g. to check the input gives the features the models need). ``workers`` processes (default
+    ``scoring.workers``; None there: one per core) score the chunks side by side, each reading and
+    validating its chunks itself when the input is streamed; the results are the same for any number.
+    See the module docstring for the outputs.
     """
     from tqdm.auto import tqdm
 
@@ -482,32 +593,31 @@ def score(
     seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "explain": 0.0}
     # Time spent before this call: the given steps, and opening a streamed input.
     before = sum(seconds.values()) + (source.open_seconds if isinstance(source, StreamedInput) else 0.0)
+    n_chunks = source.n_chunks
+    workers = resolve_workers(settings.scoring.workers if workers is None else workers, n_chunks)
     with atomic_dir(target) as tmp:
         frames = []
         counts = FeatureCounts()
         writer: pq.ParquetWriter | None = None
         explanation_rows = 0
-        n_chunks = source.n_chunks
-        chunks = iter(source)
-        first = next(chunks)
-        if isinstance(source, StreamedInput):  # a table rejected in bulk shows in its first chunk already
-            check_reject_shares(source.reports_so_far(), settings.data.checks)
-        if check_chunk is not None:
-            check_chunk(first)  # before the progress bar: a failed check is the only line printed
-        chunks = itertools.chain([first], chunks)
+        first, later = _first_chunk(source, settings, check_chunk)
+        streamed = source if isinstance(source, StreamedInput) else None
+        state = _WorkerState(streamed, models, settings, as_of, integer_ids)
+        chunks = _scored_chunks(source, first, later, state, workers)
         del first
         for chunk in tqdm(chunks, total=n_chunks, desc="scoring", unit="chunk", disable=not progress):
-            frame, explanations, spent, chunk_counts = score_chunk(chunk, as_of, models, settings)
-            for key, value in spent.items():
+            if chunk.tally is not None:
+                source.record(chunk.tally)
+            source.seconds += chunk.read_seconds
+            for key, value in chunk.seconds.items():
                 seconds[key] += value
-            frames.append(frame)
-            counts += chunk_counts
-            table = pa.Table.from_pandas(reason_frame(explanations, integer_ids), preserve_index=False)
+            frames.append(chunk.frame)
+            counts += chunk.counts
             if writer is None:
-                writer = pq.ParquetWriter(tmp / "explanations.parquet", table.schema)
-            writer.write_table(table)
-            explanation_rows += len(explanations)
-            del chunk, frame, explanations, table
+                writer = pq.ParquetWriter(tmp / "explanations.parquet", chunk.reasons.schema)
+            writer.write_table(chunk.reasons)
+            explanation_rows += chunk.reasons.num_rows
+            del chunk
             release_memory()
         if writer is not None:
             writer.close()
@@ -515,9 +625,11 @@ def score(
 
         t0 = time.perf_counter()
         everyone = pd.concat(frames)
+        del frames
         scale = fit_tier_scale(everyone, settings, models)
         names = segment_name_map(models.segments)
         scores = score_rows(everyone, as_of, settings, scale, names, models.versions(), models.contact_cost(settings))
+        del everyone
         scores.to_parquet(tmp / "scores.parquet", index=False)
         migration = _migration(previous, scores)
         migration.to_csv(tmp / "tier_migration.csv")
@@ -553,6 +665,7 @@ def score(
             "explanations": explanation_rows,
             "chunk_size": chunk_size,
             "chunks": n_chunks,
+            "workers": workers,
             "previous_scoring": None if previous is None else previous.name,
             "models_missing": dict(models.missing),
             "feature_checks": checks,

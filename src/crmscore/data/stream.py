@@ -72,7 +72,7 @@ from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.io import release_memory
 
-__all__ = ["StreamedInput", "last_event_date", "STREAM_BATCH_ROWS", "MAX_SPILL_PARTS"]
+__all__ = ["StreamedInput", "ChunkTally", "last_event_date", "STREAM_BATCH_ROWS", "MAX_SPILL_PARTS"]
 
 log = logging.getLogger("crmscore")
 
@@ -147,6 +147,14 @@ class _RowGroups:
         self.rows = int(self.offsets[-1])
         self._cache: dict[int, pa.Table] = {}
 
+    def __getstate__(self) -> dict:
+        # Sent to scoring workers: the open file and the cached row group stay behind; reopened on use.
+        return {**self.__dict__, "file": None, "_cache": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.file = pq.ParquetFile(self.path)
+
     @classmethod
     def open(cls, path: Path, id_column: str, integer_ids: bool) -> _RowGroups | None:
         """The reader when the file's row groups are ordered by customer id, else None."""
@@ -207,6 +215,20 @@ class _WholeTable:
     outside: dict[str, OutsideProbabilities] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class ChunkTally:
+    """What reading one chunk counted, per table: rows read and kept, rejected rows, flagged rows by reason.
+
+    :meth:`StreamedInput.read_chunk` returns it and :meth:`StreamedInput.record` adds it up, so a chunk
+    can be read in another process (a scoring worker) and counted where the scoring is assembled.
+    """
+
+    read: dict[str, int] = dataclasses.field(default_factory=dict)
+    kept: dict[str, int] = dataclasses.field(default_factory=dict)
+    rejects: dict[str, pd.DataFrame] = dataclasses.field(default_factory=dict)
+    warnings: dict[str, Counter] = dataclasses.field(default_factory=dict)
+
+
 class _Spilled:
     """A table split once into per-chunk parts of temporary Parquet files."""
 
@@ -216,6 +238,9 @@ class _Spilled:
         self.rows = rows
         self.is_csv = is_csv
         self._part: tuple[int, pa.Table] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_part": None}
 
     def read(self, chunk: int) -> tuple[pa.Table, np.ndarray]:
         part = chunk // self.group
@@ -486,31 +511,59 @@ class StreamedInput:
     def chunk(self, k: int) -> dict[str, pd.DataFrame]:
         """Chunk ``k``'s validated tables (its customers and their rows); records the chunk's rejects."""
         started = time.perf_counter()
-        ids = self.ids[k * self.chunk_size : (k + 1) * self.chunk_size]
-        out = {"customers": self.customers.iloc[k * self.chunk_size : (k + 1) * self.chunk_size]}
-        for table in self._readers:
-            raw, numbers = self._raw_chunk(table, k)
-            kept, rej = self._validator.validate_rows(table, raw, numbers)
-            del raw
-            self._kept_counts[table] += len(kept)
-            self._read_counts[table] += len(kept) + len(rej)
-            if len(rej):
-                self._reject_parts[table].append(rej)
-            mine = kept["customer_id"].isin(ids).to_numpy(dtype=bool)
-            if not mine.all():
-                # Rows of customers who signed up after the as-of date are kept but not scored; a row of
-                # another chunk's customer here would be lost, which must never happen.
-                strays = kept.loc[~mine, "customer_id"]
-                if strays.isin(self.ids).any():
-                    raise AssertionError(f"{table}: rows of chunk {k} belong to another chunk's customers")
-            out[table] = kept.loc[mine] if not mine.all() else kept
+        out, tally = self.read_chunk(k)
+        self.record(tally)
         self.seconds += time.perf_counter() - started
         return out
 
-    def __iter__(self) -> Iterator[dict[str, pd.DataFrame]]:
+    def read_chunk(self, k: int) -> tuple[dict[str, pd.DataFrame], ChunkTally]:
+        """Chunk ``k``'s validated tables and what reading them counted, without recording it.
+
+        What :meth:`chunk` does in two halves, so that a worker process can read and validate a chunk
+        and the process assembling the scoring :meth:`record` its tally, in chunk order.
+        """
+        ids = self.ids[k * self.chunk_size : (k + 1) * self.chunk_size]
+        out = {"customers": self.customers.iloc[k * self.chunk_size : (k + 1) * self.chunk_size]}
+        tally = ChunkTally()
+        counted, self._validator.warnings = self._validator.warnings, {}  # this chunk's flags alone
+        try:
+            for table in self._readers:
+                raw, numbers = self._raw_chunk(table, k)
+                kept, rej = self._validator.validate_rows(table, raw, numbers)
+                del raw
+                tally.kept[table] = len(kept)
+                tally.read[table] = len(kept) + len(rej)
+                tally.rejects[table] = rej
+                mine = kept["customer_id"].isin(ids).to_numpy(dtype=bool)
+                if not mine.all():
+                    # Rows of customers who signed up after the as-of date are kept but not scored; a row
+                    # of another chunk's customer here would be lost, which must never happen.
+                    strays = kept.loc[~mine, "customer_id"]
+                    if strays.isin(self.ids).any():
+                        raise AssertionError(f"{table}: rows of chunk {k} belong to another chunk's customers")
+                out[table] = kept.loc[mine] if not mine.all() else kept
+        finally:
+            tally.warnings, self._validator.warnings = self._validator.warnings, counted
+        return out, tally
+
+    def record(self, tally: ChunkTally) -> None:
+        """Count a chunk read by :meth:`read_chunk` (here or in a worker) in :attr:`rejects` and :attr:`reports`."""
+        for table in self._readers:
+            self._kept_counts[table] += tally.kept.get(table, 0)
+            self._read_counts[table] += tally.read.get(table, 0)
+            rej = tally.rejects.get(table)
+            if rej is not None and len(rej):
+                self._reject_parts[table].append(rej)
+            self._validator.warnings.setdefault(table, Counter()).update(tally.warnings.get(table, Counter()))
+
+    def start(self) -> None:
+        """Mark the input as being read (once): by iterating, or chunk by chunk in scoring workers."""
         if self._consumed:
             raise RuntimeError("a StreamedInput is read once; open a new one to read the tables again")
         self._consumed = True
+
+    def __iter__(self) -> Iterator[dict[str, pd.DataFrame]]:
+        self.start()
         for k in range(self.n_chunks):
             yield self.chunk(k)
             release_memory()
