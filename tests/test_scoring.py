@@ -703,7 +703,7 @@ def test_a_killed_worker_fails_the_run_with_one_line_naming_the_chunk_and_writes
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("scoring:")]  # no bar
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
     assert re.fullmatch(
-        r"error: a worker process died \(killed, or out of memory\) while scoring chunk \d+ of \d+ "
+        r"error: a worker process died \(killed, or out of memory\) (while|before) scoring chunk \d+ of \d+ "
         r"\(customers \d+ to \d+\); nothing was written",
         lines[0],
     ), lines[0]

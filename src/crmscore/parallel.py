@@ -32,7 +32,15 @@ from typing import Any
 
 from crmscore.errors import CrmscoreError
 
-__all__ = ["WorkerDied", "available_cores", "ordered_map", "resolve_workers", "thread_budget", "worker_state"]
+__all__ = [
+    "WorkerDied",
+    "WorkerPool",
+    "available_cores",
+    "ordered_map",
+    "resolve_workers",
+    "thread_budget",
+    "worker_state",
+]
 
 #: Environment variable holding a worker's thread budget (see :func:`thread_budget`).
 THREADS_ENV = "CRMSCORE_THREADS"
@@ -86,6 +94,87 @@ def _start_worker(threads: int, state_file: str) -> None:
         _STATE = pickle.load(file)
 
 
+class WorkerPool:
+    """``workers`` spawned processes that each got ``state`` once; started at once, so that they load while the
+    caller goes on with its own work, and stopped by :meth:`close` (or leaving the ``with`` block).
+
+    The state goes through a file, not the pipe a worker is started through: the parent writes that pipe
+    while it still holds its reading end, so a worker killed while starting would block a large write.
+    """
+
+    def __init__(self, state: Any, workers: int) -> None:
+        self.workers = workers
+        self._folder = tempfile.TemporaryDirectory(prefix="crmscore-workers-")
+        self.folder = self._folder.name
+        state_file = os.path.join(self.folder, "state.pickle")
+        with open(state_file, "wb") as file:
+            pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
+        threads = max(1, available_cores() // workers)
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(threads, state_file),
+        )
+        self._pending: deque[tuple[int, str, Future]] = deque()
+        for _ in range(workers):  # one process is spawned per task submitted while none is idle
+            self._executor.submit(os.getpid)
+
+    def map(self, function: Callable[[Any], Any], tasks: Iterable[Any], describe: Callable[[Any], str] = str):
+        """``function(task)`` for every task, yielded in task order (see :func:`ordered_map`)."""
+        # Per task in flight: its number and description (not the task itself: it may be large), its future.
+        pending = self._pending
+        numbered = enumerate(tasks)
+
+        def submit(number: int, task: Any) -> None:
+            try:
+                future = self._executor.submit(_run, function, task, number, self.folder)
+            except BrokenProcessPool:  # a worker died before it had a task (while starting, or idle)
+                what = _task_of_dead_worker(self.folder, {n: w for n, w, _ in pending}, patience=0.5)
+                message = f"while {what}" if what else f"before {describe(task)}"
+                raise _died(message) from None
+            pending.append((number, describe(task), future))
+
+        for number, task in numbered:
+            submit(number, task)
+            if len(pending) >= self.workers * TASKS_PER_WORKER:
+                break
+        task = None
+        while pending:
+            number, what, future = pending[0]
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                what = _task_of_dead_worker(self.folder, {n: w for n, w, _ in pending}) or what
+                raise _died(f"while {what}") from None
+            pending.popleft()
+            for following in numbered:  # top up before handing the result back: the workers keep going
+                submit(*following)
+                following = None
+                break
+            del future
+            yield result
+
+    def close(self) -> None:
+        """Stop the workers now: cancel what has not started and end what runs (its result is not needed)."""
+        pending = [future for _, _, future in self._pending]
+        for future in pending:
+            future.cancel()
+        if any(not future.done() for future in pending):
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    process.terminate()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+        self._folder.cleanup()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def ordered_map(
     function: Callable[[Any], Any],
     tasks: Iterable[Any],
@@ -99,59 +188,12 @@ def ordered_map(
     :func:`worker_state`. ``describe(task)`` names a task in the one-line error raised when a worker dies
     while running it. Closing the iterator early (or an error) stops the workers at once.
     """
-    threads = max(1, available_cores() // workers)
-    # The state goes through a file, not the pipe a worker is started through: the parent writes that pipe
-    # while it still holds its reading end, so a worker killed while starting would block a large write.
-    with tempfile.TemporaryDirectory(prefix="crmscore-workers-") as folder:
-        state_file = os.path.join(folder, "state.pickle")
-        with open(state_file, "wb") as file:
-            pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
-        yield from _map(function, tasks, workers, describe, threads, state_file)
+    with WorkerPool(state, workers) as pool:
+        yield from pool.map(function, tasks, describe)
 
 
-def _map(
-    function: Callable[[Any], Any],
-    tasks: Iterable[Any],
-    workers: int,
-    describe: Callable[[Any], str],
-    threads: int,
-    state_file: str,
-) -> Iterator[Any]:
-    executor = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(threads, state_file)
-    )
-    folder = os.path.dirname(state_file)
-    # Per task in flight: its number and description (not the task itself: it may be large) and its future.
-    pending: deque[tuple[int, str, Future]] = deque()
-    numbered = enumerate(tasks)
-
-    def submit(number: int, task: Any) -> None:
-        pending.append((number, describe(task), executor.submit(_run, function, task, number, folder)))
-
-    try:
-        for number, task in numbered:
-            submit(number, task)
-            if len(pending) >= workers * TASKS_PER_WORKER:
-                break
-        task = None
-        while pending:
-            number, what, future = pending[0]
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                what = _task_of_dead_worker(folder, {n: w for n, w, _ in pending}) or what
-                raise WorkerDied(
-                    f"a worker process died (killed, or out of memory) while {what}; nothing was written"
-                ) from None
-            pending.popleft()
-            for following in numbered:  # top up before handing the result back: the workers keep going
-                submit(*following)
-                following = None
-                break
-            del future
-            yield result
-    finally:
-        _stop(executor, [future for _, _, future in pending])
+def _died(when: str) -> WorkerDied:
+    return WorkerDied(f"a worker process died (killed, or out of memory) {when}; nothing was written")
 
 
 def _note(folder: str) -> str:
@@ -209,14 +251,3 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _stop(executor: ProcessPoolExecutor, pending: list[Future]) -> None:
-    """Stop the workers now: cancel what has not started and end what runs (their results are not needed)."""
-    for future in pending:
-        future.cancel()
-    if any(not future.done() for future in pending):
-        for process in list(getattr(executor, "_processes", {}).values()):
-            with contextlib.suppress(Exception):
-                process.terminate()
-    executor.shutdown(wait=True, cancel_futures=True)

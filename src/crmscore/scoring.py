@@ -59,7 +59,7 @@ from crmscore.feature_checks import FeatureCounts, check_unseen_share, count_fea
 from crmscore.features import build_features
 from crmscore.io import release_memory
 from crmscore.locks import folder_lock
-from crmscore.parallel import ordered_map, resolve_workers, worker_state
+from crmscore.parallel import WorkerPool, resolve_workers, worker_state
 from crmscore.planning import contact_cost, expected_incremental_value
 
 __all__ = [
@@ -508,10 +508,10 @@ def _scored_chunks(
     first: Mapping[str, pd.DataFrame],
     later: Iterator[_Task],
     state: _WorkerState,
-    workers: int,
+    pool: WorkerPool | None,
 ) -> Iterator[_ChunkScored]:
-    """Every chunk scored, in customer order: in this process (one worker) or in ``workers`` processes."""
-    if workers == 1:
+    """Every chunk scored, in customer order: in this process (no pool) or in the pool's workers."""
+    if pool is None:
         yield from (_score_one(task, state) for task in itertools.chain([(0, first)], later))
         return
     streamed = state.source is not None
@@ -525,7 +525,7 @@ def _scored_chunks(
         return f"scoring chunk {task[0] + 1} of {n} (customers {part[0]} to {part[-1]})"
 
     tasks = itertools.chain([first_task], later)
-    for k, chunk in enumerate(ordered_map(_score_in_worker, tasks, workers, state, describe)):
+    for k, chunk in enumerate(pool.map(_score_in_worker, tasks, describe)):
         if k == 0 and streamed:
             chunk.tally = None  # counted when it was read here
         yield chunk
@@ -587,94 +587,100 @@ def score(
     integer_ids = pd.api.types.is_integer_dtype(customers["customer_id"].dtype)
     if known == 0:
         raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
-    _check_attributes_first(customers, as_of, models, settings)
-    target = scoring_dir(out_dir, as_of)
-    previous = previous_scoring(out_dir, as_of)
-    seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "explain": 0.0}
-    # Time spent before this call: the given steps, and opening a streamed input.
-    before = sum(seconds.values()) + (source.open_seconds if isinstance(source, StreamedInput) else 0.0)
     n_chunks = source.n_chunks
     workers = resolve_workers(settings.scoring.workers if workers is None else workers, n_chunks)
-    with atomic_dir(target) as tmp:
-        frames = []
-        counts = FeatureCounts()
-        writer: pq.ParquetWriter | None = None
-        explanation_rows = 0
-        first, later = _first_chunk(source, settings, check_chunk)
-        streamed = source if isinstance(source, StreamedInput) else None
-        state = _WorkerState(streamed, models, settings, as_of, integer_ids)
-        chunks = _scored_chunks(source, first, later, state, workers)
-        del first
-        for chunk in tqdm(chunks, total=n_chunks, desc="scoring", unit="chunk", disable=not progress):
-            if chunk.tally is not None:
-                source.record(chunk.tally)
-            source.seconds += chunk.read_seconds
-            for key, value in chunk.seconds.items():
-                seconds[key] += value
-            frames.append(chunk.frame)
-            counts += chunk.counts
-            if writer is None:
-                writer = pq.ParquetWriter(tmp / "explanations.parquet", chunk.reasons.schema)
-            writer.write_table(chunk.reasons)
-            explanation_rows += chunk.reasons.num_rows
-            del chunk
-            release_memory()
-        if writer is not None:
-            writer.close()
-        checks = summarize_feature_checks(counts, models, settings)  # raising here leaves nothing behind
+    streamed = source if isinstance(source, StreamedInput) else None
+    state = _WorkerState(streamed, models, settings, as_of, integer_ids)
+    # The workers start now and load the models and the input while this process checks the customers.
+    with WorkerPool(state, workers) if workers > 1 else contextlib.nullcontext() as pool:
+        _check_attributes_first(customers, as_of, models, settings)
+        target = scoring_dir(out_dir, as_of)
+        previous = previous_scoring(out_dir, as_of)
+        seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "explain": 0.0}
+        # Time spent before this call: the given steps, and opening a streamed input.
+        before = sum(seconds.values()) + (source.open_seconds if isinstance(source, StreamedInput) else 0.0)
+        with atomic_dir(target) as tmp:
+            frames = []
+            counts = FeatureCounts()
+            writer: pq.ParquetWriter | None = None
+            explanation_rows = 0
+            first, later = _first_chunk(source, settings, check_chunk)
+            chunks = _scored_chunks(source, first, later, state, pool)
+            del first
+            for chunk in tqdm(chunks, total=n_chunks, desc="scoring", unit="chunk", disable=not progress):
+                if chunk.tally is not None:
+                    source.record(chunk.tally)
+                source.seconds += chunk.read_seconds
+                for key, value in chunk.seconds.items():
+                    seconds[key] += value
+                frames.append(chunk.frame)
+                counts += chunk.counts
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp / "explanations.parquet", chunk.reasons.schema)
+                writer.write_table(chunk.reasons)
+                explanation_rows += chunk.reasons.num_rows
+                del chunk
+                release_memory()
+            if writer is not None:
+                writer.close()
+            if pool is not None:
+                pool.close()  # every chunk is in: the workers' memory goes back before the tiers are fitted
+            checks = summarize_feature_checks(counts, models, settings)  # raising here leaves nothing behind
 
-        t0 = time.perf_counter()
-        everyone = pd.concat(frames)
-        del frames
-        scale = fit_tier_scale(everyone, settings, models)
-        names = segment_name_map(models.segments)
-        scores = score_rows(everyone, as_of, settings, scale, names, models.versions(), models.contact_cost(settings))
-        del everyone
-        scores.to_parquet(tmp / "scores.parquet", index=False)
-        migration = _migration(previous, scores)
-        migration.to_csv(tmp / "tier_migration.csv")
-        rejects = source.rejects
-        if isinstance(source, StreamedInput):
-            reports = source.reports
-            check_reject_shares(reports, settings.data.checks)
-            rows_in = {name: report.rows_in for name, report in reports.items()}
-            warnings = {name: report.warnings for name, report in reports.items()}
-        else:
-            rows_in = source.rows_in
-        if source.seconds:
-            seconds["read_and_validate"] = seconds.get("read_and_validate", 0.0) + source.seconds
-        rejected = {}
-        if rejects:
-            (tmp / "rejects").mkdir()
-            for name, frame in rejects.items():
-                if frame is not None and len(frame):
-                    frame.to_parquet(tmp / "rejects" / f"{name}.parquet", index=False)
-                rejected[name] = 0 if frame is None else int(len(frame))
-        seconds["tiers_and_write"] = time.perf_counter() - t0
-        seconds["scoring"] = time.perf_counter() - started
-        seconds["total"] = seconds["scoring"] + before
-        manifest = {
-            "as_of": str(as_of.date()),
-            "params_hash": settings.fingerprint(),
-            "models": manifest_models(models),
-            "rows_in": dict(rows_in or {}),
-            "customers_known": known,
-            "scored": int(len(scores)),
-            "rejected": rejected,
-            "warnings": {name: dict(counts) for name, counts in (warnings or {}).items() if counts},
-            "explanations": explanation_rows,
-            "chunk_size": chunk_size,
-            "chunks": n_chunks,
-            "workers": workers,
-            "previous_scoring": None if previous is None else previous.name,
-            "models_missing": dict(models.missing),
-            "feature_checks": checks,
-            "tiers": scale.to_dict(),
-            "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "customers_per_second": round(len(scores) / seconds["total"], 1) if seconds["total"] > 0 else None,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-    return ScoreResult(target, known, int(len(scores)), rejected, seconds, manifest)
+            t0 = time.perf_counter()
+            everyone = pd.concat(frames)
+            del frames
+            scale = fit_tier_scale(everyone, settings, models)
+            names = segment_name_map(models.segments)
+            scores = score_rows(
+                everyone, as_of, settings, scale, names, models.versions(), models.contact_cost(settings)
+            )
+            del everyone
+            scores.to_parquet(tmp / "scores.parquet", index=False)
+            migration = _migration(previous, scores)
+            migration.to_csv(tmp / "tier_migration.csv")
+            rejects = source.rejects
+            if isinstance(source, StreamedInput):
+                reports = source.reports
+                check_reject_shares(reports, settings.data.checks)
+                rows_in = {name: report.rows_in for name, report in reports.items()}
+                warnings = {name: report.warnings for name, report in reports.items()}
+            else:
+                rows_in = source.rows_in
+            if source.seconds:
+                seconds["read_and_validate"] = seconds.get("read_and_validate", 0.0) + source.seconds
+            rejected = {}
+            if rejects:
+                (tmp / "rejects").mkdir()
+                for name, frame in rejects.items():
+                    if frame is not None and len(frame):
+                        frame.to_parquet(tmp / "rejects" / f"{name}.parquet", index=False)
+                    rejected[name] = 0 if frame is None else int(len(frame))
+            seconds["tiers_and_write"] = time.perf_counter() - t0
+            seconds["scoring"] = time.perf_counter() - started
+            seconds["total"] = seconds["scoring"] + before
+            manifest = {
+                "as_of": str(as_of.date()),
+                "params_hash": settings.fingerprint(),
+                "models": manifest_models(models),
+                "rows_in": dict(rows_in or {}),
+                "customers_known": known,
+                "scored": int(len(scores)),
+                "rejected": rejected,
+                "warnings": {name: dict(counts) for name, counts in (warnings or {}).items() if counts},
+                "explanations": explanation_rows,
+                "chunk_size": chunk_size,
+                "chunks": n_chunks,
+                "workers": workers,
+                "previous_scoring": None if previous is None else previous.name,
+                "models_missing": dict(models.missing),
+                "feature_checks": checks,
+                "tiers": scale.to_dict(),
+                "seconds": {k: round(v, 3) for k, v in seconds.items()},
+                "customers_per_second": round(len(scores) / seconds["total"], 1) if seconds["total"] > 0 else None,
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        return ScoreResult(target, known, int(len(scores)), rejected, seconds, manifest)
 
 
 def reason_frame(explanations: pd.DataFrame, integer_ids: bool) -> pd.DataFrame:
