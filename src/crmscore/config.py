@@ -473,8 +473,38 @@ class EmpcSettings(_Section):
     beta: PositiveFloat = 14.0
 
 
+def _sample_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise PydanticCustomError(
+            "sample_size",
+            "expected a positive number of customers, or null for every customer, got {got}",
+            {"got": repr(value)},
+        )
+    return value
+
+
+#: A number of customers to train on, drawn with the model's seed (``crmscore.data.sample``); None = all.
+SampleSize = Annotated[int | None, BeforeValidator(_sample_size)]
+
+
+def _sample_above_minimum(section: ChurnSettings | ClvSettings) -> None:
+    size = section.sample_customers
+    if size is not None and size < section.min_customers:
+        raise PydanticCustomError(
+            "sample_size",
+            "sample_customers ({size}) is below min_customers ({minimum}): training could never start",
+            {"size": size, "minimum": section.min_customers},
+        )
+
+
 class ChurnSettings(_Section):
-    """Churn label, temporal validation, model, calibration, promotion and the EMPC campaign."""
+    """Churn label, temporal validation, model, calibration, promotion and the EMPC campaign.
+
+    ``sample_customers`` trains (and tests) on that many customers drawn with ``seed`` before any
+    cutoff is stacked or feature built (see :mod:`crmscore.data.sample`); null = every customer.
+    """
 
     horizon_days: PositiveInt = 90
     label: Literal["auto", "transaction", "subscription"] = "auto"
@@ -492,7 +522,13 @@ class ChurnSettings(_Section):
     promotion_metric: Literal["roc_auc", "pr_auc", "log_loss", "brier"] = "roc_auc"
     promotion_margin: Annotated[float, BeforeValidator(_non_negative_float)] = 0.002
     min_customers: PositiveInt = 200
+    sample_customers: SampleSize = 100_000
     empc: EmpcSettings = Field(default_factory=EmpcSettings)
+
+    @model_validator(mode="after")
+    def _sample(self) -> ChurnSettings:
+        _sample_above_minimum(self)
+        return self
 
 
 class ClvTuningSettings(TuningSettings):
@@ -503,7 +539,10 @@ class ClvTuningSettings(TuningSettings):
 
 
 class ClvSettings(_Section):
-    """Customer lifetime value: horizon, BTYD and ML models, comparison and promotion."""
+    """Customer lifetime value: horizon, BTYD and ML models, comparison and promotion.
+
+    ``sample_customers``: as in :class:`ChurnSettings`, for the ML and BTYD models of transaction data.
+    """
 
     horizon_days: PositiveInt = 365
     time_unit: Literal["D", "W"] = "W"
@@ -521,7 +560,13 @@ class ClvSettings(_Section):
     tuning: ClvTuningSettings = Field(default_factory=ClvTuningSettings)
     promotion_margin: Annotated[float, BeforeValidator(_non_negative_float)] = 0.002
     min_customers: PositiveInt = 200
+    sample_customers: SampleSize = 100_000
     subscription_churn_horizon_days: PositiveInt = 30
+
+    @model_validator(mode="after")
+    def _sample(self) -> ClvSettings:
+        _sample_above_minimum(self)
+        return self
 
 
 class SegmentSettings(_Section):

@@ -21,6 +21,7 @@ import pandas as pd
 from crmscore.config import Settings
 from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tables
 from crmscore.data.plausibility import check_reject_shares
+from crmscore.data.sample import sample_customers
 from crmscore.data.simulate import SimulatedData, simulate_crm
 from crmscore.io import write_json, write_parquet
 from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME, registered_estimator
@@ -278,10 +279,12 @@ def train_churn_stage(
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     if loaded is None:
         _, loaded = _input_tables(settings, input_dir)
-    kind, splits = churn.churn_datasets(loaded.tables, cfg, settings.features, snapshot_date=loaded.snapshot_date)
+    # Large customer bases: a seeded sample of whole customers, drawn before any feature is built.
+    tables, sample = sample_customers(loaded.tables, cfg.sample_customers, cfg.seed, "churn.sample_customers")
+    kind, splits = churn.churn_datasets(tables, cfg, settings.features, snapshot_date=loaded.snapshot_date)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     log.info("churn (%s label): %d train / %d valid / %d test rows", kind, len(train), len(valid), len(test))
-    notes = _feature_notes(loaded)
+    notes = _feature_notes(loaded) + ([sample.note()] if sample else [])
 
     tuning = churn.tune_lightgbm(train, valid, cfg.tuning, seed=cfg.seed, class_weight=cfg.class_weight)
     model = churn.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
@@ -301,7 +304,7 @@ def train_churn_stage(
         # One test split of a snapshot is a noisy figure; repeated k-fold gives the one to compare.
         cv_started = time.perf_counter()
         folds = churn.snapshot_cv_folds(
-            loaded.tables, cfg, settings.features, tuning.best_params, snapshot_date=loaded.snapshot_date
+            tables, cfg, settings.features, tuning.best_params, snapshot_date=loaded.snapshot_date
         )
         metrics |= churn.cv_summary(folds, cfg.cv_folds)
         notes.append(
@@ -320,11 +323,13 @@ def train_churn_stage(
                 "mlflow.source.git.commit": tracking.git_commit(),
                 "crmscore.params_fingerprint": settings.fingerprint(),
                 "crmscore.notes": " | ".join(notes)[:4000],
+                "crmscore.sample": sample.note() if sample else "none",
             }
         )
         params = tracking.flatten_params(
             {"churn": cfg.model_dump(mode="json"), "features": settings.features.model_dump(mode="json")}
         )
+        params |= sample.params() if sample else {}
         params |= {f"lgbm.{k}": str(v) for k, v in tuning.best_params.items()}
         params |= {
             "model.blend_weight": str(model.blend_weight_),
@@ -494,7 +499,8 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
 
     started = time.perf_counter()
     cfg = settings.clv
-    tables = loaded.tables
+    # Large customer bases: a seeded sample of whole customers, drawn before any feature is built.
+    tables, sample = sample_customers(loaded.tables, cfg.sample_customers, cfg.seed, "clv.sample_customers")
     splits = clv_ml.clv_datasets(tables, cfg, settings.features)
     train, valid, test = splits["train"], splits["valid"], splits["test"]
     test_as_of = test.as_of.iloc[0]
@@ -514,7 +520,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     ).fit(test.X)
 
     btyd_label = f"{btyd_model.transaction_model_._label} × Gamma-Gamma"
-    notes = [btyd_model.fit_note_] if btyd_model.fit_note_ else []
+    notes = ([sample.note()] if sample else []) + ([btyd_model.fit_note_] if btyd_model.fit_note_ else [])
     buyers = test.X["repeat_purchase_days"].notna().to_numpy()
     X_hold, y_hold = test.X.loc[buyers], test.y.to_numpy()[buyers]
     predictions = {"ml": ml_model.predict(X_hold), "btyd": btyd_model.predict(X_hold)}
@@ -549,6 +555,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
                 "crmscore.clv_proposed": chosen,
                 "crmscore.btyd_transaction_model": btyd_model.transaction_model_._label,
                 "crmscore.btyd_boundary": btyd_model.boundary_ or "none",
+                "crmscore.sample": sample.note() if sample else "none",
             }
         )
         if btyd_model.fit_note_:
@@ -563,7 +570,8 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
             "split.rows": f"{len(train)}/{len(valid)}/{len(test)}",
             "split.holdout_buyers": str(int(buyers.sum())),
         }
-        params |= {f"data.{k}": str(v) for k, v in tracking.data_fingerprint(tables).items()}
+        params |= sample.params() if sample else {}
+        params |= {f"data.{k}": str(v) for k, v in tracking.data_fingerprint(loaded.tables).items()}
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         table = btyd_model.parameter_table()
