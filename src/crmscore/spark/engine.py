@@ -44,7 +44,6 @@ tier scale from the same values, so the scores equal the single-machine engine's
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -154,9 +153,7 @@ def score_stage_spark(
 
     Like :func:`crmscore.stages.score_stage`, but the scoring runs on ``master`` (or the given ``spark``
     session). ``buckets`` sets the number of customer buckets or ranges (default: ``scoring.chunk_size``
-    customers each, at least one per core); ``conf`` adds Spark settings to a session started here. A
-    session started here starts while the models load (the JVM starts in its own process): the manifest's
-    ``start_spark`` is the wait for it after the models are loaded.
+    customers each, at least one per core); ``conf`` adds Spark settings to a session started here.
     """
     from crmscore.locks import folder_lock
     from crmscore.stages import load_scoring_models
@@ -165,14 +162,12 @@ def score_stage_spark(
     out_dir = out_dir or settings.scoring.out_dir
     # One run at a time writes the folder: the lock is held from before the input is read.
     with folder_lock(scoring_dir(out_dir, pd.Timestamp(as_of).normalize())):
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            t0 = time.perf_counter()
-            starting = pool.submit(spark_session, master, conf) if spark is None else None
-            models = load_scoring_models(settings, versions)
-            load_seconds = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            session = spark if starting is None else starting.result()
-            start_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        models = load_scoring_models(settings, versions)
+        load_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        session = spark if spark is not None else spark_session(master, conf)
+        start_seconds = time.perf_counter() - t0
         source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
         result = score_spark(
             session,
