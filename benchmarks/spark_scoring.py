@@ -17,7 +17,9 @@ How it runs:
 3. **Score** the same input as of its last transaction day, each run a ``crmscore score`` subprocess
    writing its own folder: the local engine on 2 cores and on 1 core, and the Spark engine with
    ``--master local[1]`` and ``local[2]``. One-core runs are pinned to one CPU with ``taskset`` (the
-   models' own threads included), so they measure one core. Customers per second are the scored
+   models' own threads included), so they measure one core. When ``crmscore score --help`` lists
+   ``--workers`` (process-parallel local scoring), the local runs get ``--workers 2`` and ``--workers 1``,
+   so Spark is compared with the local engine at its best on the same cores. Customers per second are the scored
    customers over the command's own total in its manifest (loading the models, reading and validating,
    scoring, writing; for Spark also starting the JVM); the wall time of the subprocess (interpreter
    start and imports on top) is shown too. The Spark driver gets ``--driver-memory`` (local mode runs the
@@ -29,8 +31,12 @@ How it runs:
 Writes the section "<N> customers" of ``reports/benchmarks/spark.md`` (with the 100M estimate from these
 numbers; other sizes' sections are kept) and the section on how the engine works; the last line printed
 is one JSON object ``{"customers", "spark_customers_per_s", "local_customers_per_s", "max_abs_diff_vs_local",
-"rows_equal"}`` (the 2-core runs). ``--reuse-runs`` rewrites the section from the scorings recorded in
-the workspace, without scoring again.
+"rows_equal", "spark_vs_local_same_cores"}`` (the 2-core runs; the last is Spark ``local[2]`` customers/s ÷
+the local engine's on 2 cores, same run). ``--reuse-runs`` rewrites the section from the scorings recorded
+in the workspace, without scoring again.
+
+Subprocesses run in the workspace folder: a relative ``PYTHONPATH`` (``PYTHONPATH=src``) is made absolute
+first, so they import the checkout the benchmark was started from.
 
     python benchmarks/spark_scoring.py [--customers N] [--seed S] [--workspace DIR] [--driver-memory 6g]
 """
@@ -43,6 +49,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -154,22 +161,50 @@ def spark_environment(driver_memory: str) -> contextlib.AbstractContextManager[N
     )
 
 
+def absolute_python_path() -> None:
+    """Make ``PYTHONPATH``'s entries absolute: the subprocesses run in the workspace folder."""
+    entries = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if entries:
+        os.environ["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in entries)
+
+
+def local_workers_option() -> bool:
+    """Whether ``crmscore score`` takes ``--workers`` (process-parallel scoring on one machine)."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    done = subprocess.run(
+        [*crmscore_command(), "score", "--help"], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    return "--workers" in done.stdout
+
+
 def run_scoring(
-    name: str, engine: str, cores: int, workspace: Path, params: Path, input_dir: Path, as_of, driver_memory: str
+    name: str,
+    engine: str,
+    cores: int,
+    workspace: Path,
+    params: Path,
+    input_dir: Path,
+    as_of,
+    driver_memory: str,
+    workers: bool = False,
 ) -> dict:
-    """``crmscore score`` in a subprocess; its manifest, wall seconds and output folder."""
+    """``crmscore score`` in a subprocess; its manifest, wall seconds and output folder. ``workers``: pass
+    ``--workers <cores>`` to the local engine."""
     out = workspace / "bench-scores" / str(input_dir.name) / name
     shutil.rmtree(out, ignore_errors=True)
     args = [*crmscore_command(), "score", "--as-of", str(as_of.date()), "--input", str(input_dir), "--out", str(out)]
     args += ["--params", str(params)]
     if engine == "spark":
         args += ["--engine", "spark", "--master", f"local[{cores}]"]
+    elif workers:
+        args += ["--workers", str(cores)]
     if cores < os.cpu_count() and shutil.which("taskset"):
         args = ["taskset", "-c", "0", *args]
     say(f"{name}: {' '.join(args[-12:])} …")
     load = os.getloadavg()[0]
     with spark_environment(driver_memory):
         wall, peak = run_child(args, workspace / f"{name}.log", cwd=workspace)
+    load_end = os.getloadavg()[0]
     folder = out / f"as_of={as_of.date()}"
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     total = manifest["seconds"]["total"]
@@ -184,6 +219,8 @@ def run_scoring(
         "peak_rss_gb": peak,
         "per_s": manifest["scored"] / total,
         "load": load,
+        "load_end": load_end,
+        "workers": cores if engine == "local" and workers else None,
     }
     say(f"{name}: {manifest['scored']:,} customers in {total:.1f} s ({run['per_s']:,.0f}/s; wall {wall:.1f} s)")
     return run
@@ -245,6 +282,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
+    absolute_python_path()
     with benchmark_workspace(args.workspace, "crmscore-spark-") as workspace:
         summary, lines = run_benchmark(args, workspace)
     say(f"benchmark took {time.perf_counter() - started:.0f} s")
@@ -272,8 +310,10 @@ def run_benchmark(args, workspace: Path) -> tuple[dict, list[str]]:
         say(f"reusing the scorings recorded in {saved}")
         runs = {name: reload(run) for name, run in json.loads(saved.read_text(encoding="utf-8")).items()}
     else:
+        workers = local_workers_option()
+        say(f"local engine: {'--workers N' if workers else 'no --workers option (scored as it is)'}")
         runs = {
-            name: run_scoring(name, engine, cores, workspace, params, input_dir, as_of, args.driver_memory)
+            name: run_scoring(name, engine, cores, workspace, params, input_dir, as_of, args.driver_memory, workers)
             for name, engine, cores in plan
         }
         record = {name: {k: v for k, v in run.items() if k not in {"manifest", "per_s"}} for name, run in runs.items()}
@@ -292,6 +332,7 @@ def run_benchmark(args, workspace: Path) -> tuple[dict, list[str]]:
         "local_customers_per_s": round(local["per_s"], 1),
         "max_abs_diff_vs_local": float(f"{checks['spark-2-cores']['max_abs_diff']:.3e}"),
         "rows_equal": checks["spark-2-cores"]["rows_equal"] and checks["spark-1-core"]["rows_equal"],
+        "spark_vs_local_same_cores": round(spark2["per_s"] / local["per_s"], 3),
     }
     return summary, lines
 
@@ -322,16 +363,23 @@ def report(args, settings, trained, simulated, rows, as_of, runs, checks, per_co
         f"{spark2['manifest']['spark']['version']}, local mode, driver memory {args.driver_memory}.",
         "",
         "| run | cores | seconds (command total) | customers/s | per core | vs local engine, same cores | "
-        "wall s (with start-up) | load at start |",
+        "wall s (with start-up) | load at start / end |",
         "|---|---|---|---|---|---|---|---|",
     ]
     same_cores = {1: local1, 2: local}
     for run in (local, local1, spark1, spark2):
         versus = run["per_s"] / same_cores[run["cores"]]["per_s"]
+        end = f" / {run['load_end']:.1f}" if run.get("load_end") is not None else ""
         lines.append(
             f"| {run['name']} | {run['cores']} | {run['seconds']:.1f} | {run['per_s']:,.0f} | "
-            f"{run['per_s'] / run['cores']:,.0f} | {versus:.2f}× | {run['wall']:.1f} | {run['load']:.1f} |"
+            f"{run['per_s'] / run['cores']:,.0f} | {versus:.2f}× | {run['wall']:.1f} | {run['load']:.1f}{end} |"
         )
+    workers = "with `--workers N` (N = its cores)" if local.get("workers") else "as it is (no `--workers` option)"
+    lines += [
+        "",
+        f"The local engine ran {workers}. **Spark `local[2]` ÷ local engine on 2 cores: "
+        f"{spark2['per_s'] / local['per_s']:.2f}×** (`local[1]` ÷ 1 core: {spark1['per_s'] / local1['per_s']:.2f}×).",
+    ]
     busy = [r["name"] for r in (local, local1, spark1, spark2) if r["load"] >= (os.cpu_count() or 1) + 1]
     if busy:
         lines += [
@@ -339,18 +387,8 @@ def report(args, settings, trained, simulated, rows, as_of, runs, checks, per_co
             f"Other work was running on the machine when {', '.join(busy)} started (load at start ≥ cores + 1): "
             "those figures are lower than the machine allows.",
         ]
-    s = spark2["manifest"]["seconds"]
-    t = spark2["manifest"]["spark"]["task_seconds"]
-    buckets = spark2["manifest"]["spark"]["buckets"]
+    lines += ["", spark_steps(spark2["manifest"])]
     lines += [
-        "",
-        f"Spark, 2 cores, by step ({buckets} buckets of customers): load the champions {s['load_models']:.1f} s, start "
-        f"the session {s['start_spark']:.1f} s, read the schemas and count and probe the input {s['prepare']:.1f} s, "
-        f"**score the buckets {s['score_partitions']:.1f} s** (validate, features, predict, explain; "
-        f"executor seconds summed over the buckets: validate {t.get('validate', 0):.1f}, features "
-        f"{t.get('features', 0):.1f}, predict {t.get('predict', 0):.1f}, explain {t.get('explain', 0):.1f}), fit the "
-        f"tier scale on the driver {s['tiers_fit']:.1f} s, assign tiers and write the sorted outputs "
-        f"{s['tiers_and_write']:.1f} s.",
         "",
         f"Scale-out: 2 cores score {spark2['per_s'] / spark1['per_s']:.2f}× as many customers per second as 1 core "
         f"(efficiency {efficiency:.0%} of linear).",
@@ -370,31 +408,58 @@ def report(args, settings, trained, simulated, rows, as_of, runs, checks, per_co
     return lines
 
 
+def spark_steps(manifest: dict) -> str:
+    """The 2-core Spark run's seconds by step (the manifest's ``seconds`` and summed ``task_seconds``)."""
+    s, spark = manifest["seconds"], manifest["spark"]
+    t = spark["task_seconds"]
+    ranges = spark.get("input") == "ranges"
+    groups = f"{spark['buckets']} {'ranges of customer ids' if ranges else 'buckets of customers'}"
+    steps = ["read", "validate", "features", "predict", "explain", "output"]
+    tasks = ", ".join(f"{k} {t[k]:.1f}" for k in steps if k in t)
+    prepare = "plan the ranges and count the money columns" if ranges else "read the schemas, count and probe the input"
+    return (
+        f"Spark, 2 cores, by step ({groups}): load the champions {s['load_models']:.1f} s, start the session "
+        f"{s['start_spark']:.1f} s, {prepare} {s['prepare']:.1f} s, **score "
+        f"{s['score_partitions']:.1f} s** (executor seconds summed over the tasks, two at a time: {tasks}), fit the "
+        f"tier scale on the driver {s['tiers_fit']:.1f} s, assign tiers and write the outputs "
+        f"{s['tiers_and_write']:.1f} s."
+    )
+
+
 ENGINE_SECTION = "How the Spark engine works"
 ENGINE_NOTES = [
-    "* **Input** is read by Spark (`spark.read` Parquet, or CSV with every cell as text), never through pandas "
-    "on the driver; columns are mapped per `data.tables.<table>.columns`. Every row gets a bucket: a hash of its "
-    "customer id modulo the number of buckets (`scoring.chunk_size` customers per bucket, at least one per core), "
-    "so all rows of a customer meet in one bucket however large the tables are.",
-    "* **Per bucket** (`groupBy(bucket).cogroup(...).applyInPandas`): the rows are validated with "
-    "`crmscore.data.load.validate_tables` (the loader's coercion, pandera rules and customer check; rows that "
-    "fail go to `rejects/` with their reason and row number, and are counted in the manifest), then "
-    "`crmscore.scoring.score_chunk` — the single-machine code path — builds the point-in-time features, "
-    "predicts, explains with our TreeSHAP and assigns segments, with the models broadcast to the executors. "
-    "`crmscore.spark.build_features_spark` runs the feature builder the same way and returns the features as a "
-    "Spark DataFrame (tested equal to `build_features`).",
-    "* **Tiers** rank customers against each other: the driver collects customer id, CLV and the scorecard "
+    "* **Input of Parquet files with integer customer ids** (as the simulator and most exports write it) is "
+    "scored **per range of customer ids**, without a shuffle: the driver cuts the ids into ranges "
+    "(`scoring.chunk_size` customers each, at least one per core) and one Spark task per range reads its own rows "
+    "with pyarrow from the shared files — through the row-group statistics of a table sorted by customer, or from "
+    "a spill of an unsorted table (one task per row group writes each row to its range's piece first) — as the "
+    "local engine's streamed input reads a chunk. One small job first counts the money and probability columns "
+    "per row group (the whole-table amount bounds and probability rule).",
+    "* **Any other input** (CSV, text ids, tables given as Spark DataFrames) is read by Spark (`spark.read` "
+    "Parquet, or CSV with every cell as text), never through pandas on the driver; every row gets a bucket (a "
+    "hash of its customer id), so all rows of a customer meet in one bucket "
+    "(`groupBy(bucket).cogroup(...).applyInPandas`) however large the tables are.",
+    "* **Per range or bucket**: the rows are validated with the loader's code (coercion, pandera rules and "
+    "customer check; rows that fail go to `rejects/` with their reason and row number in the file, and are "
+    "counted in the manifest), then `crmscore.scoring.score_chunk` — the single-machine code path — builds the "
+    "point-in-time features, predicts, explains with our TreeSHAP and assigns segments, with the models broadcast "
+    "to the executors. A range task writes its own Parquet part files (the reasons straight into "
+    "`explanations.parquet`: ranges follow the ids, so the parts are the sorted table); buckets go through a "
+    "staging folder and a Spark sort. `crmscore.spark.build_features_spark` runs the feature builder per bucket "
+    "and returns the features as a Spark DataFrame (tested equal to `build_features`).",
+    "* **Tiers** rank customers against each other: the driver reads customer id, CLV and the scorecard "
     "metrics' features (8 bytes per customer and column: 56 MB per 1M customers, 5.6 GB per 100M) and fits the "
     "scale with `scoring.fit_tier_scale`, so the scale is exactly the local engine's; "
-    "`scoring.score_rows`, the local engine's row builder, then runs per partition (`mapInPandas`).",
+    "`scoring.score_rows`, the local engine's row builder, then runs per range (a few ranges a task, each "
+    "writing its `scores.parquet` part and counting its tier moves) or per partition (`mapInPandas`).",
     "* **Output**: `scores.parquet` and `explanations.parquet` are folders of Parquet part files, sorted by "
     "customer (and model, rank), written with `rejects/`, `tier_migration.csv` and `manifest.json` into a "
-    "temporary folder renamed onto `<out>/as_of=YYYY-MM-DD` when complete (the output must be a POSIX path the "
-    "driver and executors share).",
+    "temporary folder renamed onto `<out>/as_of=YYYY-MM-DD` when complete (the output, and for ranges the input, "
+    "must be a POSIX path the driver and executors share).",
     "* **What is checked where**: the column mapping and required columns on the driver (one-line errors, as "
-    "the loader's); every row rule per bucket (all rows of an id share a bucket, so duplicate ids and unknown "
-    "customers are found as on one machine); a column with no readable value in a bucket stops the run with "
-    "the loader's one-line error; whether ids are numbers or text is decided over all customers on the driver.",
+    "the loader's); every row rule per range or bucket (all rows of an id share one, so duplicate ids and unknown "
+    "customers are found as on one machine); a column with no readable value stops the run with the loader's "
+    "one-line error; whether ids are numbers or text is decided over all customers on the driver.",
     "* **Running it**: `pip install 'crmscore[spark]'`, then `crmscore score --as-of D --engine spark "
     "[--master spark://host:7077]` (default `local[*]`). Executors need crmscore installed (same version). "
     "Driver memory for local mode: `PYSPARK_SUBMIT_ARGS='--driver-memory 6g pyspark-shell'`.",
@@ -458,10 +523,11 @@ def estimate(per_core: float, efficiency: float, spark2: dict) -> list[str]:
         "* storage: outputs scale linearly (scores and reasons are ~235 MB per 1M customers, `scoring.md`: ~24 GB "
         "per 100M), inputs likewise.",
         "",
-        "Not measured here: a real cluster's network shuffle (the cogroup moves every input row once; "
-        "validation, features and SHAP dominate the executors' time above) and object-store output (the "
-        "scoring folder is renamed atomically, so it must be a POSIX file system shared by driver and "
-        "executors, e.g. NFS/EFS, or a local disk in local mode).",
+        "Not measured here: a real cluster's shared file system (input sorted by customer is read per range "
+        "from the shared files, each row group by the one or two tasks whose ranges it overlaps; other input "
+        "goes through Spark's network shuffle once; validation, features and SHAP dominate the executors' time "
+        "above) and object-store output (the scoring folder is renamed atomically, so it must be a POSIX file "
+        "system shared by driver and executors, e.g. NFS/EFS, or a local disk in local mode).",
     ]
 
 

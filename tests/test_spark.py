@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from tests.conftest import champions, visible
+from tests.conftest import champions, visible, write_layout
 from typer.testing import CliRunner
 
 pytest.importorskip("pyspark")
@@ -33,6 +35,7 @@ from crmscore.explain import REASON_COLUMNS  # noqa: E402
 from crmscore.features import build_features  # noqa: E402
 from crmscore.scoring import SCORE_COLUMNS, scoring_dir  # noqa: E402
 from crmscore.spark import build_features_spark, build_features_sql, spark_session  # noqa: E402
+from crmscore.spark.ranges import plan_ranges  # noqa: E402
 from crmscore.stages import (  # noqa: E402
     score_stage,
 )
@@ -55,6 +58,7 @@ class Workspace:
     tables: dict[str, pd.DataFrame]
     bad_input: Path  # the simulated tables as CSV, with two bad transaction rows
     bad_rows: list[int]  # their 1-based row numbers in transactions.csv
+    bad_tables: dict[str, pd.DataFrame]  # the tables written there (and campaigns)
 
 
 @dataclasses.dataclass
@@ -94,7 +98,7 @@ def ws(tmp_path_factory):
         campaigns.loc[7, "customer_id"] = 999_999
         bad["campaigns"] = campaigns  # validated and counted, never scored
         write_tables(bad, root / "bad", "csv")
-        yield Workspace(root, settings, params, tables, root / "bad", [6, len(bad["transactions"])])
+        yield Workspace(root, settings, params, tables, root / "bad", [6, len(bad["transactions"])], bad)
 
 
 def _campaigns(customers: pd.DataFrame) -> pd.DataFrame:
@@ -161,6 +165,7 @@ def test_cli_spark_engine_writes_the_scoring_folder(ws, scorings):
     assert f"scores: {folder / 'scores.parquet'}" in result.stdout
     manifest = spark_scoring.manifest
     assert manifest["engine"] == "spark" and manifest["spark"]["master"] == MASTER
+    assert manifest["spark"]["input"] == "buckets"  # CSV input: Spark's reader and the cogroup
     assert manifest["spark"]["buckets"] == manifest["chunks"] >= 2
     assert {"features", "predict", "explain", "validate"} <= set(manifest["spark"]["task_seconds"])
 
@@ -216,6 +221,112 @@ def test_spark_manifest_tiers_migration_and_rejects_equal_the_local_engine(ws, s
     assert got["row_number"].tolist() == expected["row_number"].tolist() == [4, 8]
     assert got["reason"].tolist() == ["cost: negative", "customer_id: unknown customer"]
     pd.testing.assert_frame_equal(got.astype(str), expected.astype(str))
+
+
+# --- Parquet input: ranges of customer ids (no shuffle) against the local engine and the buckets -------------
+
+UNSORTED = ("transactions", "campaigns")  # shuffled, in several row groups: spilled per range first
+
+
+@pytest.fixture(scope="module")
+def parquet_scorings(ws, spark, tmp_path_factory) -> dict[str, Scoring]:
+    """The bad tables as Parquet — customers, payments and interactions sorted by customer as the simulator
+    writes them, transactions and campaigns shuffled — scored as of AS_OF by the local engine and by Spark
+    through ranges of customer ids and through buckets, each after the same earlier (local) scoring."""
+    from crmscore.spark.engine import score_spark
+    from crmscore.stages import load_scoring_models
+
+    folder = tmp_path_factory.mktemp("parquet-input")
+    for name, df in ws.bad_tables.items():
+        if name in UNSORTED:
+            df = df.sample(frac=1.0, random_state=5).reset_index(drop=True)
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), folder / f"{name}.parquet", row_group_size=700)
+    earlier = score_stage(ws.settings, EARLIER, input_dir=folder, out_dir=ws.root / "earlier-parquet", progress=False)
+    outs = {}
+    for engine in ("local", "ranges", "buckets"):
+        outs[engine] = tmp_path_factory.mktemp(f"parquet-{engine}")
+        shutil.copytree(earlier.out_dir, outs[engine] / earlier.out_dir.name)
+    done = {"local": score_stage(ws.settings, AS_OF, input_dir=folder, out_dir=outs["local"], progress=False)}
+    models = load_scoring_models(ws.settings)
+    for engine in ("ranges", "buckets"):
+        args = (spark, folder, AS_OF, models, ws.settings, outs[engine])
+        done[engine] = score_spark(*args, ranges=engine == "ranges")
+    return {engine: _read(result.out_dir) for engine, result in done.items()}
+
+
+def _assert_same_scoring(got: Scoring, expected: Scoring, raw_rejects: bool = True) -> None:
+    """Scores, reasons, manifest counts, tier scale, migration and rejects of two scorings are equal
+    (without ``raw_rejects``, the rejected rows' numbers and reasons only, not their cells as text)."""
+    for name in ("scores", "explanations"):
+        a, b = getattr(expected, name), getattr(got, name)
+        assert list(b.columns) == list(a.columns) and len(b) == len(a), name
+        for column in a.columns:
+            if pd.api.types.is_float_dtype(a[column]):
+                np.testing.assert_allclose(b[column], a[column], rtol=0, atol=1e-9, err_msg=column)
+            else:
+                assert b[column].astype(str).tolist() == a[column].astype(str).tolist(), (name, column)
+    keys = ["rows_in", "customers_known", "scored", "rejected", "warnings", "explanations", "feature_checks", "tiers"]
+    for key in keys:
+        assert got.manifest[key] == expected.manifest[key], key
+    pd.testing.assert_frame_equal(got.migration, expected.migration)
+    assert sorted(got.rejects) == sorted(expected.rejects)
+    for table, rejects in expected.rejects.items():
+        columns = list(rejects.columns) if raw_rejects else ["row_number", "reason"]
+        pd.testing.assert_frame_equal(got.rejects[table][columns].astype(str), rejects[columns].astype(str))
+
+
+def test_sorted_parquet_scores_through_ranges_equal_to_the_local_engine(parquet_scorings):
+    """One task per range of customer ids reads its rows with pyarrow (the unsorted tables spilled per range
+    first): the local engine's scoring, row for row, with the rejects' row numbers in the files."""
+    local, ranges = parquet_scorings["local"], parquet_scorings["ranges"]
+    assert ranges.manifest["spark"]["input"] == "ranges" and ranges.manifest["chunks"] >= 2
+    assert {"read", "validate", "features", "explain"} <= set(ranges.manifest["spark"]["task_seconds"])
+    assert len(local.scores) > 1000 and local.scores["tier"].nunique() > 1
+    assert np.trace(local.migration.loc[list(tiers.TIERS), list(tiers.TIERS)].to_numpy()) > 0
+    assert local.manifest["rejected"] == {
+        "customers": 0,
+        "transactions": 2,
+        "payments": 0,
+        "interactions": 0,
+        "campaigns": 2,
+    }
+    _assert_same_scoring(ranges, local)
+    parts = sorted(p.name for p in (ranges.folder / "scores.parquet").iterdir())
+    assert parts == [f"part-{k:05d}.parquet" for k in range(len(parts))] and len(parts) >= 2
+    assert not (ranges.folder / "_staging").exists()
+
+
+def test_parquet_through_buckets_equals_the_local_engine(parquet_scorings):
+    """The bucketed path (``ranges=False``) on the same files: the same scoring. (Its rejects show integer
+    cells of Parquet files through Spark as decimals, ``1.0`` for ``1``: only their numbers and reasons
+    are compared.)"""
+    assert parquet_scorings["buckets"].manifest["spark"]["input"] == "buckets"
+    _assert_same_scoring(parquet_scorings["buckets"], parquet_scorings["local"], raw_rejects=False)
+
+
+def test_range_plan_takes_parquet_with_integer_ids_only(ws, tmp_path):
+    """Sorted tables are read by row-group statistics, others spilled; CSV, text ids and Spark DataFrames take
+    the buckets. The ranges cover every id once, in order."""
+    ids = ws.tables["customers"]["customer_id"].head(300)
+    tables = {name: df.loc[df["customer_id"].isin(ids)].copy() for name, df in ws.tables.items()}
+    settings = ws.settings.data
+    write_layout(tables, tmp_path / "sorted", "sorted parquet", row_group_size=500)
+    plan = plan_ranges(tmp_path / "sorted", settings, chunk_size=100, parallelism=2)
+    assert plan is not None and all(spec.sorted for spec in plan.tables.values())
+    assert len(plan) == 3 and plan.bounds[0][0] == -np.inf and plan.bounds[-1][1] == np.inf
+    assert all(a[1] == b[0] for a, b in zip(plan.bounds, plan.bounds[1:], strict=False))
+    inside = [sum(lo < i <= hi for lo, hi in plan.bounds) for i in ids]
+    assert inside == [1] * len(ids)
+    assert len(plan_ranges(tmp_path / "sorted", settings, chunk_size=100, parallelism=2, count=7)) == 7
+    write_layout(tables, tmp_path / "shuffled", "shuffled parquet", row_group_size=500)
+    plan = plan_ranges(tmp_path / "shuffled", settings, chunk_size=100, parallelism=2)
+    assert plan is not None and plan.tables["customers"].sorted and not plan.tables["transactions"].sorted
+    write_layout(tables, tmp_path / "csv", "csv")
+    assert plan_ranges(tmp_path / "csv", settings, chunk_size=100, parallelism=2) is None
+    text = {**tables, "customers": tables["customers"].assign(customer_id=lambda d: "c" + d["customer_id"].astype(str))}
+    write_layout(text, tmp_path / "text", "sorted parquet")
+    assert plan_ranges(tmp_path / "text", settings, chunk_size=100, parallelism=2) is None
+    assert plan_ranges({"customers": tables["customers"]}, settings, chunk_size=100, parallelism=2) is None
 
 
 def _failed_line(ws, tables: dict[str, pd.DataFrame], folder: Path) -> str:

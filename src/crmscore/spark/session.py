@@ -67,8 +67,9 @@ def configure(spark: Any) -> Any:
 def spark_session(master: str = DEFAULT_MASTER, conf: Mapping[str, str] | None = None) -> Any:
     """A Spark session on ``master`` with :data:`SESSION_CONF` (and ``conf``), logging only errors.
 
-    In local mode the executors run this interpreter (``PYSPARK_PYTHON``, unless set already), so they
-    import the same crmscore and libraries; on a cluster every executor needs crmscore installed.
+    In local mode the executors run this interpreter (``PYSPARK_PYTHON``, unless set already) with this
+    process's crmscore first on their path (:func:`_local_python_path`), so they import the same crmscore
+    and libraries; on a cluster every executor needs crmscore installed.
     """
     require_pyspark()
     from pyspark.sql import SparkSession
@@ -79,6 +80,7 @@ def spark_session(master: str = DEFAULT_MASTER, conf: Mapping[str, str] | None =
     settings = dict(SESSION_CONF)
     if master.startswith("local"):
         settings.setdefault("spark.ui.enabled", "false")
+        settings.setdefault("spark.executorEnv.PYTHONPATH", _local_python_path())
     settings.update(conf or {})
     # Quiet from the start: the JVM reads its logging configuration once, when the first session starts.
     settings.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_log_config()}")
@@ -88,6 +90,19 @@ def spark_session(master: str = DEFAULT_MASTER, conf: Mapping[str, str] | None =
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return configure(spark)
+
+
+def _local_python_path() -> str:
+    """The Python path of local executors: this process's crmscore, then ``PYTHONPATH`` made absolute.
+
+    The Python workers start in the JVM's working folder, where a relative ``PYTHONPATH`` entry (``src``)
+    would name another folder, and an installed crmscore elsewhere would be imported instead of this one.
+    """
+    import crmscore
+
+    entries = [str(Path(crmscore.__file__).resolve().parent.parent)]
+    entries += [str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(entries))
 
 
 def _log_config() -> str:
