@@ -97,3 +97,58 @@ def test_thread_budget_outside_a_worker_is_every_core(monkeypatch):
     assert parallel.thread_budget() == parallel.available_cores()
     monkeypatch.setenv(parallel.THREADS_ENV, "1")
     assert parallel.thread_budget() == 1
+
+
+def _square_where(task: int) -> tuple[int, int, int, int]:
+    time.sleep(0.1 * ((7 * task) % 5) + 0.2)
+    return task, task * task, os.getpid(), parallel.thread_budget()
+
+
+def test_the_caller_works_too_first_task_here_results_in_order_within_its_thread_share():
+    budget_before = os.environ.get(parallel.THREADS_ENV)
+    with parallel.WorkerPool(None, 3, caller_works=True) as pool:
+        assert pool.processes == 2
+        results = list(pool.map(_square_where, range(12), here=_square_where))
+    assert [r[0] for r in results] == list(range(12))
+    assert [r[1] for r in results] == [t * t for t in range(12)]
+    assert results[0][2] == os.getpid()  # the first task ran here while the workers started
+    here = [r for r in results if r[2] == os.getpid()]
+    elsewhere = {r[2] for r in results} - {os.getpid()}
+    assert 1 <= len(here) < 12 and 1 <= len(elsewhere) <= 2  # both the caller and the workers scored
+    share = max(1, parallel.available_cores() // 3)
+    assert {r[3] for r in results} == {share}  # here too, only while a task runs
+    assert os.environ.get(parallel.THREADS_ENV) == budget_before  # this process's budget is as it was
+
+
+def test_a_pool_the_caller_works_in_needs_two_workers():
+    with pytest.raises(ValueError, match="at least 2 workers"):
+        parallel.WorkerPool(None, 1, caller_works=True)
+
+
+def test_an_error_in_a_task_run_here_is_raised_as_it_was():
+    with parallel.WorkerPool(None, 2, caller_works=True) as pool:
+        with pytest.raises(DataError, match="chunk 3 is bad"):
+            list(pool.map(_fails_on_three, range(8), here=_fails_on_three))
+
+
+def _state_offset(task: int) -> int:
+    return task + parallel.worker_state().offset
+
+
+def test_a_pool_started_before_its_state_waits_for_it():
+    with parallel.WorkerPool(parallel.LATER, 3, caller_works=True, preload=("json",)) as pool:
+        time.sleep(0.5)  # the workers are up and waiting
+        pool.share(_Counter(offset=1000))
+        with pytest.raises(RuntimeError, match="given already"):
+            pool.share(_Counter(offset=0))
+        results = list(pool.map(_state_offset, range(8), here=lambda task: task + 1000))
+    assert results == [t + 1000 for t in range(8)]
+
+
+def test_a_pool_closed_before_its_state_was_given_stops_its_waiting_workers():
+    started = time.monotonic()
+    pool = parallel.WorkerPool(parallel.LATER, 3)
+    processes = list(pool._executor._processes.values())
+    assert processes
+    pool.close()
+    assert all(not process.is_alive() for process in processes) and time.monotonic() - started < 30

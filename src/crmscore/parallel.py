@@ -4,7 +4,9 @@ Scoring uses it to score customer chunks on every core (``crmscore score --worke
 itself knows nothing of scoring. :func:`ordered_map` starts ``workers`` processes, gives each the same
 *state* once (the models and the input, pickled here and unpickled there: a worker never loads them
 again per task), keeps at most a few tasks per worker in flight so that memory stays bounded, and
-yields the results in the order of the tasks whichever worker finished first.
+yields the results in the order of the tasks whichever worker finished first. The calling process can
+be one of the workers (``WorkerPool(..., caller_works=True)``): it scores a first task it already holds
+while the others start, then a task whenever the next result in order is not ready.
 
 Processes are *spawned*, never forked: a forked child of a process that already ran OpenMP (LightGBM)
 or numba threads can hang, and notebooks that trained a model before scoring are such processes. Each
@@ -18,6 +20,8 @@ running (:class:`WorkerDied`); an exception raised in a worker is raised again h
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import os
 import pickle
 import signal
@@ -33,9 +37,11 @@ from typing import Any
 from crmscore.errors import CrmscoreError
 
 __all__ = [
+    "LATER",
     "WorkerDied",
     "WorkerPool",
     "available_cores",
+    "limited_threads",
     "ordered_map",
     "resolve_workers",
     "thread_budget",
@@ -46,6 +52,8 @@ __all__ = [
 THREADS_ENV = "CRMSCORE_THREADS"
 #: Tasks in flight per worker: enough to keep every worker busy while results are handed back in order.
 TASKS_PER_WORKER = 2
+#: Results the caller computed that may wait for an earlier task's (see :meth:`WorkerPool.map`).
+HELD_HERE = 2
 
 _STATE: Any = None
 _FOLDER: str | None = None  # a worker's folder of running notes
@@ -83,84 +91,129 @@ def worker_state() -> Any:
     return _STATE
 
 
-def _start_worker(threads: int, state_file: str) -> None:
-    """Initializer of each worker: limit threads, then unpickle the shared state (which loads LightGBM)."""
+def _start_worker(threads: int, state_file: str, parent: int, preload: tuple[str, ...]) -> None:
+    """Initializer of each worker: limit threads, import ``preload``, wait for the shared state (see
+    :meth:`WorkerPool.share`), then unpickle it (which loads LightGBM)."""
     global _STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops the workers
     signal.signal(signal.SIGTERM, _stopped)
     for name in ("OMP_NUM_THREADS", THREADS_ENV):
         os.environ[name] = str(threads)
+    for module in preload:  # while the parent prepares the state
+        importlib.import_module(module)
+    while not os.path.exists(state_file):
+        if os.getppid() != parent:  # the parent ended without sharing it
+            os._exit(1)
+        time.sleep(0.01)
     with open(state_file, "rb") as file:
         _STATE = pickle.load(file)
+    # What is loaded now lives as long as the worker: out of the collector's sight, a full collection
+    # after each task (see crmscore.io.release_memory) looks only at that task's objects.
+    gc.freeze()
+
+
+#: The state of a :class:`WorkerPool` started before its state exists: given later by :meth:`WorkerPool.share`.
+LATER = object()
 
 
 class WorkerPool:
-    """``workers`` spawned processes that each got ``state`` once; started at once, so that they load while the
-    caller goes on with its own work, and stopped by :meth:`close` (or leaving the ``with`` block).
+    """``workers`` processes scoring side by side, started at once so that they load while the caller goes on
+    with its own work, and stopped by :meth:`close` (or leaving the ``with`` block).
+
+    Each spawned process gets ``state`` once: given here, or later through :meth:`share` when the pool is
+    started with :data:`LATER` before the state exists (the processes start and import ``preload``
+    meanwhile). With ``caller_works`` the calling process is one of the
+    ``workers`` (``workers - 1`` are spawned): it runs tasks itself through :meth:`map`'s ``here``, so no
+    process sits idle waiting for results, and a first task it already holds is not handed over.
 
     The state goes through a file, not the pipe a worker is started through: the parent writes that pipe
     while it still holds its reading end, so a worker killed while starting would block a large write.
     """
 
-    def __init__(self, state: Any, workers: int) -> None:
+    def __init__(self, state: Any, workers: int, caller_works: bool = False, preload: tuple[str, ...] = ()) -> None:
+        if caller_works and workers < 2:
+            raise ValueError("a pool the caller works in needs at least 2 workers")
         self.workers = workers
+        self.processes = workers - 1 if caller_works else workers
+        #: Threads each process uses (the caller too, while it runs tasks): its share of the cores.
+        self.threads = max(1, available_cores() // workers)
         self._folder = tempfile.TemporaryDirectory(prefix="crmscore-workers-")
         self.folder = self._folder.name
-        state_file = os.path.join(self.folder, "state.pickle")
-        with open(state_file, "wb") as file:
-            pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
-        threads = max(1, available_cores() // workers)
+        self._state_file = os.path.join(self.folder, "state.pickle")
+        self.shared = False
+        self._closed = False
+        if state is not LATER:
+            self.share(state)
         self._executor = ProcessPoolExecutor(
-            max_workers=workers,
+            max_workers=self.processes,
             mp_context=get_context("spawn"),
             initializer=_start_worker,
-            initargs=(threads, state_file),
+            initargs=(self.threads, self._state_file, os.getpid(), tuple(preload)),
         )
         self._pending: deque[tuple[int, str, Future]] = deque()
-        for _ in range(workers):  # one process is spawned per task submitted while none is idle
+        for _ in range(self.processes):  # one process is spawned per task submitted while none is idle
             self._executor.submit(os.getpid)
 
-    def map(self, function: Callable[[Any], Any], tasks: Iterable[Any], describe: Callable[[Any], str] = str):
-        """``function(task)`` for every task, yielded in task order (see :func:`ordered_map`)."""
-        # Per task in flight: its number and description (not the task itself: it may be large), its future.
+    def share(self, state: Any) -> None:
+        """Give the workers their state (once; for a pool started with :data:`LATER`): they wait for it."""
+        if self.shared:
+            raise RuntimeError("the workers' state was given already")
+        partial = self._state_file + ".partial"
+        with open(partial, "wb") as file:
+            pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, self._state_file)  # a worker sees the whole file or none
+        self.shared = True
+
+    def map(
+        self,
+        function: Callable[[Any], Any],
+        tasks: Iterable[Any],
+        describe: Callable[[Any], str] = str,
+        here: Callable[[Any], Any] | None = None,
+    ) -> Iterator[Any]:
+        """``function(task)`` for every task, yielded in task order (see :func:`ordered_map`).
+
+        ``here`` (the same work, run in this process; for a pool the caller works in) runs the first task
+        while the workers start, and then the next task whenever the next result in order is not ready;
+        at most :data:`HELD_HERE` of its results wait for an earlier one.
+        """
+        tasks_out = _Dispatch(self, function, tasks, describe)
+        held: dict[int, Any] = {}  # results computed here, by task number
+        if here is not None and (first := tasks_out.take()) is not None:
+            tasks_out.top_up()
+            held[first[0]] = self._here(here, first[1])
+        tasks_out.top_up()
         pending = self._pending
-        numbered = enumerate(tasks)
-
-        def submit(number: int, task: Any) -> None:
-            try:
-                future = self._executor.submit(_run, function, task, number, self.folder)
-            except BrokenProcessPool:  # a worker died before it had a task (while starting, or idle)
-                what = _task_of_dead_worker(self.folder, {n: w for n, w, _ in pending}, patience=0.5)
-                message = f"while {what}" if what else f"before {describe(task)}"
-                raise _died(message) from None
-            pending.append((number, describe(task), future))
-
-        for number, task in numbered:
-            submit(number, task)
-            if len(pending) >= self.workers * TASKS_PER_WORKER:
-                break
-        task = None
-        while pending:
-            number, what, future = pending[0]
-            try:
-                result = future.result()
-            except BrokenProcessPool:
-                what = _task_of_dead_worker(self.folder, {n: w for n, w, _ in pending}) or what
-                raise _died(f"while {what}") from None
-            pending.popleft()
-            for following in numbered:  # top up before handing the result back: the workers keep going
-                submit(*following)
-                following = None
-                break
-            del future
+        number = 0
+        while True:
+            if number in held:
+                result = held.pop(number)
+            elif pending:  # the head of the workers' tasks is next in order
+                waiting = not pending[0][2].done() and here is not None and len(held) < HELD_HERE
+                if waiting and (following := tasks_out.take()) is not None:
+                    held[following[0]] = self._here(here, following[1])
+                    continue
+                result = tasks_out.head_result()
+            else:
+                return
+            tasks_out.top_up()  # before handing the result back: the workers keep going
             yield result
+            number += 1
+
+    def _here(self, function: Callable[[Any], Any], task: Any) -> Any:
+        """``function(task)`` in this process, within its share of the cores."""
+        with limited_threads(self.threads):
+            return function(task)
 
     def close(self) -> None:
         """Stop the workers now: cancel what has not started and end what runs (its result is not needed)."""
+        if self._closed:
+            return
+        self._closed = True
         pending = [future for _, _, future in self._pending]
         for future in pending:
             future.cancel()
-        if any(not future.done() for future in pending):
+        if not self.shared or any(not future.done() for future in pending):  # waiting for a state, or busy
             for process in list(getattr(self._executor, "_processes", {}).values()):
                 with contextlib.suppress(Exception):
                     process.terminate()
@@ -173,6 +226,67 @@ class WorkerPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Dispatch:
+    """The tasks of one :meth:`WorkerPool.map`, taken in order: by the workers (a few each in flight, at
+    most :data:`TASKS_PER_WORKER`) or by the caller."""
+
+    def __init__(self, pool: WorkerPool, function: Callable[[Any], Any], tasks: Iterable[Any], describe) -> None:
+        self.pool, self.function, self.describe = pool, function, describe
+        self.numbered = enumerate(tasks)
+
+    def take(self) -> tuple[int, Any] | None:
+        """The next task and its number; None when every task is taken."""
+        return next(self.numbered, None)
+
+    def top_up(self) -> None:
+        """Give the workers tasks until each has its share in flight."""
+        while len(self.pool._pending) < self.pool.processes * TASKS_PER_WORKER:
+            following = self.take()
+            if following is None:
+                return
+            self.submit(*following)
+
+    def submit(self, number: int, task: Any) -> None:
+        pending = self.pool._pending
+        try:
+            future = self.pool._executor.submit(_run, self.function, task, number, self.pool.folder)
+        except BrokenProcessPool:  # a worker died before it had a task (while starting, or idle)
+            what = _task_of_dead_worker(self.pool.folder, {n: w for n, w, _ in pending}, patience=0.5)
+            message = f"while {what}" if what else f"before {self.describe(task)}"
+            raise _died(message) from None
+        pending.append((number, self.describe(task), future))
+
+    def head_result(self) -> Any:
+        """The result of the workers' oldest task, once it is done."""
+        pending = self.pool._pending
+        _, what, future = pending[0]
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            what = _task_of_dead_worker(self.pool.folder, {n: w for n, w, _ in pending}) or what
+            raise _died(f"while {what}") from None
+        pending.popleft()
+        return result
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int) -> Iterator[None]:
+    """This process's OpenMP threads (LightGBM) and thread budget (:func:`thread_budget`) at ``threads``
+    for the block."""
+    from threadpoolctl import threadpool_limits
+
+    before = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)
+    try:
+        with threadpool_limits(limits=threads, user_api="openmp"):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = before
 
 
 def ordered_map(

@@ -57,7 +57,7 @@ from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS, top_reasons
 from crmscore.feature_checks import FeatureCounts, check_unseen_share, count_features, feature_checks
 from crmscore.features import build_features
-from crmscore.io import release_memory
+from crmscore.io import frozen_heap, release_memory
 from crmscore.locks import folder_lock
 from crmscore.parallel import WorkerPool, resolve_workers, worker_state
 from crmscore.planning import contact_cost, expected_incremental_value
@@ -474,6 +474,10 @@ def _score_in_worker(task: tuple[int, Mapping[str, pd.DataFrame] | None]) -> _Ch
 
 _Task = tuple[int, Mapping[str, pd.DataFrame] | None]
 
+#: Reason columns with few distinct values, dictionary-encoded in ``explanations.parquet``; the reason
+#: texts are nearly all distinct, and trying a dictionary on them only slows the writing.
+REASON_DICTIONARY = ["model", "feature", "value"]
+
 
 def _first_chunk(
     source: StreamedInput | _TablesInMemory,
@@ -510,25 +514,20 @@ def _scored_chunks(
     state: _WorkerState,
     pool: WorkerPool | None,
 ) -> Iterator[_ChunkScored]:
-    """Every chunk scored, in customer order: in this process (no pool) or in the pool's workers."""
-    if pool is None:
-        yield from (_score_one(task, state) for task in itertools.chain([(0, first)], later))
-        return
-    streamed = state.source is not None
-    first_task: _Task = (0, None) if streamed else (0, first)  # a worker reads a streamed first chunk again
+    """Every chunk scored, in customer order: in this process (no pool), or in the pool's workers and this
+    process, which scores the first chunk (already read) while the workers start."""
+    tasks = itertools.chain([(0, first)], later)
     del first
-    release_memory()
+    if pool is None:
+        yield from (_score_one(task, state) for task in tasks)
+        return
     ids, size, n = source.ids, source.chunk_size, source.n_chunks
 
     def describe(task: _Task) -> str:
         part = ids[task[0] * size : (task[0] + 1) * size]
         return f"scoring chunk {task[0] + 1} of {n} (customers {part[0]} to {part[-1]})"
 
-    tasks = itertools.chain([first_task], later)
-    for k, chunk in enumerate(pool.map(_score_in_worker, tasks, describe)):
-        if k == 0 and streamed:
-            chunk.tally = None  # counted when it was read here
-        yield chunk
+    yield from pool.map(_score_in_worker, tasks, describe, here=lambda task: _score_one(task, state))
 
 
 def tier_features(settings: Settings) -> list[str]:
@@ -553,6 +552,7 @@ def score(
     check_chunk: Callable[[Mapping[str, pd.DataFrame]], None] | None = None,
     warnings: Mapping[str, Mapping[str, int]] | None = None,
     workers: int | None = None,
+    pool: WorkerPool | None = None,
 ) -> ScoreResult:
     """Score every customer known on ``as_of`` and write the scoring folder atomically.
 
@@ -568,6 +568,8 @@ def score(
     (e.g. to check the input gives the features the models need). ``workers`` processes (default
     ``scoring.workers``; None there: one per core) score the chunks side by side, each reading and
     validating its chunks itself when the input is streamed; the results are the same for any number.
+    ``pool``: workers the caller started early (``WorkerPool(LATER, n, caller_works=True)``, e.g. before
+    loading the models); they get their state here and replace ``workers``.
     See the module docstring for the outputs.
     """
     from tqdm.auto import tqdm
@@ -588,11 +590,18 @@ def score(
     if known == 0:
         raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
     n_chunks = source.n_chunks
-    workers = resolve_workers(settings.scoring.workers if workers is None else workers, n_chunks)
     streamed = source if isinstance(source, StreamedInput) else None
     state = _WorkerState(streamed, models, settings, as_of, integer_ids)
-    # The workers start now and load the models and the input while this process checks the customers.
-    with WorkerPool(state, workers) if workers > 1 else contextlib.nullcontext() as pool:
+    if pool is not None and n_chunks > 1:
+        workers = pool.workers
+        pool.share(state)
+    else:
+        if pool is not None:  # one chunk: nothing to share
+            pool.close()
+        workers = resolve_workers(settings.scoring.workers if workers is None else workers, n_chunks)
+        # The workers start now and load the models and the input while this process checks the customers.
+        pool = WorkerPool(state, workers, caller_works=True) if workers > 1 else None
+    with frozen_heap(), pool or contextlib.nullcontext():
         _check_attributes_first(customers, as_of, models, settings)
         target = scoring_dir(out_dir, as_of)
         previous = previous_scoring(out_dir, as_of)
@@ -616,7 +625,9 @@ def score(
                 frames.append(chunk.frame)
                 counts += chunk.counts
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp / "explanations.parquet", chunk.reasons.schema)
+                    writer = pq.ParquetWriter(
+                        tmp / "explanations.parquet", chunk.reasons.schema, use_dictionary=REASON_DICTIONARY
+                    )
                 writer.write_table(chunk.reasons)
                 explanation_rows += chunk.reasons.num_rows
                 del chunk

@@ -1006,12 +1006,33 @@ def score_stage(
 
 def _score_locked(settings: Settings, as_of: pd.Timestamp, source: Path, out_dir, versions, loaded, progress: bool):
     """The body of :func:`score_stage` once the scoring folder is locked: load the models, score, write."""
+    with _early_workers(settings, source if loaded is None else None) as pool:
+        t0 = time.perf_counter()
+        models = load_scoring_models(settings, versions)
+        extra_seconds = {"load_models": time.perf_counter() - t0}
+        return _score_loaded_models(settings, as_of, source, out_dir, models, extra_seconds, loaded, progress, pool)
+
+
+def _early_workers(settings: Settings, source: Path | None):
+    """Scoring workers started before the models load, so that they start up meanwhile — when a streamed
+    input's customers table tells its size (Parquet) and it spans more than one chunk."""
+    import contextlib
+
+    from crmscore.data.stream import customer_rows
+    from crmscore.parallel import LATER, WorkerPool, resolve_workers
+
+    rows = customer_rows(source, settings.data) if source is not None else None
+    chunks = -(-rows // settings.scoring.chunk_size) if rows else 1
+    workers = resolve_workers(settings.scoring.workers, chunks)
+    if workers < 2:
+        return contextlib.nullcontext()
+    return WorkerPool(LATER, workers, caller_works=True, preload=("crmscore.scoring",))
+
+
+def _score_loaded_models(settings, as_of, source, out_dir, models, extra_seconds, loaded, progress, pool):
+    """:func:`_score_locked` once the models are loaded: score tables loaded whole, or the streamed input."""
     from crmscore.data.stream import StreamedInput
     from crmscore.scoring import score
-
-    t0 = time.perf_counter()
-    models = load_scoring_models(settings, versions)
-    extra_seconds = {"load_models": time.perf_counter() - t0}
 
     def check(tables) -> None:
         check_model_inputs(models, tables, settings.features)
@@ -1043,6 +1064,7 @@ def _score_locked(settings: Settings, as_of: pd.Timestamp, source: Path, out_dir
                 progress=progress,
                 extra_seconds=extra_seconds,
                 check_chunk=check,
+                pool=pool,
             )
     return result
 

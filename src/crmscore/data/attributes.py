@@ -30,12 +30,22 @@ _LEADING_ZERO = r"[+-]?0[0-9]+(\.[0-9]*)?"
 
 
 def _numbers(text: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Numbers of a text column and the mask of cells that hold a value but not a number."""
-    blank = text.isna() | text.str.lower().isin(MISSING_MARKERS)
-    numbers = pd.to_numeric(text.where(~blank), errors="coerce").astype("float64")
-    numbers = numbers.where(np.isfinite(numbers.to_numpy()))
-    bad = (~blank & numbers.isna()).to_numpy(dtype=bool)
-    return numbers, bad
+    """Numbers of a text column and the mask of cells that hold a value but not a number.
+
+    Each distinct text is parsed once (a column of a million labels holds a handful of them).
+    """
+    codes, distinct = pd.factorize(text)  # missing cells: code -1
+    distinct = pd.Series(distinct, dtype="string")
+    blank = distinct.str.lower().isin(MISSING_MARKERS).to_numpy(dtype=bool)
+    parsed = pd.to_numeric(distinct.where(~blank), errors="coerce")
+    parsed = parsed.to_numpy(dtype="float64", na_value=np.nan, copy=True)
+    parsed[~np.isfinite(parsed)] = np.nan
+    given = codes >= 0
+    numbers = np.full(len(text), np.nan)
+    numbers[given] = parsed[codes[given]]
+    bad = np.zeros(len(text), dtype=bool)
+    bad[given] = ~blank[codes[given]] & np.isnan(parsed[codes[given]])
+    return pd.Series(numbers, index=text.index), bad
 
 
 def _integral(numbers: pd.Series) -> pd.Series:
@@ -68,6 +78,8 @@ def coerce_attribute(series: pd.Series, declared: str | None = None) -> tuple[pd
         return series, no_problem, ""
     if pd.api.types.is_numeric_dtype(series.dtype):
         return series, no_problem, ""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return _coerce_labels(series, declared)
     text = series.astype("string").str.strip()
     numbers, bad = _numbers(text)
     if declared == "numeric":
@@ -77,6 +89,23 @@ def coerce_attribute(series: pd.Series, declared: str | None = None) -> tuple[pd
     if len(present) and not bad.any() and not codes:
         return _integral(numbers), no_problem, ""
     return _category(series), no_problem, ""
+
+
+def _coerce_labels(series: pd.Series, declared: str | None) -> tuple[pd.Series, np.ndarray, str]:
+    """:func:`coerce_attribute` of a categorical column (as Parquet gives text): its labels are typed once
+    each, and the column is numeric only where they are."""
+    used = series.cat.remove_unused_categories()
+    labels = pd.Series(used.cat.categories.astype(str), dtype="string")
+    typed, bad_label, rule = coerce_attribute(labels, declared)
+    if isinstance(typed.dtype, pd.CategoricalDtype):
+        return series, np.zeros(len(series), dtype=bool), rule
+    codes = used.cat.codes.to_numpy()
+    given = codes >= 0
+    numbers = np.full(len(series), np.nan)
+    numbers[given] = typed.to_numpy(dtype="float64", na_value=np.nan)[codes[given]]
+    bad = np.zeros(len(series), dtype=bool)
+    bad[given] = bad_label[codes[given]]
+    return _integral(pd.Series(numbers, index=series.index)), bad, rule
 
 
 _UNIT_DAYS = {"days": 1.0, "weeks": 7.0}

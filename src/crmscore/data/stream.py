@@ -72,7 +72,7 @@ from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.io import release_memory
 
-__all__ = ["StreamedInput", "ChunkTally", "last_event_date", "STREAM_BATCH_ROWS", "MAX_SPILL_PARTS"]
+__all__ = ["StreamedInput", "ChunkTally", "customer_rows", "last_event_date", "STREAM_BATCH_ROWS", "MAX_SPILL_PARTS"]
 
 log = logging.getLogger("crmscore")
 
@@ -124,6 +124,19 @@ def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None 
         if latest is not None:
             return pd.Timestamp(latest).normalize()
     raise DataError(f"{folder}: no valid transaction or signup date to score as of; pass the as-of date")
+
+
+def customer_rows(input_dir: str | os.PathLike, settings: DataSettings | None = None) -> int | None:
+    """Rows of the customers table in ``input_dir`` when its file tells without being read (Parquet's
+    metadata); None otherwise (no such table, text formats, an unreadable file)."""
+    settings = settings or DataSettings()
+    path = find_table_file(Path(input_dir), "customers", settings.tables.get("customers", TableSettings()))
+    if path is None or _format_of(path, settings.format) != "parquet":
+        return None
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # the open reports what is wrong with the file, in its own words
+        return None
 
 
 def _column_names(path: Path, settings: DataSettings) -> list[str]:
