@@ -461,8 +461,8 @@ def score(
         typer.Option(
             "--workers",
             min=1,
-            help="Worker processes scoring chunks side by side (default scoring.workers; unset: one per core the "
-            "process may use; 1: none). Same results for any number.",
+            help="Processes scoring chunks side by side, this one included (default scoring.workers; unset: one "
+            "per core the process may use; 1: this one alone). Same results for any number.",
         ),
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,

@@ -701,8 +701,9 @@ class TierSettings(_Section):
 class ScoringSettings(_Section):
     """Batch scoring: chunking, worker processes, reasons, where the scores go, and the checks of the scored features.
 
-    ``workers`` processes score the chunks side by side (null: one per core the process may use; 1: no
-    worker process, everything in the calling process); the results are identical for any number.
+    ``workers`` processes score the chunks side by side, the calling one included (null: one per core
+    the process may use; 1: no worker process, everything in the calling process); the results are
+    identical for any number.
 
     The feature checks (:mod:`crmscore.feature_checks`) report every category unseen in training, a
     share of numbers outside the training range above ``out_of_range_warn_share`` and a missing share

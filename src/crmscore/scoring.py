@@ -39,6 +39,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -572,35 +573,16 @@ def score(
     loading the models); they get their state here and replace ``workers``.
     See the module docstring for the outputs.
     """
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
     as_of = pd.Timestamp(as_of).normalize()
-    if isinstance(tables, StreamedInput):
-        if tables.as_of != as_of:
-            raise ValueError(f"the streamed input was opened for {tables.as_of.date()}, not {as_of.date()}")
-        source: StreamedInput | _TablesInMemory = tables
-        known = len(tables.ids)
-    else:
-        source = _TablesInMemory(tables, as_of, chunk_size or settings.scoring.chunk_size, rejects, rows_in)
-        known = source.known
-    chunk_size = source.chunk_size
+    source = _source_of(tables, as_of, chunk_size or settings.scoring.chunk_size, rejects, rows_in)
     customers = source.customers if isinstance(source, StreamedInput) else tables["customers"]
     integer_ids = pd.api.types.is_integer_dtype(customers["customer_id"].dtype)
-    if known == 0:
+    if len(source.ids) == 0:
         raise DataError(f"customers: nobody signed up on or before the as-of date {as_of.date()}; nothing to score")
-    n_chunks = source.n_chunks
     streamed = source if isinstance(source, StreamedInput) else None
     state = _WorkerState(streamed, models, settings, as_of, integer_ids)
-    if pool is not None and n_chunks > 1:
-        workers = pool.workers
-        pool.share(state)
-    else:
-        if pool is not None:  # one chunk: nothing to share
-            pool.close()
-        workers = resolve_workers(settings.scoring.workers if workers is None else workers, n_chunks)
-        # The workers start now and load the models and the input while this process checks the customers.
-        pool = WorkerPool(state, workers, caller_works=True) if workers > 1 else None
+    pool = _workers_for(state, source.n_chunks, settings.scoring.workers if workers is None else workers, pool)
     with frozen_heap(), pool or contextlib.nullcontext():
         _check_attributes_first(customers, as_of, models, settings)
         target = scoring_dir(out_dir, as_of)
@@ -609,89 +591,210 @@ def score(
         # Time spent before this call: the given steps, and opening a streamed input.
         before = sum(seconds.values()) + (source.open_seconds if isinstance(source, StreamedInput) else 0.0)
         with atomic_dir(target) as tmp:
-            frames = []
-            counts = FeatureCounts()
-            writer: pq.ParquetWriter | None = None
-            explanation_rows = 0
             first, later = _first_chunk(source, settings, check_chunk)
             chunks = _scored_chunks(source, first, later, state, pool)
             del first
-            for chunk in tqdm(chunks, total=n_chunks, desc="scoring", unit="chunk", disable=not progress):
-                if chunk.tally is not None:
-                    source.record(chunk.tally)
-                source.seconds += chunk.read_seconds
-                for key, value in chunk.seconds.items():
-                    seconds[key] += value
-                frames.append(chunk.frame)
-                counts += chunk.counts
-                if writer is None:
-                    writer = pq.ParquetWriter(
-                        tmp / "explanations.parquet", chunk.reasons.schema, use_dictionary=REASON_DICTIONARY
-                    )
-                writer.write_table(chunk.reasons)
-                explanation_rows += chunk.reasons.num_rows
-                del chunk
-                release_memory()
-            if writer is not None:
-                writer.close()
+            assembled = _assemble(chunks, source, tmp, seconds, progress)
             if pool is not None:
                 pool.close()  # every chunk is in: the workers' memory goes back before the tiers are fitted
-            checks = summarize_feature_checks(counts, models, settings)  # raising here leaves nothing behind
+            checks = summarize_feature_checks(assembled.counts, models, settings)  # raising here leaves nothing
 
             t0 = time.perf_counter()
-            everyone = pd.concat(frames)
-            del frames
-            scale = fit_tier_scale(everyone, settings, models)
-            names = segment_name_map(models.segments)
-            scores = score_rows(
-                everyone, as_of, settings, scale, names, models.versions(), models.contact_cost(settings)
-            )
-            del everyone
-            scores.to_parquet(tmp / "scores.parquet", index=False)
-            migration = _migration(previous, scores)
-            migration.to_csv(tmp / "tier_migration.csv")
-            rejects = source.rejects
-            if isinstance(source, StreamedInput):
-                reports = source.reports
-                check_reject_shares(reports, settings.data.checks)
-                rows_in = {name: report.rows_in for name, report in reports.items()}
-                warnings = {name: report.warnings for name, report in reports.items()}
-            else:
-                rows_in = source.rows_in
+            scores, scale = _write_tiers(tmp, assembled.frames, as_of, models, settings, previous)
+            del assembled.frames
+            rows_in, warnings = _input_counts(source, settings, rows_in, warnings)
+            rejected = _write_rejects(tmp, source.rejects)
             if source.seconds:
                 seconds["read_and_validate"] = seconds.get("read_and_validate", 0.0) + source.seconds
-            rejected = {}
-            if rejects:
-                (tmp / "rejects").mkdir()
-                for name, frame in rejects.items():
-                    if frame is not None and len(frame):
-                        frame.to_parquet(tmp / "rejects" / f"{name}.parquet", index=False)
-                    rejected[name] = 0 if frame is None else int(len(frame))
             seconds["tiers_and_write"] = time.perf_counter() - t0
             seconds["scoring"] = time.perf_counter() - started
             seconds["total"] = seconds["scoring"] + before
-            manifest = {
-                "as_of": str(as_of.date()),
-                "params_hash": settings.fingerprint(),
-                "models": manifest_models(models),
-                "rows_in": dict(rows_in or {}),
-                "customers_known": known,
-                "scored": int(len(scores)),
-                "rejected": rejected,
-                "warnings": {name: dict(counts) for name, counts in (warnings or {}).items() if counts},
-                "explanations": explanation_rows,
-                "chunk_size": chunk_size,
-                "chunks": n_chunks,
-                "workers": workers,
-                "previous_scoring": None if previous is None else previous.name,
-                "models_missing": dict(models.missing),
-                "feature_checks": checks,
-                "tiers": scale.to_dict(),
-                "seconds": {k: round(v, 3) for k, v in seconds.items()},
-                "customers_per_second": round(len(scores) / seconds["total"], 1) if seconds["total"] > 0 else None,
-            }
+            counts = ScoringCounts(
+                rows_in,
+                len(source.ids),
+                len(scores),
+                rejected,
+                warnings,
+                assembled.explanations,
+                source.chunk_size,
+                source.n_chunks,
+            )
+            manifest = scoring_manifest(
+                as_of, settings, models, counts, previous, checks, scale, seconds, workers=pool.workers if pool else 1
+            )
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-        return ScoreResult(target, known, int(len(scores)), rejected, seconds, manifest)
+        return ScoreResult(target, len(source.ids), int(len(scores)), rejected, seconds, manifest)
+
+
+def _source_of(
+    tables: Mapping[str, pd.DataFrame] | StreamedInput,
+    as_of: pd.Timestamp,
+    chunk_size: int,
+    rejects: Mapping[str, pd.DataFrame] | None,
+    rows_in: Mapping[str, int] | None,
+) -> StreamedInput | _TablesInMemory:
+    """What :func:`score` reads its chunks from: the streamed input as given, or the tables loaded whole."""
+    if isinstance(tables, StreamedInput):
+        if tables.as_of != as_of:
+            raise ValueError(f"the streamed input was opened for {tables.as_of.date()}, not {as_of.date()}")
+        return tables
+    return _TablesInMemory(tables, as_of, chunk_size, rejects, rows_in)
+
+
+def _workers_for(state: _WorkerState, n_chunks: int, workers: int | None, pool: WorkerPool | None) -> WorkerPool | None:
+    """The pool scoring the chunks with this process: the one the caller started (given its state now), or
+    one started here — none for a single chunk or a single worker."""
+    if pool is not None and n_chunks > 1:
+        pool.share(state)
+        return pool
+    if pool is not None:  # one chunk: nothing to share
+        pool.close()
+    workers = resolve_workers(workers, n_chunks)
+    # The workers start now and load the models and the input while this process checks the customers.
+    return WorkerPool(state, workers, caller_works=True) if workers > 1 else None
+
+
+@dataclasses.dataclass
+class _Assembled:
+    """The chunks of a scoring put together: per-customer frames for the tiers, feature counts, reasons."""
+
+    frames: list[pd.DataFrame]
+    counts: FeatureCounts
+    explanations: int
+
+
+def _assemble(
+    chunks: Iterator[_ChunkScored],
+    source: StreamedInput | _TablesInMemory,
+    tmp: Path,
+    seconds: dict[str, float],
+    progress: bool,
+) -> _Assembled:
+    """Take the scored chunks in customer order: their reasons go to ``explanations.parquet`` at once, their
+    counts and seconds are added up, their per-customer frames kept for the tier scale."""
+    from tqdm.auto import tqdm
+
+    out = _Assembled([], FeatureCounts(), 0)
+    writer: pq.ParquetWriter | None = None
+    for chunk in tqdm(chunks, total=source.n_chunks, desc="scoring", unit="chunk", disable=not progress):
+        if chunk.tally is not None:
+            source.record(chunk.tally)
+        source.seconds += chunk.read_seconds
+        for key, value in chunk.seconds.items():
+            seconds[key] += value
+        out.frames.append(chunk.frame)
+        out.counts += chunk.counts
+        if writer is None:
+            path = tmp / "explanations.parquet"
+            writer = pq.ParquetWriter(path, chunk.reasons.schema, use_dictionary=REASON_DICTIONARY)
+        writer.write_table(chunk.reasons)
+        out.explanations += chunk.reasons.num_rows
+        del chunk
+        release_memory()
+    if writer is not None:
+        writer.close()
+    return out
+
+
+def _write_tiers(
+    tmp: Path,
+    frames: list[pd.DataFrame],
+    as_of: pd.Timestamp,
+    models: ScoringModels,
+    settings: Settings,
+    previous: Path | None,
+) -> tuple[pd.DataFrame, tiers.TierScale]:
+    """The tier scale fitted over everyone, ``scores.parquet`` and ``tier_migration.csv`` against ``previous``."""
+    everyone = pd.concat(frames)
+    frames.clear()
+    scale = fit_tier_scale(everyone, settings, models)
+    names = segment_name_map(models.segments)
+    scores = score_rows(everyone, as_of, settings, scale, names, models.versions(), models.contact_cost(settings))
+    del everyone
+    # The Parquet writing mostly runs outside the interpreter lock: the migration is worked out meanwhile.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        written = background.submit(scores.to_parquet, tmp / "scores.parquet", index=False)
+        _migration(previous, scores).to_csv(tmp / "tier_migration.csv")
+        written.result()
+    return scores, scale
+
+
+def _input_counts(
+    source: StreamedInput | _TablesInMemory,
+    settings: Settings,
+    rows_in: Mapping[str, int] | None,
+    warnings: Mapping[str, Mapping[str, int]] | None,
+) -> tuple[dict[str, int], dict[str, Mapping[str, int]]]:
+    """Rows read and rows flagged per table; a streamed input's reject shares are checked once more here."""
+    if isinstance(source, StreamedInput):
+        reports = source.reports
+        check_reject_shares(reports, settings.data.checks)
+        return (
+            {name: report.rows_in for name, report in reports.items()},
+            {name: report.warnings for name, report in reports.items()},
+        )
+    return dict(source.rows_in or {}), dict(warnings or {})
+
+
+def _write_rejects(tmp: Path, rejects: Mapping[str, pd.DataFrame | None]) -> dict[str, int]:
+    """``rejects/<table>.parquet`` for each table with rejected rows; the rejected count per table."""
+    rejected = {}
+    if rejects:
+        (tmp / "rejects").mkdir()
+        for name, frame in rejects.items():
+            if frame is not None and len(frame):
+                frame.to_parquet(tmp / "rejects" / f"{name}.parquet", index=False)
+            rejected[name] = 0 if frame is None else int(len(frame))
+    return rejected
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringCounts:
+    """What a scoring counted, as its manifest records it (any engine)."""
+
+    rows_in: Mapping[str, int]
+    known: int
+    scored: int
+    rejected: Mapping[str, int]
+    warnings: Mapping[str, Mapping[str, int]]
+    explanations: int
+    chunk_size: int
+    chunks: int
+
+
+def scoring_manifest(
+    as_of: pd.Timestamp,
+    settings: Settings,
+    models: ScoringModels,
+    counts: ScoringCounts,
+    previous: Path | None,
+    checks: list[dict[str, Any]],
+    scale: tiers.TierScale,
+    seconds: Mapping[str, float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """The ``manifest.json`` of a scoring, whichever engine ran it; ``extra`` keys are the engine's own."""
+    total = seconds["total"]
+    return {
+        "as_of": str(as_of.date()),
+        "params_hash": settings.fingerprint(),
+        "models": manifest_models(models),
+        "rows_in": dict(counts.rows_in),
+        "customers_known": counts.known,
+        "scored": int(counts.scored),
+        "rejected": dict(counts.rejected),
+        "warnings": {name: dict(found) for name, found in counts.warnings.items() if found},
+        "explanations": counts.explanations,
+        "chunk_size": counts.chunk_size,
+        "chunks": counts.chunks,
+        "previous_scoring": None if previous is None else previous.name,
+        "models_missing": dict(models.missing),
+        "feature_checks": checks,
+        "tiers": scale.to_dict(),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "customers_per_second": round(counts.scored / total, 1) if total > 0 else None,
+        **extra,
+    }
 
 
 def reason_frame(explanations: pd.DataFrame, integer_ids: bool) -> pd.DataFrame:

@@ -279,26 +279,27 @@ def _manifest(
 ) -> dict[str, Any]:
     """The single-machine manifest's keys, plus ``engine`` and ``spark``."""
     sc = spark.sparkContext
-    return {
-        "as_of": str(as_of.date()),
-        "params_hash": settings.fingerprint(),
-        "models": scoring.manifest_models(models),
-        "rows_in": totals.rows_in,
-        "customers_known": totals.known,
-        "scored": totals.known,
-        "rejected": totals.rejected,
-        "warnings": {t: _ranked(w) for t, w in totals.warnings.items() if w},
-        "explanations": totals.explanations,
-        "chunk_size": settings.scoring.chunk_size,
-        "chunks": job.count,
-        "previous_scoring": None if previous is None else previous.name,
-        "models_missing": dict(models.missing),
-        "feature_checks": checks,
-        "tiers": scale.to_dict(),
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "customers_per_second": round(totals.known / seconds["total"], 1) if seconds["total"] > 0 else None,
-        "engine": "spark",
-        "spark": {
+    counts = scoring.ScoringCounts(
+        totals.rows_in,
+        totals.known,
+        totals.known,
+        totals.rejected,
+        {t: _ranked(w) for t, w in totals.warnings.items()},
+        totals.explanations,
+        settings.scoring.chunk_size,
+        job.count,
+    )
+    return scoring.scoring_manifest(
+        as_of,
+        settings,
+        models,
+        counts,
+        previous,
+        checks,
+        scale,
+        seconds,
+        engine="spark",
+        spark={
             "master": sc.master,
             "version": spark.version,
             "default_parallelism": sc.defaultParallelism,
@@ -308,7 +309,7 @@ def _manifest(
             # Executor seconds per step, summed over the buckets (several run at once).
             "task_seconds": {k: round(v, 3) for k, v in totals.task_seconds.items()},
         },
-    }
+    )
 
 
 @dataclasses.dataclass(frozen=True)
