@@ -72,6 +72,7 @@ from crmscore.errors import DataError
 from crmscore.explain import REASON_COLUMNS
 from crmscore.feature_checks import FeatureCounts
 from crmscore.features import build_features
+from crmscore.parallel import limited_threads
 from crmscore.scoring import ScoreResult, ScoringModels, atomic_dir, previous_scoring, scoring_dir
 from crmscore.spark.features import probe_bucket, schema_of, to_spark_frame
 from crmscore.spark.ranges import (
@@ -225,7 +226,8 @@ def score_spark(
             tmp = done.enter_context(atomic_dir(target))
             staging = tmp / "_staging"
             t0 = time.perf_counter()
-            stats = job.score(_FirstPass(as_of, shipped, settings, tier_columns), staging, tmp)
+            task_cpus = int(sc.getConf().get("spark.task.cpus", "1"))
+            stats = job.score(_FirstPass(as_of, shipped, settings, tier_columns, task_cpus), staging, tmp)
             seconds["score_partitions"] = time.perf_counter() - t0
             totals = _Totals.of(stats)
             check_reject_shares(totals.counted(job.sources()), settings.data.checks)
@@ -320,6 +322,9 @@ class _FirstPass:
     models: Any  # the broadcast ScoringModels
     settings: Settings
     tier_columns: list[str]
+    #: Threads a task's LightGBM and TreeSHAP use: the cores Spark gives a task (``spark.task.cpus``), as
+    #: the executor runs as many tasks side by side as it has cores.
+    threads: int = 1
 
 
 @dataclasses.dataclass
@@ -523,9 +528,10 @@ def _score_range(
     explanation_rows = 0
     counts = FeatureCounts()
     if known:
-        frame, explanations, chunk_seconds, counts = scoring.score_chunk(
-            tables, first.as_of, first.models.value, first.settings
-        )
+        with limited_threads(first.threads):
+            frame, explanations, chunk_seconds, counts = scoring.score_chunk(
+                tables, first.as_of, first.models.value, first.settings
+            )
         spent.update(chunk_seconds)
         t0 = time.perf_counter()
         schema = _values_schema(first.tier_columns)
@@ -768,9 +774,10 @@ def _score_bucket(
     explanation_rows = 0
     counts = FeatureCounts()
     if known:
-        frame, explanations, chunk_seconds, counts = scoring.score_chunk(
-            tables, first.as_of, first.models.value, first.settings
-        )
+        with limited_threads(first.threads):
+            frame, explanations, chunk_seconds, counts = scoring.score_chunk(
+                tables, first.as_of, first.models.value, first.settings
+            )
         spent.update(chunk_seconds)
         t0 = time.perf_counter()
         parts.append(to_spark_frame(frame.reset_index().assign(kind=_SCORE), schema))
