@@ -595,13 +595,13 @@ def score(
             chunks = _scored_chunks(source, first, later, state, pool)
             del first
             assembled = _assemble(chunks, source, tmp, seconds, progress)
-            if pool is not None:
-                pool.close()  # every chunk is in: the workers' memory goes back before the tiers are fitted
             checks = summarize_feature_checks(assembled.counts, models, settings)  # raising here leaves nothing
 
             t0 = time.perf_counter()
-            scores, scale = _write_tiers(tmp, assembled.frames, as_of, models, settings, previous)
+            scores, scale = _write_tiers(tmp, assembled.frames, state, previous, pool)
             del assembled.frames
+            if pool is not None:
+                pool.close()
             rows_in, warnings = _input_counts(source, settings, rows_in, warnings)
             rejected = _write_rejects(tmp, source.rejects)
             if source.seconds:
@@ -697,26 +697,53 @@ def _assemble(
 
 
 def _write_tiers(
-    tmp: Path,
-    frames: list[pd.DataFrame],
-    as_of: pd.Timestamp,
-    models: ScoringModels,
-    settings: Settings,
-    previous: Path | None,
+    tmp: Path, frames: list[pd.DataFrame], state: _WorkerState, previous: Path | None, pool: WorkerPool | None
 ) -> tuple[pd.DataFrame, tiers.TierScale]:
-    """The tier scale fitted over everyone, ``scores.parquet`` and ``tier_migration.csv`` against ``previous``."""
+    """The tier scale fitted over everyone, ``scores.parquet`` and ``tier_migration.csv`` against ``previous``.
+
+    The rows are worked out per part of the customers, side by side in the pool's workers and here."""
     everyone = pd.concat(frames)
     frames.clear()
+    models, settings = state.models, state.settings
     scale = fit_tier_scale(everyone, settings, models)
-    names = segment_name_map(models.segments)
-    scores = score_rows(everyone, as_of, settings, scale, names, models.versions(), models.contact_cost(settings))
-    del everyone
+    fitted = _Fitted(scale, segment_name_map(models.segments), models.versions(), models.contact_cost(settings))
+    if pool is None:
+        scores = fitted.rows(everyone, state)
+    else:
+        parts = [everyone.iloc[rows] for rows in np.array_split(np.arange(len(everyone)), 2 * pool.workers)]
+        del everyone
+        tasks = ((part, fitted) for part in parts)
+        scores = pd.concat(pool.map(_rows_in_worker, tasks, here=lambda task: task[1].rows(task[0], state)))
+        scores = scores.reset_index(drop=True)
     # The Parquet writing mostly runs outside the interpreter lock: the migration is worked out meanwhile.
     with ThreadPoolExecutor(max_workers=1) as background:
         written = background.submit(scores.to_parquet, tmp / "scores.parquet", index=False)
         _migration(previous, scores).to_csv(tmp / "tier_migration.csv")
         written.result()
     return scores, scale
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fitted:
+    """What assigning tiers needs besides a customer's own values: the fitted scale, segment names, model
+    versions, the cost of a contact."""
+
+    scale: tiers.TierScale
+    segment_names: dict[int, str]
+    versions: dict[str, int]
+    contact_cost: float
+
+    def rows(self, frame: pd.DataFrame, state: _WorkerState) -> pd.DataFrame:
+        """:func:`score_rows` of ``frame``."""
+        return score_rows(
+            frame, state.as_of, state.settings, self.scale, self.segment_names, self.versions, self.contact_cost
+        )
+
+
+def _rows_in_worker(task: tuple[pd.DataFrame, _Fitted]) -> pd.DataFrame:
+    """:meth:`_Fitted.rows` of one part of the customers in a worker process."""
+    frame, fitted = task
+    return fitted.rows(frame, worker_state())
 
 
 def _input_counts(
