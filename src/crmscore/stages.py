@@ -287,7 +287,9 @@ def train_churn_stage(
     notes = _feature_notes(loaded) + ([sample.note()] if sample else [])
 
     tuning = churn.tune_lightgbm(train, valid, cfg.tuning, seed=cfg.seed, class_weight=cfg.class_weight)
-    model = churn.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
+    bootstraps = settings.intervals.calibration_bootstraps
+    model = churn.model_from_settings(cfg, tuning.best_params, calibration_bootstraps=bootstraps)
+    model.fit(train.X, train.y, valid.X, valid.y)
     baseline = churn.fit_baseline(train, seed=cfg.seed)
     # Predict each split once; the metrics and the plots share these probabilities.
     metrics: dict[str, float] = {}
@@ -490,7 +492,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     import mlflow
     import pandas as pd
 
-    from crmscore import plots, tracking
+    from crmscore import intervals, plots, tracking
     from crmscore.clv import btyd
     from crmscore.clv import ml as clv_ml
     from crmscore.clv.value import BtydClv
@@ -510,6 +512,8 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
 
     tuning = clv_ml.tune_clv(train, valid, cfg)
     ml_model = clv_ml.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
+    # Split-conformal intervals from the validation customers (held out of training), saved with the model.
+    intervals.calibrate_ml_clv(ml_model, valid.X, valid.y, settings.intervals.conformal_bins)
     btyd_model = BtydClv(
         transaction_model="bgnbd",
         penalizer=cfg.penalizer,
@@ -528,6 +532,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     for name, p in predictions.items():
         metrics |= {f"{name}_test_{k}": v for k, v in value_metrics(y_hold, p).items()}
     metrics |= {f"ml_test_all_{k}": v for k, v in value_metrics(test.y.to_numpy(), ml_model.predict(test.X)).items()}
+    metrics |= _interval_metrics(settings, {"ml": ml_model, "btyd": btyd_model}, X_hold, y_hold, predictions)
     metric = cfg.selection_metric
     lower = metric in LOWER_IS_BETTER
     if cfg.model == "auto":
@@ -667,6 +672,25 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     seconds = time.perf_counter() - started
     log.info("CLV model version %s: %s (%.0f s)", version, decision, seconds)
     return TrainResult(CLV_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds, notes)
+
+
+def _interval_metrics(settings: Settings, models: dict, X, y, predictions: dict) -> dict[str, float]:
+    """Coverage of each CLV model's intervals of holdout spend (overall and worst predicted decile) and width."""
+    from crmscore import intervals
+
+    cfg = settings.intervals
+    metrics: dict[str, float] = {}
+    for name, model in models.items():
+        spend = predictions[name]
+        low, high = intervals.clv_interval(model, X, spend, spend, cfg.level, cfg.draws, cfg.seed)
+        if np.isnan(low).all():
+            continue
+        table = intervals.coverage_by_decile(spend, y, low, high)
+        coverage = table["coverage"]
+        metrics[f"{name}_test_interval_coverage"] = float(coverage["overall"])
+        metrics[f"{name}_test_interval_worst_decile_gap"] = float((coverage.drop("overall") - cfg.level).abs().max())
+        metrics[f"{name}_test_interval_mean_width"] = float(table.loc["overall", "mean_width"])
+    return metrics
 
 
 def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResult:

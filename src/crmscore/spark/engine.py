@@ -103,7 +103,17 @@ log = logging.getLogger("crmscore")
 # Kinds of rows of the first pass, each written to its own staging folder.
 _SCORE, _REASON, _REJECT, _STATS = "score", "reason", "reject", "stats"
 # Per-customer values of score_chunk besides the tier features.
-_VALUES = ["churn_probability", "expected_spend", "clv", "segment_id", "uplift"]
+_VALUES = [
+    "churn_probability",
+    "churn_low",
+    "churn_high",
+    "expected_spend",
+    "clv",
+    "clv_low",
+    "clv_high",
+    "segment_id",
+    "uplift",
+]
 _REASON_TYPES = {
     "customer_id": "long",
     "model": "string",
@@ -118,11 +128,17 @@ _REASON_TYPES = {
 _SCORE_TYPES = {
     "as_of": "timestamp_ntz",
     "churn_probability": "double",
+    "churn_low": "double",
+    "churn_high": "double",
     "risk_band": "string",
     "expected_spend": "double",
     "clv": "double",
+    "clv_low": "double",
+    "clv_high": "double",
     "points": "double",
     "tier": "string",
+    "tier_confidence": "double",
+    "borderline": "boolean",
     "segment_id": "long",
     "segment": "string",
     "lifecycle_stage": "string",
