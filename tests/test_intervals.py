@@ -342,3 +342,44 @@ def test_registered_clv_model_carries_its_conformal_calibration(ws):
     assert models.churn.estimator.calibrator_draws_
     metrics = ws.trained["clv"].metrics
     assert 0 < metrics["ml_test_interval_coverage"] <= 1
+
+
+# --- the review report -------------------------------------------------------------------------------------------
+
+
+def _report_scores(with_confidence: bool) -> pd.DataFrame:
+    n = 40
+    scores = pd.DataFrame(
+        {
+            "customer_id": np.arange(1, n + 1),
+            "tier": ["A"] * 10 + ["B"] * 30,
+            "risk_band": ["low"] * n,
+            "clv": np.r_[np.full(10, 100.0), np.full(30, 10.0)],
+            "value_at_risk": np.full(n, 1.0),
+            "clv_low": np.full(n, 1.0),
+            "clv_high": np.full(n, 51.0),
+        }
+    )
+    confidence = np.r_[np.full(4, 0.3), np.full(6, 0.9), np.full(15, 0.5), np.full(15, 0.95)]
+    scores["tier_confidence"] = confidence if with_confidence else np.nan
+    flags = confidence < 0.6 if with_confidence else [None] * n
+    scores["borderline"] = pd.array(flags, dtype="boolean")
+    return scores
+
+
+def test_report_lists_borderline_customers_per_tier_and_their_share_of_value():
+    from crmscore.report import tiers_section
+
+    section = tiers_section(_report_scores(True), pd.DataFrame(), {"previous_scoring": None})
+    assert "How sure: borderline customers" in section.body
+    assert "19 of 40 tiered customers are borderline" in section.body
+    assert "mean CLV interval width 50" in section.body
+    # tier A: 4 of 10 borderline holding 40 % of A's value; tier B: 15 of 30 holding 50 %
+    assert "40.0%" in section.body and "50.0%" in section.body
+
+
+def test_report_says_when_a_scoring_has_no_tier_confidence():
+    from crmscore.report import tiers_section
+
+    section = tiers_section(_report_scores(False), pd.DataFrame(), {"previous_scoring": None})
+    assert "no tier confidence (scored without intervals)" in section.body

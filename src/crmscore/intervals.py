@@ -217,12 +217,13 @@ def _table_by_count(shape_of: Any, counts: np.ndarray, u: np.ndarray) -> tuple[n
 
 
 def btyd_spend_interval(
-    estimator: Any, X: pd.DataFrame, level: float = 0.8, draws: int = 200, seed: int = 42
+    estimator: Any, X: pd.DataFrame, level: float = 0.8, draws: int = 200, seed: int = 42, purchases: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predictive interval of each customer's spend over the estimator's horizon (undiscounted, no margin).
 
     ``estimator`` is a fitted :class:`~crmscore.clv.value.BtydClv`; customers who never bought get [0, 0]
     (they are outside the model, whose spend for them is 0). See the module docstring for what is drawn.
+    ``purchases=True`` gives the interval of the number of purchases instead.
     """
     from crmscore.clv import btyd
     from crmscore.clv.value import summary_from_features
@@ -233,7 +234,7 @@ def btyd_spend_interval(
     if summary.empty:
         return low, high
     horizon = estimator.horizon_days / btyd.TIME_UNITS[estimator.time_unit]
-    futures = _btyd_futures(estimator, summary, horizon, draws, seed)
+    futures = _btyd_futures(estimator, summary, horizon, draws, seed, purchases)
     parts_low, parts_high = [], []
     for block in futures:
         lo, hi = interval_from_draws(block, level)
@@ -245,8 +246,10 @@ def btyd_spend_interval(
     return low, high
 
 
-def _btyd_futures(estimator: Any, summary: pd.DataFrame, horizon: float, draws: int, seed: int):
-    """Blocks of simulated spend (customers × draws) over ``horizon`` model time units."""
+def _btyd_futures(
+    estimator: Any, summary: pd.DataFrame, horizon: float, draws: int, seed: int, count_only: bool = False
+):
+    """Blocks of simulated spend (or purchases: ``count_only``) (customers × draws) over ``horizon`` time units."""
     tx, spend_model = estimator.transaction_model_, estimator.spend_model_
     kind = type(tx).__name__
     u = _uniforms(draws, 16, seed)
@@ -291,6 +294,9 @@ def _btyd_futures(estimator: Any, summary: pd.DataFrame, horizon: float, draws: 
             until_dropout = np.ceil(np.log(u[12])[None, :] / np.log1p(-np.clip(p, 1e-12, 1 - 1e-12)))
             purchases = np.minimum(purchases, np.maximum(until_dropout, 1.0))
         purchases = np.where(alive, purchases, 0.0)
+        if count_only:
+            yield purchases
+            continue
         nu = value_table[value_row[s]] / (gg["gamma"][None, :] + xs * m[s, None])
         yield gamma_sums(purchases) / nu
 
