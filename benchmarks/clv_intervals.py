@@ -13,7 +13,7 @@ Measured, not assumed (:mod:`crmscore.intervals`, level ``intervals.level`` = 80
   Gamma-Gamma as published, and the ML model cross-fitted over customers (5 folds, each calibrating its
   conformal intervals on a fifth of its training customers). The published BG/NBD under-predicts this
   holdout; its coverage is reported as it is, not widened.
-* **pymc-marketing** (where ``--pymc-python`` names an interpreter with it, the ``bench`` extra): its BG/NBD
+* **pymc-marketing** (where ``--pymc-python`` names an interpreter with it, the ``bench-pymc`` extra): its BG/NBD
   (NUTS) on the CDNOW sample (2,357 customers) in the same run; its per-customer 80 % credible intervals of
   expected holdout purchases against ours (predictive, and parameter-only), coverage of the actual holdout
   purchases, width and time.
@@ -134,15 +134,21 @@ def simulated_clv(args, settings: Settings, sim) -> tuple[dict, list[str], dict]
     t0 = time.perf_counter()
     tuning = clv_ml.tune_clv(train, valid, cfg)
     ml = clv_ml.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
-    intervals.calibrate_ml_clv(ml, valid.X, valid.y, settings.intervals.conformal_bins)
+    # As crmscore train clv: calibrated on a seeded half of the test customers, measured on the other half.
+    calibrate = intervals.calibration_half(len(test.y), settings.intervals.seed)
+    intervals.calibrate_ml_clv(ml, test.X[calibrate], test.y[calibrate], settings.intervals.conformal_bins)
     ml_seconds = time.perf_counter() - t0
-    y = test.y.to_numpy()
-    predicted = ml.predict(test.X)
+    y = test.y.to_numpy()[~calibrate]
+    predicted = ml.predict(test.X[~calibrate])
     t0 = time.perf_counter()
     low, high = ml.conformal_.interval(predicted, level)
     ml_interval_seconds = time.perf_counter() - t0
     ml_table = intervals.coverage_by_decile(predicted, y, low, high)
     ml_floor = _attainable(ml_table, _zero_share(predicted, y), level)
+    # The alternative: calibrated on the validation customers (earlier as-of dates, stacked).
+    earlier = intervals.fit_conformal_spend(ml.predict(valid.X), valid.y.to_numpy(), settings.intervals.conformal_bins)
+    earlier_table = intervals.coverage_by_decile(predicted, y, *earlier.interval(predicted, level))
+    earlier_sum = _summary(earlier_table, ml_floor, level)
 
     btyd_model = BtydClv(penalizer=cfg.penalizer, time_unit=cfg.time_unit, horizon_days=cfg.horizon_days).fit(test.X)
     buyers = test.X["repeat_purchase_days"].notna().to_numpy()
@@ -153,8 +159,9 @@ def simulated_clv(args, settings: Settings, sim) -> tuple[dict, list[str], dict]
         f"### Simulated: {args.customers:,} customers (seed {args.seed}), CLV",
         "",
         f"Test as of {SIM_TEST_AS_OF.date()}: {len(test):,} customers, interval of the spend each realized in the "
-        f"next {cfg.horizon_days} days (the simulated future). ML: tuned with {tuning.trials} trials, fitted and "
-        f"calibrated on {len(valid):,} validation rows of held-out customers in {ml_seconds:.0f} s (intervals "
+        f"next {cfg.horizon_days} days (the simulated future). ML: tuned with {tuning.trials} trials and fitted as "
+        f"`crmscore train clv` does, its conformal intervals calibrated on a seeded half of the test customers "
+        f"({int(calibrate.sum()):,}) and measured on the other {len(y):,} ({ml_seconds:.0f} s; intervals "
         f"{ml_interval_seconds:.2f} s). Where more than {level:.0%} of a decile's customers buy nothing, the "
         "shortest interval holding the level is [0, 0], which holds their whole share: *attainable* is that "
         "coverage (the level elsewhere).",
@@ -165,6 +172,13 @@ def simulated_clv(args, settings: Settings, sim) -> tuple[dict, list[str], dict]
         f"mean width {ml_sum['mean_width']:.1f} = {ml_sum['rel_width']:.2f} × mean predicted spend.",
         "",
         *_decile_lines(ml_table, level, ml_floor),
+        "",
+        f"Calibrated instead on the {len(valid):,} validation rows (held-out customers at the earlier training "
+        f"as-of dates): coverage {earlier_sum['coverage']:.3f}, worst gap where holdable "
+        f"{earlier_sum['worst_gap_holdable']:.3f} (by decile: "
+        + ", ".join(f"{c:.3f}" for c in earlier_table["coverage"].drop("overall"))
+        + "): the spread of spend around the prediction moves between as-of dates, so the latest window "
+        "calibrates the intervals the scoring will use.",
         "",
         f"**BG/NBD × Gamma-Gamma** ({len(X_b):,} buyers, {settings.intervals.draws} draws, "
         f"{btyd_interval_seconds:.1f} s): coverage {b_sum['coverage']:.3f} (attainable {b_sum['attainable']:.3f}), "
@@ -443,7 +457,7 @@ def _run_pymc(args, summary: pd.DataFrame, weeks: float, level: float):
     with tempfile.TemporaryDirectory() as folder:
         data, out = Path(folder) / "summary.csv", Path(folder) / "out.csv"
         summary.reset_index()[["customer_id", "frequency", "recency", "T"]].to_csv(data, index=False)
-        script = Path(__file__).with_name("_pymc_bgnbd.py")
+        script = Path(__file__).parent / "pymc" / "bgnbd_intervals.py"
         command = [
             python,
             str(script),
@@ -463,6 +477,14 @@ def _run_pymc(args, summary: pd.DataFrame, weeks: float, level: float):
 
 
 # --- scale ----------------------------------------------------------------------------------------------------
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children and theirs (the scoring's workers)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def scale(args) -> tuple[dict, list[str]]:
@@ -498,33 +520,44 @@ def scale(args) -> tuple[dict, list[str]]:
         ]
         if pin is not None:
             command += ["--model-version", f"clv={pin}"]
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), _children_cpu()
         subprocess.run(command, check=True, cwd=workspace, env=os.environ.copy(), stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - started
+        wall, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
         manifest = json.loads(next(out.glob("as_of=*")).joinpath("manifest.json").read_text())
         runs[name] = {
+            "cpu": cpu,
             "wall": wall,
             "scoring": manifest["seconds"]["scoring"],
             "customers": manifest["scored"],
             "intervals_in_workers": manifest["seconds"].get("intervals", 0.0),
+            "tiers": manifest["seconds"]["tiers_and_write"],
         }
-    base = runs["off"]["scoring"]
+    base, base_cpu = runs["off"]["scoring"], runs["off"]["cpu"]
     lines = [
         f"### Scale: {runs['off']['customers']:,} customers, 2 workers",
         "",
         "`crmscore score` in a workspace whose churn and CLV models were trained with this code (so they carry "
         "the bootstrapped calibrators and the conformal calibration); the same input scored with `intervals."
-        "enabled` false and true. *intervals in workers* sums the CLV-interval seconds over the workers' chunks.",
+        "enabled` false and true. *scoring s* is the manifest's scoring time (wall), *CPU s* the user + system "
+        "seconds of the command and its workers — on a machine shared with other work the CPU seconds are the "
+        "steadier measure of what the intervals add. *tiers and write s* holds the tier confidence, computed "
+        "after all chunks; *CLV intervals in workers s* sums the CLV-interval seconds over the chunks.",
         "",
-        "| intervals | scoring s | wall s | added | intervals in workers s |",
-        "|---|---|---|---|---|",
+        "| intervals | scoring s | added | CPU s | CPU added | tiers and write s | CLV intervals in workers s |",
+        "|---|---|---|---|---|---|---|",
         *[
-            f"| {n} | {r['scoring']:.1f} | {r['wall']:.1f} | {r['scoring'] / base - 1:+.1%} | "
-            f"{r['intervals_in_workers']:.1f} |"
+            f"| {n} | {r['scoring']:.1f} | {r['scoring'] / base - 1:+.1%} | {r['cpu']:.1f} | "
+            f"{r['cpu'] / base_cpu - 1:+.1%} | {r['tiers']:.1f} | {r['intervals_in_workers']:.1f} |"
             for n, r in runs.items()
         ],
     ]
-    return {"seconds_1m": runs["on"]["scoring"], "added": runs["on"]["scoring"] / base - 1, "runs": runs}, lines
+    result = {
+        "seconds_1m": runs["on"]["scoring"],
+        "added": runs["on"]["scoring"] / base - 1,
+        "cpu_added": runs["on"]["cpu"] / base_cpu - 1,
+        "runs": runs,
+    }
+    return result, lines
 
 
 def main() -> None:
@@ -533,7 +566,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=settings.simulate.seed)
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--pymc-python", default=None, help="an interpreter with pymc-marketing (the bench extra)")
+    parser.add_argument(
+        "--pymc-python",
+        default=os.environ.get("CRMSCORE_PYMC_PYTHON"),
+        help="an interpreter with pymc-marketing (the bench-pymc extra); default $CRMSCORE_PYMC_PYTHON",
+    )
     parser.add_argument("--workspace", default=None, help="trained workspace with params.yaml (scale part)")
     parser.add_argument("--scoring-input", default=None)
     parser.add_argument("--as-of", default=None)

@@ -12,8 +12,9 @@ Every score is a point; this module says which points are solid and which are a 
   count of purchases, and the value of each purchase under Gamma-Gamma with ν | history ~ Gamma(q + p·x,
   γ + x·m̄). Nothing is widened to fit the data: where the model is wrong (CDNOW's holdout), the coverage
   shows it.
-* **ML CLV** (:class:`ConformalSpend`). Split-conformal intervals on customers held out of training (the
-  ML model's validation customers): within each bin of predicted spend (``conformal_bins``, deciles by
+* **ML CLV** (:class:`ConformalSpend`). Split-conformal intervals on customers held out of training (a
+  seeded half of the test customers, the latest fully observed window, as ``crmscore train clv`` does it):
+  within each bin of predicted spend (``conformal_bins``, deciles by
   default) the held-out ratios actual / predicted give the interval's two ends, with the finite-sample
   correction of split conformal prediction, so the coverage holds in every predicted-value decile and
   not only overall (Mondrian conformal prediction, Vovk et al. 2005). The calibration travels with the
@@ -52,6 +53,7 @@ __all__ = [
     "ConformalSpend",
     "fit_conformal_spend",
     "calibrate_ml_clv",
+    "calibration_half",
     "btyd_spend_interval",
     "clv_interval",
     "churn_interval",
@@ -184,6 +186,11 @@ def fit_conformal_spend(predicted: np.ndarray, actual: np.ndarray, bins: int = 1
         quantiles.append(np.quantile(part, _GRID_LEVELS, method="inverted_cdf") if len(part) else np.zeros(1001))
         counts.append(max(len(part), 1))
     return ConformalSpend(edges=edges, quantiles=np.array(quantiles), counts=np.array(counts))
+
+
+def calibration_half(n: int, seed: int) -> np.ndarray:
+    """A seeded half of ``n`` held-out rows (True) to calibrate on; the other half measures the coverage."""
+    return np.random.default_rng(seed).random(n) < 0.5
 
 
 def calibrate_ml_clv(model: Any, X_held: pd.DataFrame, y_held: Any, bins: int = 10) -> Any:
@@ -369,47 +376,64 @@ def _is_count(feature: str) -> bool:
     return feature.startswith(COUNT_PREFIXES)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _count_table(draws: int, seed: int, dim: int) -> np.ndarray:
-    """Predictive counts of another period (rows: observed count 0…max; columns: draws)."""
+    """Predictive counts of another period (rows: observed count 0…max; columns: draws).
+
+    Row c is negative binomial (c + ½ successes, probability ½): a Poisson count whose rate ~ Gamma(c + ½, 1),
+    inverted from its CDF P(X ≤ k) = I_½(c + ½, k + 1) at the draws' uniforms.
+    """
     u = _uniform_row(draws, dim, seed)
-    shape = np.arange(_COUNT_TABLE_MAX + 1)[:, None] + 0.5
-    return stats.nbinom.ppf(u[None, :], shape, 0.5)
+    shape = np.arange(_COUNT_TABLE_MAX + 1, dtype=float)[:, None] + 0.5
+    cdf = special.betainc(shape, np.arange(4 * _COUNT_TABLE_MAX)[None, :] + 1.0, 0.5)
+    return np.stack([np.searchsorted(row, u) for row in cdf]).astype(float)
 
 
-def _redrawn_counts(values: np.ndarray, draws: int, seed: int, dim: int) -> np.ndarray:
-    """Counts redrawn from their predictive distribution (NaN stays NaN)."""
-    table = _count_table(draws, seed, dim)
+def _count_rows(values: np.ndarray, draws: int, seed: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each customer's row of the count table, the customers beyond it and their redrawn counts (normal)."""
     counts = np.rint(np.nan_to_num(values, nan=0.0)).clip(0)
-    inside = np.minimum(counts, _COUNT_TABLE_MAX).astype(np.intp)
-    out = table[inside]
-    big = counts > _COUNT_TABLE_MAX
-    if big.any():
-        z = special.ndtri(_uniform_row(draws, dim, seed))
-        shape = counts[big, None] + 0.5
-        out[big] = np.maximum(np.rint(shape + np.sqrt(2 * shape) * z[None, :]), 0.0)
-    return np.where(np.isnan(values)[:, None], np.nan, out)
+    rows = np.minimum(counts, _COUNT_TABLE_MAX).astype(np.intp)
+    big = np.flatnonzero(counts > _COUNT_TABLE_MAX)
+    z = special.ndtri(_uniform_row(draws, dim, seed))
+    shape = counts[big, None] + 0.5
+    return rows, big, np.maximum(np.rint(shape + np.sqrt(2 * shape) * z[None, :]), 0.0)
 
 
-def _metric_draws(frame: pd.DataFrame, features: Sequence[str], draws: int, seed: int) -> dict[str, np.ndarray]:
-    """Each scorecard feature redrawn (customers × draws): counts, spend following its window's purchases."""
-    out: dict[str, np.ndarray] = {}
-    for dim, feature in enumerate(features):
-        values = frame[feature].to_numpy(dtype=float)
-        if _is_count(feature):
-            out[feature] = _redrawn_counts(values, draws, seed, dim)
-    for feature in features:
-        paired = feature.replace("monetary_", "frequency_", 1)
-        if feature.startswith("monetary_") and paired in frame.columns:
-            values = frame[feature].to_numpy(dtype=float)
-            count = frame[paired].to_numpy(dtype=float)
-            redrawn = out.get(paired)
-            if redrawn is None:
-                redrawn = _redrawn_counts(count, draws, seed, len(features) + 1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ticket = np.where(count > 0, values / count, 0.0)
-            out[feature] = ticket[:, None] * redrawn
+def _count_points(metric: Any, values: np.ndarray, draws: int, seed: int, dim: int) -> np.ndarray:
+    """Points (customers × draws) of a count metric redrawn from its predictive distribution."""
+    table = _count_table(draws, seed, dim)
+    rows, big, redrawn = _count_rows(values, draws, seed, dim)
+    out = metric.points_for(table)[rows]  # customers with the same count share their draws
+    out[big] = metric.points_for(redrawn)
+    out[np.isnan(values)] = 0.0
     return out
+
+
+def _spend_points(metric: Any, spend: np.ndarray, count: np.ndarray, draws: int, seed: int, dim: int) -> np.ndarray:
+    """Points of spend redrawn as the customer's mean ticket × her redrawn purchase count (that count's draws)."""
+    table = _count_table(draws, seed, dim)
+    rows, big, redrawn = _count_rows(count, draws, seed, dim)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ticket = np.where(count > 0, spend / count, 0.0)
+    out = np.zeros((len(spend), draws))
+    for row in np.unique(rows):
+        who = np.flatnonzero(rows == row)
+        values, position = np.unique(table[row], return_inverse=True)  # few distinct counts per row
+        out[who] = metric.points_for(ticket[who, None] * values[None, :])[:, position]
+    out[big] = metric.points_for(ticket[big, None] * redrawn)
+    out[np.isnan(spend)] = 0.0
+    return out
+
+
+class _Points:
+    """A scorecard metric's points function with its knots as arrays once (``points_for`` converts them per call)."""
+
+    def __init__(self, metric: Any) -> None:
+        self.values = np.asarray(metric.values, dtype=float)
+        self.points = np.asarray(metric.points, dtype=float)
+
+    def points_for(self, values: np.ndarray) -> np.ndarray:
+        return np.where(np.isnan(values), 0.0, np.interp(values, self.values, self.points))
 
 
 def _tier_index(points: np.ndarray, cutoffs: Sequence[float]) -> np.ndarray:
@@ -420,22 +444,36 @@ def _tier_index(points: np.ndarray, cutoffs: Sequence[float]) -> np.ndarray:
     return index
 
 
-def _scorecard_confidence(frame: pd.DataFrame, scorecard: Any, cutoffs: Sequence[float], draws: int, seed: int):
+def _redrawn_points(part: pd.DataFrame, scorecard: Any, draws: int, seed: int) -> np.ndarray:
+    """Total scorecard points (customers × draws) of another year at the same rates.
+
+    Count metrics are redrawn, spend (``monetary_<w>``) follows the redrawn purchases of its window
+    (``frequency_<w>``, the same draws where that is a metric too), other metrics are held.
+    """
     features = [m.feature for m in scorecard.metrics]
-    observed = scorecard.points(frame)["total"].to_numpy()
-    assigned = _tier_index(observed, cutoffs)
+    total = np.zeros((len(part), draws))
+    for dim, metric in enumerate(scorecard.metrics):
+        values = part[metric.feature].to_numpy(dtype=float)
+        paired = metric.feature.replace("monetary_", "frequency_", 1)
+        scale = _Points(metric)
+        if _is_count(metric.feature):
+            total += metric.weight * _count_points(scale, values, draws, seed, dim)
+        elif metric.feature.startswith("monetary_") and paired in part.columns:
+            count_dim = features.index(paired) if paired in features else len(features)
+            count = part[paired].to_numpy(dtype=float)
+            total += metric.weight * _spend_points(scale, values, count, draws, seed, count_dim)
+        else:
+            total += metric.weight * scale.points_for(values)[:, None]
+    return total
+
+
+def _scorecard_confidence(frame: pd.DataFrame, scorecard: Any, cutoffs: Sequence[float], draws: int, seed: int):
+    assigned = _tier_index(scorecard.points(frame)["total"].to_numpy(), cutoffs)
     confidence = np.empty(len(frame))
     for start in range(0, len(frame), _BLOCK):
-        part = frame.iloc[start : start + _BLOCK]
-        redrawn = _metric_draws(part, features, draws, seed)
-        total = np.zeros((len(part), draws))
-        for metric in scorecard.metrics:
-            values = redrawn.get(metric.feature)
-            if values is None:
-                values = np.repeat(part[metric.feature].to_numpy(dtype=float)[:, None], draws, axis=1)
-            total = total + metric.weight * metric.points_for(values)
-        same = _tier_index(total, cutoffs) == assigned[start : start + _BLOCK, None]
-        confidence[start : start + _BLOCK] = same.mean(axis=1)
+        stop = start + _BLOCK
+        total = _redrawn_points(frame.iloc[start:stop], scorecard, draws, seed)
+        confidence[start:stop] = (_tier_index(total, cutoffs) == assigned[start:stop, None]).mean(axis=1)
     return confidence
 
 
