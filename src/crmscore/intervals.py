@@ -97,17 +97,23 @@ def _poisson_table(draws: int, seed: int, dim: int) -> np.ndarray:
     return stats.poisson.ppf(u[None, :], _POISSON_GRID[:, None])
 
 
-def _poisson(mean: np.ndarray, table: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Poisson counts (customers × draws) with the given means, from the table (normal beyond its top)."""
+def _gather(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``table[rows[i, d], d]`` for every customer i and draw d (a flat take: faster than fancy indexing)."""
+    width = table.shape[1]
+    return np.take(table.ravel(), rows * width + np.arange(width)[None, :])
+
+
+def _poisson(log_mean: np.ndarray, table: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Poisson counts (customers × draws) with the given log means, from the table (normal beyond its top)."""
     step = 0.01
-    with np.errstate(divide="ignore"):
-        position = np.rint((np.log(np.maximum(mean, 1e-300)) - np.log(_POISSON_GRID[0])) / step)
+    position = np.rint((log_mean - np.log(_POISSON_GRID[0])) / step)
     index = np.clip(position, 0, len(_POISSON_GRID) - 1).astype(np.intp)
-    counts = table[index, np.arange(table.shape[1])[None, :]]
-    counts = np.where(mean < _POISSON_GRID[0] / 2, 0.0, counts)
-    big = mean > _POISSON_GRID[-1]
+    counts = _gather(table, index)
+    counts[position < -np.log(2) / step] = 0.0  # means below half the grid's first point: no purchase
+    big = log_mean > np.log(_POISSON_GRID[-1])
     if big.any():
-        counts = np.where(big, np.maximum(np.rint(mean + np.sqrt(mean) * z), 0.0), counts)
+        mean = np.exp(log_mean[big])
+        counts[big] = np.maximum(np.rint(mean + np.sqrt(mean) * np.broadcast_to(z, log_mean.shape)[big]), 0.0)
     return counts
 
 
@@ -216,13 +222,6 @@ def _parameter_draws(model: Any, z: np.ndarray) -> dict[str, np.ndarray]:
     return {name: np.exp(log_draws[i]) for i, name in enumerate(names)}
 
 
-def _table_by_count(shape_of: Any, counts: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standard gamma quantiles at ``u`` (per draw) for the shape of each distinct count; rows by customer."""
-    distinct, position = np.unique(counts, return_inverse=True)
-    table = special.gammaincinv(shape_of(distinct[:, None]), u[None, :])
-    return table, position
-
-
 def btyd_spend_interval(
     estimator: Any, X: pd.DataFrame, level: float = 0.8, draws: int = 200, seed: int = 42, purchases: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -256,7 +255,12 @@ def btyd_spend_interval(
 def _btyd_futures(
     estimator: Any, summary: pd.DataFrame, horizon: float, draws: int, seed: int, count_only: bool = False
 ):
-    """Blocks of simulated spend (or purchases: ``count_only``) (customers × draws) over ``horizon`` time units."""
+    """Blocks of simulated spend (or purchases: ``count_only``) (customers × draws) over ``horizon`` time units.
+
+    Everything that depends only on a customer's purchase count and the draw (the standard gamma and beta
+    quantiles, their logs) is tabled once per distinct count; per customer and draw there remain a few
+    logs and gathers. Probabilities are compared in log space (alive: log-odds against the draw's logit).
+    """
     tx, spend_model = estimator.transaction_model_, estimator.spend_model_
     kind = type(tx).__name__
     u = _uniforms(draws, 16, seed)
@@ -267,44 +271,45 @@ def _btyd_futures(
     t_x = summary["recency"].to_numpy(dtype=float)
     T = summary["T"].to_numpy(dtype=float)
     m = np.maximum(summary["monetary_value"].to_numpy(dtype=float), 0.0)
-    rate_table, rate_row = _table_by_count(lambda c: theta["r"][None, :] + c, x, u[7])
-    value_table, value_row = _table_by_count(lambda c: gg["q"][None, :] + gg["p"][None, :] * c, x, u[8])
+    distinct, row = np.unique(x, return_inverse=True)
+    c = distinct[:, None]
+    with np.errstate(divide="ignore"):
+        log_rate = np.log(special.gammaincinv(theta["r"][None, :] + c, u[7][None, :]))
+    value_table = special.gammaincinv(gg["q"][None, :] + gg["p"][None, :] * c, u[8][None, :])
     if kind == "BetaGeoModel":
-        distinct, dropout_row = np.unique(x, return_inverse=True)
-        dropout_table = special.betaincinv(theta["a"][None, :], theta["b"][None, :] + distinct[:, None], u[9][None, :])
+        dropout = special.betaincinv(theta["a"][None, :], theta["b"][None, :] + c, u[9][None, :])
+        log_stay = np.log1p(-np.clip(dropout, 1e-12, 1 - 1e-12))
+        odds_head = np.log(theta["a"])[None, :] - np.log(np.maximum(theta["b"][None, :] + c - 1, 1e-300))
+        alive_below = np.log1p(-u[10]) - np.log(u[10])  # alive iff log-odds of dropout < logit(1 − u)
     elif kind == "ParetoNBDModel":
         alive_fixed = tx.probability_alive(summary)
         lifetime_rate = special.gammaincinv(theta["s"], u[9])
     poisson = _poisson_table(draws, seed, 11)
     gamma_sums = _GammaSums(gg["p"], u[13])
+    log_u_dropout = np.log(u[12])[None, :]
     for start in range(0, len(x), _BLOCK):
         s = slice(start, start + _BLOCK)
-        xs, Ts = x[s, None], T[s, None]
-        rate = rate_table[rate_row[s]] / (theta["alpha"][None, :] + Ts)
-        exposure = np.full_like(rate, horizon)
+        xs, Ts, rows = x[s, None], T[s, None], row[s]
+        log_at = np.log(theta["alpha"] + Ts)
+        log_mean = log_rate[rows] - log_at + math.log(horizon)
         if kind == "BetaGeoModel":
-            log_ratio = (theta["r"][None, :] + xs) * (
-                np.log(theta["alpha"] + Ts) - np.log(theta["alpha"] + t_x[s, None])
-            )
-            with np.errstate(divide="ignore", over="ignore"):
-                odds = np.where(xs > 0, theta["a"] / np.maximum(theta["b"] + xs - 1, 1e-300) * np.exp(log_ratio), 0.0)
-            alive = u[10][None, :] < 1.0 / (1.0 + odds)
+            log_odds = odds_head[rows] + (theta["r"] + xs) * (log_at - np.log(theta["alpha"] + t_x[s, None]))
+            alive = (xs == 0) | (log_odds < alive_below)
         elif kind == "ParetoNBDModel":
             alive = u[10][None, :] < alive_fixed[s, None]
-            remaining = -np.log(u[12])[None, :] / (lifetime_rate[None, :] / (theta["beta"][None, :] + Ts))
-            exposure = np.minimum(remaining, horizon)
+            remaining = -np.log(u[12])[None, :] * (theta["beta"][None, :] + Ts) / lifetime_rate[None, :]
+            log_mean = log_mean + np.log(np.minimum(remaining, horizon) / horizon)
         else:
-            alive = np.ones_like(rate, dtype=bool)
-        purchases = _poisson(rate * exposure, poisson, z[11][None, :])
+            alive = np.ones(log_mean.shape, dtype=bool)
+        purchases = _poisson(log_mean, poisson, z[11][None, :])
         if kind == "BetaGeoModel":
-            p = dropout_table[dropout_row[s]]
-            until_dropout = np.ceil(np.log(u[12])[None, :] / np.log1p(-np.clip(p, 1e-12, 1 - 1e-12)))
-            purchases = np.minimum(purchases, np.maximum(until_dropout, 1.0))
+            until_dropout = np.maximum(np.ceil(log_u_dropout / log_stay[rows]), 1.0)
+            purchases = np.minimum(purchases, until_dropout)
         purchases = np.where(alive, purchases, 0.0)
         if count_only:
             yield purchases
             continue
-        nu = value_table[value_row[s]] / (gg["gamma"][None, :] + xs * m[s, None])
+        nu = value_table[rows] / (gg["gamma"][None, :] + xs * m[s, None])
         yield gamma_sums(purchases) / nu
 
 
@@ -322,7 +327,7 @@ class _GammaSums:
             more = np.arange(len(self.table), max(top + 1, 2 * len(self.table)))
             extra = special.gammaincinv(more[:, None] * self.shape[None, :], self.u[None, :])
             self.table = np.vstack([self.table, extra])
-        return self.table[counts, np.arange(len(self.u))[None, :]]
+        return _gather(self.table, counts)
 
 
 def clv_interval(
