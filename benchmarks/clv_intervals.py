@@ -153,7 +153,8 @@ def simulated_clv(args, settings: Settings, sim) -> tuple[dict, list[str], dict]
     btyd_model = BtydClv(penalizer=cfg.penalizer, time_unit=cfg.time_unit, horizon_days=cfg.horizon_days).fit(test.X)
     buyers = test.X["repeat_purchase_days"].notna().to_numpy()
     X_b = test.X.loc[buyers]
-    b_table, b_floor, btyd_interval_seconds = _btyd_coverage(btyd_model, X_b, y[buyers], settings, args.seed)
+    y_b = test.y.to_numpy()[buyers]
+    b_table, b_floor, btyd_interval_seconds = _btyd_coverage(btyd_model, X_b, y_b, settings, args.seed)
     ml_sum, b_sum = _summary(ml_table, ml_floor, level), _summary(b_table, b_floor, level)
     lines = [
         f"### Simulated: {args.customers:,} customers (seed {args.seed}), CLV",
