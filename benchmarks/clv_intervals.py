@@ -430,7 +430,7 @@ def pymc_comparison(args, settings: Settings) -> tuple[dict, list[str]]:
         coverage = float(np.mean((actual >= lo) & (actual <= hi)))
         result[name] = coverage
         table.append(
-            f"| {name} | {coverage:.3f} | {np.mean(hi - lo):.3f} | {fit_s:.1f} | "
+            f"| {name} | {coverage:.3f} | {np.mean(hi - lo):.3f} | {fit_s:.2f} | "
             f"{'' if int_s is None else f'{int_s:.2f}'} |"
         )
     lines = [
