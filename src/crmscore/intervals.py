@@ -554,17 +554,25 @@ def borderline_summary(tier: pd.Series, borderline: pd.Series, clv: pd.Series) -
 
 
 def coverage_by_decile(predicted: Any, actual: Any, low: Any, high: Any, deciles: int = 10) -> pd.DataFrame:
-    """Coverage and mean width of intervals per decile of the point prediction (and ``overall`` last)."""
+    """Coverage and mean width of intervals per decile of the point prediction (and ``overall`` last).
+
+    ``zero_share`` is the share of customers whose actual value is 0: where it exceeds the level, the
+    shortest interval holding the level is [0, 0], which covers that whole share, so no interval can hold
+    the level exactly there.
+    """
     predicted, actual, low, high = (np.asarray(v, dtype=float) for v in (predicted, actual, low, high))
     ranks = pd.Series(predicted).rank(method="first").to_numpy()
     decile = np.minimum(((ranks - 1) * deciles / len(predicted)).astype(int), deciles - 1)
     inside = (actual >= low) & (actual <= high)
-    frame = pd.DataFrame({"decile": decile + 1, "inside": inside, "width": high - low, "predicted": predicted})
+    frame = pd.DataFrame(
+        {"decile": decile + 1, "inside": inside, "width": high - low, "predicted": predicted, "zero": actual == 0}
+    )
     rows = frame.groupby("decile").agg(
         customers=("inside", "size"),
         coverage=("inside", "mean"),
         mean_width=("width", "mean"),
         mean_predicted=("predicted", "mean"),
+        zero_share=("zero", "mean"),
     )
-    rows.loc["overall"] = [len(frame), inside.mean(), frame["width"].mean(), predicted.mean()]
+    rows.loc["overall"] = [len(frame), inside.mean(), frame["width"].mean(), predicted.mean(), frame["zero"].mean()]
     return rows

@@ -688,10 +688,13 @@ def _interval_metrics(settings: Settings, name: str, model, X, y) -> dict[str, f
     if np.isnan(low).all():
         return {}
     table = intervals.coverage_by_decile(spend, y, low, high)
-    coverage = table["coverage"]
+    deciles = table.drop("overall")
+    # Deciles where more customers than the level spend nothing cover that share: no interval holds the level.
+    holdable = deciles["zero_share"] <= cfg.level
+    gap = (deciles["coverage"] - cfg.level).abs()[holdable].max() if holdable.any() else np.nan
     return {
-        f"{name}_test_interval_coverage": float(coverage["overall"]),
-        f"{name}_test_interval_worst_decile_gap": float((coverage.drop("overall") - cfg.level).abs().max()),
+        f"{name}_test_interval_coverage": float(table.loc["overall", "coverage"]),
+        f"{name}_test_interval_worst_decile_gap": float(gap),
         f"{name}_test_interval_mean_width": float(table.loc["overall", "mean_width"]),
     }
 
