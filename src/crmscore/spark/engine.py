@@ -662,8 +662,7 @@ def _score_schema() -> pa.Schema:
 
 def _values_schema(tier_columns: list[str]) -> pa.Schema:
     """The first pass's per-customer values: id, the tier features, then :data:`_VALUES`."""
-    values = {"churn_probability": pa.float64(), "expected_spend": pa.float64(), "clv": pa.float64()}
-    values |= {"segment_id": pa.int64(), "uplift": pa.float64()}
+    values = {c: pa.int64() if c == "segment_id" else pa.float64() for c in _VALUES}
     return pa.schema([("customer_id", pa.int64()), *[(c, pa.float64()) for c in tier_columns], *values.items()])
 
 
@@ -755,11 +754,7 @@ def _first_pass_schema(id_type: str, tier_columns: list[str]) -> Any:
         "kind": "string",
         "customer_id": id_type,
         **dict.fromkeys(tier_columns, "double"),
-        "churn_probability": "double",
-        "expected_spend": "double",
-        "clv": "double",
-        "segment_id": "long",
-        "uplift": "double",
+        **{c: "long" if c == "segment_id" else "double" for c in _VALUES},
         **{c: t for c, t in _REASON_TYPES.items() if c != "customer_id"},
         "table": "string",
         "row_number": "long",
