@@ -308,9 +308,12 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         blend_weight: fixed weight of the trees in the blend; ``None`` chooses it on held-out data.
         seed: random seed (LightGBM runs deterministically on a fixed number of threads).
         n_jobs: threads.
+        calibration_bootstraps: calibrators also fitted on this many bootstrap resamples of the
+            calibration scores (``calibrator_draws_``), behind the churn probability intervals of
+            :mod:`crmscore.intervals`; 0 = none.
 
     Fitted attributes: ``boosters_``, ``linear_models_``, ``blend_weight_``, ``best_iterations_``,
-    ``calibrator_``, ``calibration_method_``, ``base_rate_`` (share of churners in training),
+    ``calibrator_``, ``calibrator_draws_``, ``calibration_method_``, ``base_rate_`` (share of churners in training),
     ``feature_names_in_``,
     ``categories_`` (training categories per categorical column), ``dropped_features_``, ``classes_``.
     """
@@ -330,6 +333,7 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         blend_weight: float | None = None,
         seed: int = 42,
         n_jobs: int = 2,
+        calibration_bootstraps: int = 0,
     ) -> None:
         self.params = params
         self.learning_rate = learning_rate
@@ -342,6 +346,7 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         self.blend_weight = blend_weight
         self.seed = seed
         self.n_jobs = n_jobs
+        self.calibration_bootstraps = calibration_bootstraps
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -412,6 +417,9 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         )
         self.calibration_method_ = _resolve_calibration(self.calibration, len(y_calibration))
         self.calibrator_ = _fit_calibrator(self.calibration_method_, raw_calibration, y_calibration)
+        self.calibrator_draws_ = _bootstrap_calibrators(
+            self.calibration_method_, raw_calibration, y_calibration, self.calibration_bootstraps, self.seed
+        )
         return self
 
     def _train(self, params, X_train, y_train, X_hold, y_hold, categorical) -> lgb.Booster:
@@ -429,15 +437,43 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
     def _raw(booster: lgb.Booster, X: pd.DataFrame, **kwargs: Any) -> np.ndarray:
         return booster.predict(X, num_iteration=booster.best_iteration or None, raw_score=True, **kwargs)
 
+    def _tree_raws(self, prepared: pd.DataFrame) -> np.ndarray:
+        return np.array([self._raw(b, prepared) for b in self.boosters_])
+
+    def _blend(self, tree_raw: np.ndarray, prepared: pd.DataFrame) -> np.ndarray:
+        if self.blend_weight_ < 1.0:
+            linear = np.mean([m.decision_function(prepared) for m in self.linear_models_], axis=0)
+            return self.blend_weight_ * tree_raw + (1.0 - self.blend_weight_) * linear
+        return tree_raw
+
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Raw model output (mean log-odds of the boosters, before calibration): what SHAP values add up to."""
         check_is_fitted(self, "boosters_")
         prepared = self._prepare(X)
-        raw = np.mean([self._raw(b, prepared) for b in self.boosters_], axis=0)
-        if self.blend_weight_ < 1.0:
-            linear = np.mean([m.decision_function(prepared) for m in self.linear_models_], axis=0)
-            raw = self.blend_weight_ * raw + (1.0 - self.blend_weight_) * linear
-        return raw
+        return self._blend(np.mean(self._tree_raws(prepared), axis=0), prepared)
+
+    def probability_draws(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated churn probabilities and their bootstrap draws (draws × customers; None without them).
+
+        Draw k applies bootstrapped calibrator k to the raw score; a cross-fitted model also moves the raw
+        score by fold model k mod K's deviation from the mean, scaled to the spread of a mean of K
+        (÷ √(K − 1)). The probabilities equal :meth:`predict_proba`'s, from one pass over the boosters.
+        """
+        check_is_fitted(self, "boosters_")
+        prepared = self._prepare(X)
+        trees = self._tree_raws(prepared)
+        mean_tree = np.mean(trees, axis=0)
+        raw = self._blend(mean_tree, prepared)
+        p = _apply_calibrator(self.calibrator_, raw)
+        calibrators = getattr(self, "calibrator_draws_", None)  # models trained before intervals have none
+        if not calibrators:
+            return p, None
+        k = len(trees)
+        draws = np.empty((len(calibrators), len(raw)))
+        for i, calibrator in enumerate(calibrators):
+            shift = 0.0 if k < 2 else self.blend_weight_ * (trees[i % k] - mean_tree) / np.sqrt(k - 1)
+            draws[i] = _apply_calibrator(calibrator, raw + shift)
+        return p, draws
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities ``[[P(stay), P(churn)], …]``."""
@@ -531,6 +567,17 @@ def _fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Any:
     if method == "sigmoid":
         return LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
     raise ValueError(f"unknown calibration {method!r} (isotonic, sigmoid or none)")
+
+
+def _bootstrap_calibrators(method: str, raw: np.ndarray, y: np.ndarray, n: int, seed: int) -> list[Any]:
+    """Calibrators fitted on ``n`` seeded bootstrap resamples of the calibration scores (one-class ones skipped)."""
+    rng = np.random.default_rng(seed)
+    fitted = []
+    for _ in range(n):
+        rows = rng.integers(0, len(y), len(y))
+        if 0 < y[rows].sum() < len(rows):
+            fitted.append(_fit_calibrator(method, raw[rows], y[rows]))
+    return fitted
 
 
 def _apply_calibrator(calibrator: Any, raw: np.ndarray) -> np.ndarray:
@@ -684,8 +731,11 @@ def tune_lightgbm(
     )
 
 
-def model_from_settings(settings: ChurnSettings, params: dict[str, Any] | None = None, n_jobs: int = 2) -> ChurnModel:
-    """A :class:`ChurnModel` configured from the ``churn`` section (and tuned ``params``)."""
+def model_from_settings(
+    settings: ChurnSettings, params: dict[str, Any] | None = None, n_jobs: int = 2, calibration_bootstraps: int = 0
+) -> ChurnModel:
+    """A :class:`ChurnModel` configured from the ``churn`` section (and tuned ``params``); ``calibration_bootstraps``
+    from ``intervals.calibration_bootstraps``."""
     return ChurnModel(
         params=params,
         learning_rate=settings.tuning.learning_rate,
@@ -696,6 +746,7 @@ def model_from_settings(settings: ChurnSettings, params: dict[str, Any] | None =
         n_folds=settings.cv_folds,
         seed=settings.seed,
         n_jobs=n_jobs,
+        calibration_bootstraps=calibration_bootstraps,
     )
 
 

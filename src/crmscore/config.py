@@ -68,6 +68,22 @@ def _optional_fraction(value: Any) -> float | None:
     return None if value is None else _fraction(value)
 
 
+def _open_fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise PydanticCustomError(
+            "open_fraction", "expected a number strictly between 0 and 1, got {got}", {"got": repr(value)}
+        )
+    return float(value)
+
+
+def _at_least(value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PydanticCustomError(
+            "at_least", "expected an integer ≥ {minimum}, got {got}", {"minimum": minimum, "got": repr(value)}
+        )
+    return value
+
+
 def _non_negative_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise PydanticCustomError("non_negative", "expected a number ≥ 0, got {got}", {"got": repr(value)})
@@ -698,6 +714,26 @@ class TierSettings(_Section):
         return self
 
 
+class IntervalSettings(_Section):
+    """How sure the scores are (:mod:`crmscore.intervals`): CLV and churn intervals, tier confidence.
+
+    ``level`` is the coverage the CLV and churn intervals aim at (0.8: the realized value lies inside for
+    80 % of customers); ``draws`` the simulated futures per customer behind the BTYD intervals and the
+    tier confidence; ``calibration_bootstraps`` the resampled churn calibrators (0: no churn intervals);
+    ``conformal_bins`` the predicted-value bins of the ML CLV model's split-conformal intervals;
+    ``borderline_below`` the tier confidence under which a customer is flagged ``borderline``;
+    ``enabled: false`` leaves the interval and confidence columns null (and scoring as fast as before).
+    """
+
+    enabled: bool = True
+    level: Annotated[float, BeforeValidator(_open_fraction)] = 0.8
+    draws: Annotated[int, BeforeValidator(lambda v: _at_least(v, 20))] = 200
+    calibration_bootstraps: NonNegativeInt = 50
+    conformal_bins: PositiveInt = 10
+    borderline_below: Fraction = 0.6
+    seed: NonNegativeInt = 42
+
+
 class ScoringSettings(_Section):
     """Batch scoring: chunking, worker processes, reasons, where the scores go, and the checks of the scored features.
 
@@ -785,6 +821,7 @@ class Settings(_Section):
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     tiers: TierSettings = Field(default_factory=TierSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    intervals: IntervalSettings = Field(default_factory=IntervalSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     uplift: UpliftSettings = Field(default_factory=UpliftSettings)
     plan: PlanSettings = Field(default_factory=PlanSettings)

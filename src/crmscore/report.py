@@ -1525,6 +1525,7 @@ def tiers_section(scores: pd.DataFrame, migration: pd.DataFrame, manifest: Mappi
                 },
             )
         )
+    body.extend(_borderline_part(scores, tier, clv))
     body.append(_h3("Tier × risk band"))
     if not has_bands:
         body.append(
@@ -1535,6 +1536,52 @@ def tiers_section(scores: pd.DataFrame, migration: pd.DataFrame, manifest: Mappi
     body.append(_h3("Tier migration"))
     body.extend(_migration_part(migration, manifest, bool(tiered.any())))
     return Section("tiers", REPORT_SECTIONS["tiers"], "".join(body))
+
+
+def _borderline_part(scores: pd.DataFrame, tier: pd.Series, clv: pd.Series) -> list[str]:
+    """How sure the tiers and values are: borderline customers per tier and their share of value, interval widths.
+
+    Scorings written before intervals existed, or with ``intervals.enabled: false``, have no such columns
+    (or only nulls): the part then says so in one note.
+    """
+    from crmscore.intervals import borderline_summary
+
+    body = [_h3("How sure: borderline customers")]
+    confidence = (
+        pd.Series(_floats(scores["tier_confidence"]), index=tier.index) if "tier_confidence" in scores else None
+    )
+    if confidence is None or not confidence.notna().any():
+        body.append(
+            _note("The scoring has no tier confidence (scored without intervals): borderline customers are not known.")
+        )
+        return body
+    borderline = pd.Series(scores["borderline"].astype("boolean").to_numpy(), index=tier.index)
+    summary = borderline_summary(tier, borderline, clv.fillna(0.0))
+    total = int(summary["borderline"].sum())
+    text = (
+        f"{total:,} of {int(summary['customers'].sum()):,} tiered customers are borderline (tier confidence below "
+        "the threshold): another year's measurement of the same customer would put them in another tier about as "
+        "often as not, so their tier moves are noise rather than news."
+    )
+    widths = []
+    for low, high, label, fmt in (
+        ("clv_low", "clv_high", "CLV", _number),
+        ("churn_low", "churn_high", "churn", _decimal),
+    ):
+        if low in scores and pd.notna(scores[low]).any():
+            widths.append(
+                f"mean {label} interval width {fmt(np.nanmean(_floats(scores[high]) - _floats(scores[low])))}"
+            )
+    body.append(_p(text + (f" ({'; '.join(widths)}.)" if widths else "")))
+    formats = {
+        "customers": _number,
+        "borderline": _number,
+        "borderline_share": _percent,
+        "borderline_clv_share": _percent,
+        "share_of_all_clv": _percent,
+    }
+    body.append(_table(summary.reset_index(), formats))
+    return body
 
 
 def _floats(values: pd.Series) -> np.ndarray:

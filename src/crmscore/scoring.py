@@ -48,7 +48,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crmscore import tiers
+from crmscore import intervals, tiers
 from crmscore.clv.value import lifetime_value
 from crmscore.config import Settings
 from crmscore.data.plausibility import check_reject_shares
@@ -91,11 +91,17 @@ SCORE_COLUMNS = [
     "customer_id",
     "as_of",
     "churn_probability",
+    "churn_low",
+    "churn_high",
     "risk_band",
     "expected_spend",
     "clv",
+    "clv_low",
+    "clv_high",
     "points",
     "tier",
+    "tier_confidence",
+    "borderline",
     "segment_id",
     "segment",
     "lifecycle_stage",
@@ -377,17 +383,31 @@ def score_chunk(
 
     t0 = time.perf_counter()
     n = len(X)
-    p = models.churn.estimator.predict_proba(X)[:, 1] if models.churn is not None else np.full(n, np.nan)
+    nan = np.full(n, np.nan)
+    iv = settings.intervals
+    churn_low = churn_high = clv_low = clv_high = nan
+    if models.churn is None:
+        p = nan
+    elif iv.enabled:  # the probabilities and their draws in one pass over the boosters
+        p, churn_low, churn_high = intervals.churn_interval(models.churn.estimator, X, iv.level)
+    else:
+        p = models.churn.estimator.predict_proba(X)[:, 1]
     X_clv = X.assign(churn_probability=p)
     cfg = settings.clv
     if models.clv is not None:
         spend = np.asarray(models.clv.estimator.predict(X_clv), dtype=float)
         value = lifetime_value(models.clv.estimator, X_clv, cfg.horizon_days, cfg.discount_rate, cfg.margin)
     else:
-        spend = value = np.full(n, np.nan)
+        spend = value = nan
     segment_ids = models.segments.estimator.predict(X).to_numpy() if models.segments is not None else np.zeros(n, int)
-    uplift = models.uplift.estimator.predict(X) if models.uplift is not None else np.full(n, np.nan)
+    uplift = models.uplift.estimator.predict(X) if models.uplift is not None else nan
     seconds["predict"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if models.clv is not None and iv.enabled:
+        clv_low, clv_high = intervals.clv_interval(
+            models.clv.estimator, X_clv, spend, value, iv.level, iv.draws, iv.seed
+        )
+    seconds["intervals"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     reasons = []
@@ -421,8 +441,12 @@ def score_chunk(
     keep = [c for c in tier_features(settings) if c in X.columns]
     frame = X[keep].copy()
     frame["churn_probability"] = p
+    frame["churn_low"] = churn_low
+    frame["churn_high"] = churn_high
     frame["expected_spend"] = spend
     frame["clv"] = value
+    frame["clv_low"] = clv_low
+    frame["clv_high"] = clv_high
     frame["segment_id"] = segment_ids.astype(np.int64)
     frame["uplift"] = np.asarray(uplift, dtype=float)
     return frame, explanations, seconds, counts
@@ -587,7 +611,7 @@ def score(
         _check_attributes_first(customers, as_of, models, settings)
         target = scoring_dir(out_dir, as_of)
         previous = previous_scoring(out_dir, as_of)
-        seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "explain": 0.0}
+        seconds = {**dict(extra_seconds or {}), "features": 0.0, "predict": 0.0, "intervals": 0.0, "explain": 0.0}
         # Time spent before this call: the given steps, and opening a streamed input.
         before = sum(seconds.values()) + (source.open_seconds if isinstance(source, StreamedInput) else 0.0)
         with atomic_dir(target) as tmp:
@@ -865,11 +889,13 @@ def score_rows(
     has_p, has_clv = bool(p.notna().any()), bool(clv.notna().any())
     cfg = settings.tiers
     points, tier = scale.tiers(frame, clv, cfg)
+    n = len(frame)
+    bounds = {c: _column(frame, c) for c in ("churn_low", "churn_high", "clv_low", "clv_high")}
+    confidence, borderline = _tier_confidence(frame, scale, settings, clv.to_numpy(), bounds, tier)
     band = tiers.risk_band(p, cfg.risk_thresholds) if has_p else None
     at_risk = tiers.value_at_risk(clv, p) if has_p and has_clv else None
     action = tiers.recommended_action(tier, band, cfg.actions) if band is not None and scale.method != "none" else None
     segment_ids = frame["segment_id"].to_numpy(dtype=np.int64)
-    n = len(frame)
     uplift = frame["uplift"].to_numpy(dtype=float) if "uplift" in frame.columns else np.full(n, np.nan)
     gain = expected_incremental_value(uplift, clv.to_numpy(), contact_cost)
     recommended = pd.array(np.where(np.isnan(gain), None, gain > 0), dtype="boolean")
@@ -887,11 +913,17 @@ def score_rows(
             "customer_id": index.to_numpy(),
             "as_of": np.full(n, pd.Timestamp(as_of).to_datetime64()),
             "churn_probability": p.to_numpy(),
+            "churn_low": bounds["churn_low"],
+            "churn_high": bounds["churn_high"],
             "risk_band": text(band),
             "expected_spend": frame["expected_spend"].to_numpy(dtype=float),
             "clv": clv.to_numpy(),
+            "clv_low": bounds["clv_low"],
+            "clv_high": bounds["clv_high"],
             "points": points.to_numpy(dtype=float),
             "tier": text(tier),
+            "tier_confidence": confidence,
+            "borderline": borderline,
             "segment_id": segment_ids,
             "segment": pd.Series(segment_ids).map(dict(segment_names)).astype(object).fillna("").to_numpy(dtype=object),
             "lifecycle_stage": text(tiers.lifecycle_stage(frame, cfg)),
@@ -907,6 +939,40 @@ def score_rows(
         }
     )
     return scores[SCORE_COLUMNS]
+
+
+def _column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A per-customer float column of the first pass; NaN where an older caller left it out."""
+    return frame[column].to_numpy(dtype=float) if column in frame.columns else np.full(len(frame), np.nan)
+
+
+def _tier_confidence(
+    frame: pd.DataFrame,
+    scale: tiers.TierScale,
+    settings: Settings,
+    clv: np.ndarray,
+    bounds: Mapping[str, np.ndarray],
+    tier: pd.Series,
+) -> tuple[np.ndarray, pd.arrays.BooleanArray]:
+    """Tier confidence (:func:`crmscore.intervals.tier_confidence`) and the ``borderline`` flag (null without one)."""
+    iv = settings.intervals
+    if not iv.enabled or scale.method == "none":
+        confidence = np.full(len(frame), np.nan)
+    else:
+        confidence = intervals.tier_confidence(
+            frame,
+            scale,
+            settings.tiers.scorecard.cutoffs,
+            clv,
+            bounds["clv_low"],
+            bounds["clv_high"],
+            iv.level,
+            iv.draws,
+            iv.seed,
+        )
+        confidence = np.where(tier.isna().to_numpy(), np.nan, confidence)
+    borderline = pd.array(np.where(np.isnan(confidence), None, confidence < iv.borderline_below), dtype="boolean")
+    return confidence, borderline
 
 
 def segment_name_map(segments: ModelRef | None) -> dict[int, str]:

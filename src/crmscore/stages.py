@@ -287,7 +287,9 @@ def train_churn_stage(
     notes = _feature_notes(loaded) + ([sample.note()] if sample else [])
 
     tuning = churn.tune_lightgbm(train, valid, cfg.tuning, seed=cfg.seed, class_weight=cfg.class_weight)
-    model = churn.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
+    bootstraps = settings.intervals.calibration_bootstraps
+    model = churn.model_from_settings(cfg, tuning.best_params, calibration_bootstraps=bootstraps)
+    model.fit(train.X, train.y, valid.X, valid.y)
     baseline = churn.fit_baseline(train, seed=cfg.seed)
     # Predict each split once; the metrics and the plots share these probabilities.
     metrics: dict[str, float] = {}
@@ -490,7 +492,7 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     import mlflow
     import pandas as pd
 
-    from crmscore import plots, tracking
+    from crmscore import intervals, plots, tracking
     from crmscore.clv import btyd
     from crmscore.clv import ml as clv_ml
     from crmscore.clv.value import BtydClv
@@ -510,6 +512,11 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
 
     tuning = clv_ml.tune_clv(train, valid, cfg)
     ml_model = clv_ml.model_from_settings(cfg, tuning.best_params).fit(train.X, train.y, valid.X, valid.y)
+    # Split-conformal intervals, saved with the model, from the latest fully observed window: a seeded half of
+    # the test customers (never trained on); the other half measures their coverage. The validation rows'
+    # earlier windows miss it (benchmarks/clv_intervals.py).
+    calibrate = intervals.calibration_half(len(test.y), settings.intervals.seed)
+    intervals.calibrate_ml_clv(ml_model, test.X[calibrate], test.y[calibrate], settings.intervals.conformal_bins)
     btyd_model = BtydClv(
         transaction_model="bgnbd",
         penalizer=cfg.penalizer,
@@ -528,6 +535,8 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     for name, p in predictions.items():
         metrics |= {f"{name}_test_{k}": v for k, v in value_metrics(y_hold, p).items()}
     metrics |= {f"ml_test_all_{k}": v for k, v in value_metrics(test.y.to_numpy(), ml_model.predict(test.X)).items()}
+    metrics |= _interval_metrics(settings, "ml", ml_model, test.X[~calibrate], test.y.to_numpy()[~calibrate])
+    metrics |= _interval_metrics(settings, "btyd", btyd_model, X_hold, y_hold)
     metric = cfg.selection_metric
     lower = metric in LOWER_IS_BETTER
     if cfg.model == "auto":
@@ -667,6 +676,27 @@ def _train_transaction_clv(settings: Settings, loaded: LoadedData) -> TrainResul
     seconds = time.perf_counter() - started
     log.info("CLV model version %s: %s (%.0f s)", version, decision, seconds)
     return TrainResult(CLV_MODEL_NAME, version, run_id, metrics, promoted, champion_version, decision, seconds, notes)
+
+
+def _interval_metrics(settings: Settings, name: str, model, X, y) -> dict[str, float]:
+    """Coverage of a CLV model's intervals of holdout spend (overall and worst predicted decile) and mean width."""
+    from crmscore import intervals
+
+    cfg = settings.intervals
+    spend = np.asarray(model.predict(X), dtype=float)
+    low, high = intervals.clv_interval(model, X, spend, spend, cfg.level, cfg.draws, cfg.seed)
+    if np.isnan(low).all():
+        return {}
+    table = intervals.coverage_by_decile(spend, y, low, high)
+    deciles = table.drop("overall")
+    # Deciles where more customers than the level spend nothing cover that share: no interval holds the level.
+    holdable = deciles["zero_share"] <= cfg.level
+    gap = (deciles["coverage"] - cfg.level).abs()[holdable].max() if holdable.any() else np.nan
+    return {
+        f"{name}_test_interval_coverage": float(table.loc["overall", "coverage"]),
+        f"{name}_test_interval_worst_decile_gap": float(gap),
+        f"{name}_test_interval_mean_width": float(table.loc["overall", "mean_width"]),
+    }
 
 
 def _train_contractual_clv(settings: Settings, loaded: LoadedData) -> TrainResult:

@@ -367,8 +367,10 @@ class _BaseFitter(BaseEstimator):
                 # a, b -> inf in BG/NBD, s -> 0 in Pareto/NBD): the "estimates" are arbitrary points on
                 # it and their standard errors NaN, so this is a failed fit, not a result.
                 np.linalg.cholesky(H)
-                se_log = np.sqrt(np.diag(np.linalg.inv(H)))
+                covariance = np.linalg.inv(H)
+                se_log = np.sqrt(np.diag(covariance))
             except np.linalg.LinAlgError:
+                covariance = np.full((len(u), len(u)), np.nan)
                 se_log = np.full(len(u), np.nan)
         if not np.all(np.isfinite(se_log)):
             shown = ", ".join(f"{n} = {v:.3g}" for n, v in zip(self._names, theta, strict=True))
@@ -381,10 +383,13 @@ class _BaseFitter(BaseEstimator):
         self.log_likelihood_ = -float(neg_ll(u))
         self.n_customers_ = int(round(n_customers))
         self.standard_errors_ = dict(zip(self._names, (float(v) for v in theta * se_log), strict=True))
+        # Covariance of the log-parameters (inverse Hessian): parameter draws for the CLV intervals.
+        self.covariance_log_ = covariance
 
     def _reset(self) -> None:
         """Forget a previous fit, so that a failed refit leaves no stale parameters behind."""
-        for name in ("params_", "standard_errors_", "log_likelihood_", "n_customers_", "time_unit_", "n_excluded_"):
+        fitted = ("params_", "standard_errors_", "covariance_log_", "log_likelihood_", "n_customers_", "time_unit_")
+        for name in (*fitted, "n_excluded_"):
             self.__dict__.pop(name, None)
 
     def _start_fit(self) -> None:
@@ -435,8 +440,9 @@ class BetaGeoModel(_BaseFitter):
             plain maximum likelihood). A small value (1e-3) helps when the fit runs off to the boundary.
         time_unit: time unit of the summaries (``"D"`` or ``"W"``).
 
-    Fitted: ``params_`` (r, alpha, a, b), ``standard_errors_``, ``log_likelihood_`` (sum over
-    customers, without penalty), ``n_customers_``, ``time_unit_``.
+    Fitted: ``params_`` (r, alpha, a, b), ``standard_errors_``, ``covariance_log_`` (of the
+    log-parameters, the inverse Hessian), ``log_likelihood_`` (sum over customers, without penalty),
+    ``n_customers_``, ``time_unit_``.
     """
 
     _names = ("r", "alpha", "a", "b")

@@ -104,7 +104,17 @@ log = logging.getLogger("crmscore")
 # Kinds of rows of the first pass, each written to its own staging folder.
 _SCORE, _REASON, _REJECT, _STATS = "score", "reason", "reject", "stats"
 # Per-customer values of score_chunk besides the tier features.
-_VALUES = ["churn_probability", "expected_spend", "clv", "segment_id", "uplift"]
+_VALUES = [
+    "churn_probability",
+    "churn_low",
+    "churn_high",
+    "expected_spend",
+    "clv",
+    "clv_low",
+    "clv_high",
+    "segment_id",
+    "uplift",
+]
 _REASON_TYPES = {
     "customer_id": "long",
     "model": "string",
@@ -119,11 +129,17 @@ _REASON_TYPES = {
 _SCORE_TYPES = {
     "as_of": "timestamp_ntz",
     "churn_probability": "double",
+    "churn_low": "double",
+    "churn_high": "double",
     "risk_band": "string",
     "expected_spend": "double",
     "clv": "double",
+    "clv_low": "double",
+    "clv_high": "double",
     "points": "double",
     "tier": "string",
+    "tier_confidence": "double",
+    "borderline": "boolean",
     "segment_id": "long",
     "segment": "string",
     "lifecycle_stage": "string",
@@ -653,8 +669,7 @@ def _score_schema() -> pa.Schema:
 
 def _values_schema(tier_columns: list[str]) -> pa.Schema:
     """The first pass's per-customer values: id, the tier features, then :data:`_VALUES`."""
-    values = {"churn_probability": pa.float64(), "expected_spend": pa.float64(), "clv": pa.float64()}
-    values |= {"segment_id": pa.int64(), "uplift": pa.float64()}
+    values = {c: pa.int64() if c == "segment_id" else pa.float64() for c in _VALUES}
     return pa.schema([("customer_id", pa.int64()), *[(c, pa.float64()) for c in tier_columns], *values.items()])
 
 
@@ -746,11 +761,7 @@ def _first_pass_schema(id_type: str, tier_columns: list[str]) -> Any:
         "kind": "string",
         "customer_id": id_type,
         **dict.fromkeys(tier_columns, "double"),
-        "churn_probability": "double",
-        "expected_spend": "double",
-        "clv": "double",
-        "segment_id": "long",
-        "uplift": "double",
+        **{c: "long" if c == "segment_id" else "double" for c in _VALUES},
         **{c: t for c, t in _REASON_TYPES.items() if c != "customer_id"},
         "table": "string",
         "row_number": "long",
