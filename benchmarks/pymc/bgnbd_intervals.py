@@ -4,7 +4,8 @@ Run by ``benchmarks/clv_intervals.py`` in an interpreter that has ``pymc-marketi
 possibly not the project's own: it reads only a CSV and writes only a CSV and one JSON line, and imports
 nothing from crmscore.
 
-    python benchmarks/pymc/bgnbd_intervals.py SUMMARY_CSV FUTURE_T OUT_CSV [--level 0.8] [--draws 500] [--chains 2] [--seed 42]
+    python benchmarks/pymc/bgnbd_intervals.py SUMMARY_CSV FUTURE_T OUT_CSV \
+        [--level 0.8] [--draws 500] [--chains 2] [--seed 42]
 
 SUMMARY_CSV has columns customer_id, frequency, recency, T (weeks). The model is fitted with NUTS (the
 library's default sampler); ``expected_purchases`` over FUTURE_T gives, per customer, the posterior of the
