@@ -2015,7 +2015,7 @@ def report_stage(
 
     from crmscore import __version__, churn, drift, monitoring, tracking
     from crmscore.clv import ml as clv_ml
-    from crmscore.data.load import load_tables
+    from crmscore.data.sql import load_input, resolve_input
     from crmscore.evaluation import top_share_of_value
     from crmscore.features import build_features
     from crmscore.io import write_text
@@ -2055,10 +2055,10 @@ def report_stage(
     client = tracking.client()
     runs = {v.run_id: client.get_run(v.run_id) for c in comparisons.values() if c is not None for v in c.versions}
 
-    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
-    if not source.is_dir():
+    source = resolve_input(input_dir, settings.data, settings.paths.simulated_dir)
+    if isinstance(source, Path) and not source.is_dir():
         raise DataError(f"{source}: no input tables; pass --input DIR (the tables the scoring read)")
-    tables = load_tables(source, settings.data).tables
+    tables = load_input(source, settings.data).tables
 
     sections: list[Section] = []
     churn_pair = comparisons["churn"]
