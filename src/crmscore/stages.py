@@ -1048,7 +1048,7 @@ def input_last_day(source, settings: Settings) -> pd.Timestamp:
     from crmscore.data.stream import last_event_date
 
     if is_database_url(str(source)):
-        return sqlinput_last_day(database_of(str(source), settings.data), settings.data)
+        return sql_last_event_date(database_of(str(source), settings.data), settings.data)
     return last_event_date(source, settings.data)
 
 
