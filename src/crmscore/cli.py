@@ -140,7 +140,8 @@ def simulate(
 @_friendly
 def validate(
     input_dir: Annotated[
-        str, typer.Option("--input", help="Folder with the input tables, or a database URL (duckdb:///…, postgresql://…).")
+        str,
+        typer.Option("--input", help="Folder with the input tables, or a database URL (duckdb:///…, postgresql://…)."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for rejects/ and validation.json.")],
     max_date: Annotated[

@@ -1044,9 +1044,10 @@ def _sink(settings: Settings, output_url: str | None, output_table: str | None):
 def input_last_day(source, settings: Settings) -> pd.Timestamp:
     """The data's last day (the scoring date by default) in ``source`` (a database URL or a folder; None: the
     default input): the last valid transaction date, or the snapshot date of customers-only data."""
-    from crmscore.data.sql import database_of
+    from crmscore.data.sql import database_of, sql_last_event_date
     from crmscore.data.stream import last_event_date
 
+    source = resolve_input(source, settings.data, settings.paths.simulated_dir)
     if is_database_url(str(source)):
         return sql_last_event_date(database_of(str(source), settings.data), settings.data)
     return last_event_date(source, settings.data)
