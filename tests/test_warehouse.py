@@ -39,9 +39,9 @@ BACKENDS = ("duckdb", "postgresql")
 def ws(tmp_path_factory):
     """Champions trained on simulated files, in a temporary folder; its tables copied into databases lazily."""
     root = tmp_path_factory.mktemp("warehouse")
-    budget = {"trials": 2, "timeout_seconds": 600, "max_trees": 150}
+    budget = {"trials": 1, "timeout_seconds": 600, "max_trees": 80}
     scoring = {"out_dir": str(root / "reports" / "scores"), "chunk_size": 400, "workers": 1}
-    with champions(root, budget, scoring=scoring) as made:
+    with champions(root, budget, churn_cutoffs=2, scoring=scoring) as made:
         yield made
 
 
@@ -99,10 +99,15 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 # --- sources ----------------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def files_loaded(ws):
+    return load_tables(ws.root / "sim", ws.settings.data)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tables_from_a_database_validate_like_the_files(ws, databases, backend):
+def test_tables_from_a_database_validate_like_the_files(ws, databases, files_loaded, backend):
     loaded = load_input(_url(databases, backend), ws.settings.data)
-    files = load_tables(ws.root / "sim", ws.settings.data)
+    files = files_loaded
     assert set(loaded.tables) == set(TABLES)
     for table in TABLES:
         a, b = files.reports[table], loaded.reports[table]
@@ -137,21 +142,30 @@ def test_bad_rows_in_a_database_are_rejected_with_their_key(ws, tmp_path):
 # --- scoring from a database --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("backend", "workers"), [("duckdb", 1), ("postgresql", 2)])
-def test_scores_from_a_database_equal_the_files(ws, databases, backend, workers, tmp_path):
-    url = _url(databases, backend)
-    settings = ws.settings.model_copy(
+def _scoring_settings(ws, workers: int):
+    return ws.settings.model_copy(
         update={"scoring": ws.settings.scoring.model_copy(update={"workers": workers, "chunk_size": 300})}
     )
-    from_files = score_stage(settings, AS_OF, input_dir=ws.root / "sim", out_dir=tmp_path / "files", progress=False)
-    from_db = score_stage(settings, AS_OF, input_dir=url, out_dir=tmp_path / "db", progress=False)
+
+
+@pytest.fixture(scope="module")
+def file_scoring(ws, tmp_path_factory):
+    """The scoring of the files as of AS_OF, in chunks of 300 customers."""
+    out = tmp_path_factory.mktemp("files")
+    return score_stage(_scoring_settings(ws, 1), AS_OF, input_dir=ws.root / "sim", out_dir=out, progress=False)
+
+
+@pytest.mark.parametrize(("backend", "workers"), [("duckdb", 1), ("postgresql", 2)])
+def test_scores_from_a_database_equal_the_files(ws, databases, file_scoring, backend, workers, tmp_path):
+    url = _url(databases, backend)
+    from_db = score_stage(_scoring_settings(ws, workers), AS_OF, input_dir=url, out_dir=tmp_path, progress=False)
     for name in ("scores.parquet", "explanations.parquet"):
         pd.testing.assert_frame_equal(
-            pd.read_parquet(from_files.out_dir / name), pd.read_parquet(from_db.out_dir / name), obj=name
+            pd.read_parquet(file_scoring.out_dir / name), pd.read_parquet(from_db.out_dir / name), obj=name
         )
-    rows_in = from_files.manifest["rows_in"]
+    rows_in = file_scoring.manifest["rows_in"]
     assert from_db.manifest["rows_in"] == {t: rows_in[t] for t in TABLES}  # the database has no campaigns table
-    assert from_db.manifest["chunks"] > 1
+    assert from_db.manifest["chunks"] > 1 and from_db.manifest["workers"] == workers
 
 
 # --- sinks ------------------------------------------------------------------------------------------------
@@ -162,30 +176,51 @@ def _read_table(url: str, sql: str) -> pd.DataFrame:
         return con.arrow(sql).to_pandas()
 
 
+@pytest.fixture(scope="module")
+def sunk(ws, databases, tmp_path_factory):
+    """Per backend: two scorings (EARLIER, then AS_OF) written into the table ``scores_<backend>``."""
+    out = {}
+    for backend, url in databases.items():
+        folder = tmp_path_factory.mktemp(f"sunk_{backend}")
+        table = f"scores_{backend}"
+        runs = [
+            score_stage(ws.settings, when, out_dir=folder, progress=False, output_url=url, output_table=table)
+            for when in (EARLIER, AS_OF)
+        ]
+        out[backend] = (url, table, folder, runs)
+    return out
+
+
+def _sunk(sunk, backend: str):
+    if backend not in sunk:
+        pytest.skip(f"PostgreSQL cannot run here: {unavailable()}")
+    return sunk[backend]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_scores_go_into_tables_and_a_rerun_replaces_that_scoring(ws, databases, backend, tmp_path):
-    url = _url(databases, backend)
-    table = f"scores_{backend}"
-    first = score_stage(ws.settings, EARLIER, out_dir=tmp_path, progress=False, output_url=url, output_table=table)
-    for _ in range(2):  # the same as-of twice: replaced, not added
-        result = score_stage(ws.settings, AS_OF, out_dir=tmp_path, progress=False, output_url=url, output_table=table)
+def test_scores_go_into_tables_with_their_run(ws, sunk, backend):
+    url, table, _, (first, result) = _sunk(sunk, backend)
+    assert result.warehouse.table == table and result.warehouse.rows == result.scored
     scores = _read_table(url, f"SELECT * FROM {table} ORDER BY as_of, customer_id")
     counts = scores.groupby(scores["as_of"].astype(str)).size().to_dict()
     assert counts == {EARLIER: first.scored, AS_OF: result.scored}
     files = pd.read_parquet(result.out_dir / "scores.parquet")
     mine = scores[scores["as_of"].astype(str) == AS_OF].reset_index(drop=True)
+    assert list(mine.columns) == list(files.columns)
     assert mine["customer_id"].tolist() == files["customer_id"].tolist()
-    pd.testing.assert_series_equal(mine["clv"], files["clv"], check_names=False)
+    for column in ("churn_probability", "clv", "value_at_risk", "points"):
+        pd.testing.assert_series_equal(mine[column], files[column], check_names=False)
+    for column in ("tier", "risk_band", "segment", "action", "lifecycle_stage"):
+        assert mine[column].tolist() == files[column].tolist(), column
     assert (mine["churn_model_version"] == ws.trained["churn"].version).all()
-    assert mine["tier"].tolist() == files["tier"].tolist()
     reasons = _read_table(url, f"SELECT as_of, count(*) AS n FROM {table}_reasons GROUP BY as_of ORDER BY as_of")
-    assert reasons["n"].tolist() == [len(pd.read_parquet(first.out_dir / "explanations.parquet")), result.manifest[
-        "explanations"]]  # fmt: skip
+    assert reasons["n"].tolist() == [first.manifest["explanations"], result.manifest["explanations"]]
     runs = _read_table(url, f"SELECT * FROM {RUNS_TABLE} WHERE scores_table = '{table}' ORDER BY as_of")
     assert runs["as_of"].astype(str).tolist() == [EARLIER, AS_OF]
-    manifest = json.loads(runs["manifest"].iloc[-1])
-    assert manifest["as_of"] == AS_OF and manifest["scored"] == result.scored
     assert runs["scored"].tolist() == [first.scored, result.scored]
+    assert runs["churn_model_version"].tolist() == [ws.trained["churn"].version] * 2
+    manifest = json.loads(runs["manifest"].iloc[-1])
+    assert manifest == json.loads((result.out_dir / "manifest.json").read_text())
     assert all(PASSWORD not in str(v) for v in runs.to_numpy().ravel())
     with Database(url).connect() as con:
         assert staging_tables(con) == []
@@ -200,25 +235,18 @@ def _scored_rows(url: str, table: str) -> dict[str, int]:
     ("backend", "function", "body"),
     [
         ("duckdb", "_before_commit", "os.kill(os.getpid(), signal.SIGKILL)"),
-        ("postgresql", "_before_commit", "os.kill(os.getpid(), signal.SIGKILL)"),
         # Mid-transaction: the scores already replaced (uncommitted) when the reasons are about to be.
-        (
-            "postgresql",
-            "_replace",
-            "if args[1].endswith('_reasons'):\n    os.kill(os.getpid(), signal.SIGKILL)",
-        ),
+        ("postgresql", "_replace", "if args[1].endswith('_reasons'):\n    os.kill(os.getpid(), signal.SIGKILL)"),
     ],
 )
-def test_kill_during_the_write_leaves_the_previous_scoring(ws, databases, backend, function, body, tmp_path):
-    url = _url(databases, backend)
-    table = f"killed_{backend}_{function.strip('_')}"
-    args = ["score", "--as-of", AS_OF, "--out", str(tmp_path), "--params", str(ws.params)]
-    args += ["--output-url", url, "--table", table]
-    done = runner.invoke(app, args)
-    assert done.exit_code == 0, done.output
+def test_a_killed_rerun_leaves_the_previous_scoring_and_the_next_replaces_it(ws, sunk, backend, function, body):
+    url, table, folder, (first, result) = _sunk(sunk, backend)
     before = _scored_rows(url, table)
+    reasons_before = _scored_rows(url, f"{table}_reasons")
+    args = ["score", "--as-of", AS_OF, "--out", str(folder), "--params", str(ws.params)]
+    args += ["--output-url", url, "--table", table]
     killed = subprocess.run(
-        [*hooked_crmscore(tmp_path, "warehouse", function, body), *args],
+        [*hooked_crmscore(folder, "warehouse", function, body), *args],
         capture_output=True,
         text=True,
         cwd=ws.root,
@@ -226,11 +254,14 @@ def test_kill_during_the_write_leaves_the_previous_scoring(ws, databases, backen
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert _scored_rows(url, table) == before  # the previous scoring, whole
+    assert _scored_rows(url, f"{table}_reasons") == reasons_before
     with Database(url).connect() as con:
         assert staging_tables(con), "the kill came after the staging tables were loaded"
-    again = runner.invoke(app, args)
+    again = runner.invoke(app, args)  # the same as-of again: replaced, not added; the staged leftovers dropped
     assert again.exit_code == 0, again.output
-    assert _scored_rows(url, table) == before
+    assert _scored_rows(url, table) == before and _scored_rows(url, f"{table}_reasons") == reasons_before
+    runs = _read_table(url, f"SELECT as_of FROM {RUNS_TABLE} WHERE scores_table = '{table}'")
+    assert sorted(runs["as_of"].astype(str)) == [EARLIER, AS_OF]
     with Database(url).connect() as con:
         assert staging_tables(con) == []
 

@@ -1821,7 +1821,9 @@ def _latest_plan(settings: Settings, as_of: pd.Timestamp) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _campaign_truth(source: Path) -> pd.DataFrame | None:
+def _campaign_truth(source: Path | str) -> pd.DataFrame | None:
+    if not isinstance(source, Path):  # a database holds no simulated truth
+        return None
     path = source / "campaign_truth.parquet"
     return pd.read_parquet(path) if path.exists() else None
 
