@@ -64,6 +64,10 @@ def _run_as() -> str | None:
 
 def unavailable() -> str | None:
     """Why a PostgreSQL server cannot be started here, or None when it can."""
+    try:
+        import adbc_driver_postgresql  # noqa: F401
+    except ImportError:
+        return "the ADBC PostgreSQL driver is not installed (pip install 'crmscore[warehouse]')"
     if bin_dir() is None:
         return "PostgreSQL is not installed (initdb/pg_ctl not found; `make postgres` installs Debian's postgresql)"
     try:

@@ -28,6 +28,7 @@ from crmscore.errors import DataError, SettingsError
 from crmscore.stages import score_stage
 from crmscore.warehouse import RUNS_TABLE, copy_tables, staging_tables
 
+pytest.importorskip("duckdb", reason="duckdb is not installed (pip install 'crmscore[warehouse]')")
 runner = CliRunner()
 AS_OF = "2026-09-30"
 EARLIER = "2026-06-30"
