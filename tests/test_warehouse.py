@@ -355,3 +355,28 @@ def test_run_reads_postgresql_and_score_writes_it(ws, databases, tmp_path):
         pd.testing.assert_series_equal(in_db[column], files[column], check_names=False)
     for column in ("tier", "risk_band", "segment", "action"):
         assert in_db[column].tolist() == files[column].tolist(), column
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_readme_dashboard_sql_runs_on_the_scores_table(sunk, backend):
+    """The dashboard queries of the README, on the scores written here: one row per tier × band, and the
+    value at risk by segment adds up to the table's."""
+    import re
+
+    url, table, _, (_, result) = _sunk(sunk, backend)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("What a dashboard runs on the scores table", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    queries = [q for q in block.split(";") if q.strip() and "SELECT" in q]
+    assert len(queries) == 3
+    replaced = [
+        re.sub(r"'analytics\.crm_scores'", f"'{table}'", q).replace("analytics.crmscore_runs", RUNS_TABLE)
+        for q in queries
+    ]
+    replaced = [q.replace("analytics.crm_scores", table) for q in replaced]
+    by_tier, by_segment, runs = (_read_table(url, q) for q in replaced)
+    scores = pd.read_parquet(result.out_dir / "scores.parquet")
+    assert by_tier["customers"].sum() == len(scores)
+    assert len(by_tier) == len(scores.groupby(["tier", "risk_band"], dropna=False))
+    assert by_segment["value_at_risk"].sum() == pytest.approx(scores["value_at_risk"].sum())
+    assert by_segment["share_of_value_at_risk"].sum() == pytest.approx(1.0)
+    assert str(runs["as_of"].iloc[0]) == AS_OF

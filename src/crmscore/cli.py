@@ -559,7 +559,9 @@ def score(
 @app.command()
 @_friendly
 def evaluate(
-    input_dir: Annotated[Path, typer.Option("--input", help="Folder with the labelled tables to evaluate on.")],
+    input_dir: Annotated[
+        str, typer.Option("--input", help="Folder (or database URL) with the labelled tables to evaluate on.")
+    ],
     model: Annotated[str, typer.Option("--model", help="churn or clv.")] = "churn",
     version: Annotated[
         int | None, typer.Option("--version", min=1, help="Registered version (default the champion).")

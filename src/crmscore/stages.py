@@ -1002,6 +1002,8 @@ def score_stage(
 
     source = resolve_input(input_dir, settings.data, settings.paths.simulated_dir)
     sink = _sink(settings, output_url, output_table)
+    if sink is not None:
+        sink[0].connect(read_only=False).close()  # an unreachable sink stops the job before the scoring, not after
     if as_of is None:
         as_of = data_as_of(loaded) if loaded is not None else input_last_day(source, settings)
     as_of = pd.Timestamp(as_of).normalize()
