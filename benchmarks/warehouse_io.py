@@ -129,6 +129,12 @@ def run_benchmark(args, workspace: Path) -> tuple[dict, list[str]]:
             runs["postgres"] = score(workspace, params, server.url(), "postgres", as_of, args.workers)
     else:
         say(f"PostgreSQL skipped: {why}")
+    # Parquet once more, last: the machine is shared, so the first run alone may have met another's load;
+    # the faster of the two is the reference (the ratios err low, never high).
+    again = score(workspace, params, str(folder), "parquet_again", as_of, args.workers)
+    if again["per_s"] > runs["parquet"]["per_s"]:
+        runs["parquet"], again = again, runs["parquet"]
+    runs["parquet"]["other_per_s"] = again["per_s"]
     return summarise(args, runs, rows, duck_load, pg_load, why)
 
 
@@ -168,6 +174,11 @@ def summarise(args, runs: dict, rows: dict, duck_load: float, pg_load: float | N
         )
     lines += [
         "",
+        f"- Parquet was scored twice (first and last); the faster run is the reference (the other: "
+        f"{parquet['other_per_s']:,.0f}/s). The machine is shared with other work, so absolute rates move "
+        "between runs; the ratios come from runs minutes apart.",
+        "- Peak memory is the scoring command's process tree (the command and its workers); the PostgreSQL "
+        "server's own processes are not in it.",
         f"- Loading the tables (with an index on `customer_id` each): DuckDB {duck_load:.0f} s"
         + (f", PostgreSQL {pg_load:.0f} s (binary COPY through ADBC)." if pg_load is not None else "."),
         f"- Same scores and reasons as from Parquet: {', '.join(f'{n} {s}' for n, s in same.items())}.",

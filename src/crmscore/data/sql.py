@@ -286,6 +286,14 @@ class SqlTable:
     source: str
     label: str
     columns: tuple[str, ...]
+    #: The row's place in its table (DuckDB ``rowid``, PostgreSQL ``ctid``: the load order of a table filled
+    #: by one load), ordering the rows of one customer; None for a query.
+    position: str | None = None
+
+    def order_by(self, id_sql: str) -> str:
+        """``ORDER BY`` customer id (NULLs last), then the row's place in the table: each customer's rows in
+        the order they were loaded, so sums over them add in the file's order and give the file's figures."""
+        return f"ORDER BY {id_sql} NULLS LAST" + (f", {self.position}" if self.position else "")
 
 
 def table_sources(database: Database, settings: DataSettings, con: Connection | None = None) -> dict[str, SqlTable]:
@@ -317,8 +325,18 @@ def table_sources(database: Database, settings: DataSettings, con: Connection | 
                         f"your table's name or a query)"
                     ) from None
                 continue
-            found[table] = SqlTable(table, source, label, tuple(schema.names))
+            found[table] = SqlTable(table, source, label, tuple(schema.names), None if query else _position(con, spec))
     return found
+
+
+def _position(con: Connection, table: str) -> str | None:
+    """The pseudo-column giving a row's place in a base table (``rowid`` / ``ctid``), or None (e.g. a view)."""
+    column = "rowid" if con.duck else "ctid"
+    try:
+        con.probe(f"(SELECT {column} FROM {table}) AS crmscore_position")
+    except Exception:
+        return None
+    return column
 
 
 def _id_column(settings: DataSettings, table: str) -> str:
@@ -336,7 +354,7 @@ def read_sql_table(con: Connection, source: SqlTable, settings: DataSettings) ->
     _empty(source, settings)
     order = quote_name(_id_column(settings, source.table))
     try:
-        arrow = con.arrow(f"SELECT * FROM {source.source} ORDER BY {order} NULLS LAST")
+        arrow = con.arrow(f"SELECT * FROM {source.source} {source.order_by(order)}")
     except Exception as exc:
         raise DataError(f"{source.label}: cannot be read: {_detail(exc)}") from None
     raw = arrow.to_pandas(self_destruct=True, split_blocks=True)
@@ -398,7 +416,7 @@ class _SqlRanges:
     position in that order, in whichever process reads it.
     """
 
-    def __init__(self, database: Database, source: str, id_column: str, text_ids: bool) -> None:
+    def __init__(self, database: Database, source: SqlTable, id_column: str, text_ids: bool) -> None:
         self.database = database
         self.source = source
         self.id_column = id_column
@@ -419,12 +437,12 @@ class _SqlRanges:
         condition = " AND ".join(where) or "TRUE"
         if isinstance(hi, float) and np.isinf(hi):
             condition = f"({condition}) OR {column} IS NULL"
-        sql = f"SELECT * FROM {self.source} WHERE {condition} ORDER BY {compared} NULLS LAST"
+        sql = f"SELECT * FROM {self.source.source} WHERE {condition} {self.source.order_by(compared)}"
         with self.database.connect() as con:
             try:
                 arrow = con.arrow(sql, tuple(params))
             except Exception as exc:
-                raise DataError(f"{self.database.url}: {self.source}: cannot be read: {_detail(exc)}") from None
+                raise DataError(f"{self.source.label}: cannot be read: {_detail(exc)}") from None
         numbers = self.offsets[k] + 1 + np.arange(arrow.num_rows, dtype=np.int64)
         return arrow, numbers
 
@@ -462,7 +480,7 @@ class SqlStreamedInput(StreamedInput):
         _empty(source, self.settings)
         id_column = self._mapped_id(table)
         text_ids = not self._integer_ids
-        reader = _SqlRanges(self.database, source.source, id_column, text_ids)
+        reader = _SqlRanges(self.database, source, id_column, text_ids)
         counted = list(self._counted_columns(table, list(source.columns)))
         columns = ", ".join(quote_name(c) for c in dict.fromkeys([id_column, *counted]))
         tally, per_chunk, rows = _WholeTable(), Counter(), 0
