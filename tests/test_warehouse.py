@@ -121,6 +121,16 @@ def test_tables_from_a_database_validate_like_the_files(ws, databases, files_loa
         pd.testing.assert_frame_equal(x, y, check_categorical=False, check_dtype=False)
 
 
+def test_validate_takes_a_database_url(ws, databases, tmp_path):
+    url = _url(databases, "duckdb")
+    result = runner.invoke(app, ["validate", "--input", url, "--out", str(tmp_path), "--params", str(ws.params)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "validation.json").read_text())
+    assert {t: r["rows_in"] for t, r in summary["tables"].items()} == {t: len(ws.tables[t]) for t in TABLES}
+    assert summary["tables"]["transactions"]["source"] == f"{url}: transactions"
+    assert sorted(p.name for p in (tmp_path / "rejects").iterdir()) == sorted(f"{t}.parquet" for t in TABLES)
+
+
 def test_bad_rows_in_a_database_are_rejected_with_their_key(ws, tmp_path):
     tables = {t: ws.tables[t].copy() for t in TABLES}
     tx = tables["transactions"]
