@@ -38,6 +38,7 @@ from urllib.parse import quote, urlsplit
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmscore.config import TABLE_NAMES, DataSettings, TableSettings
 from crmscore.data.load import CustomerOptions, LoadedData, _Validator, map_columns
@@ -264,6 +265,15 @@ def _plain(table: pa.Table) -> pa.Table:
     return table if target.equals(table.schema) else table.cast(target)
 
 
+def _dictionary_text(table: pa.Table) -> pa.Table:
+    """Text columns dictionary-encoded (pandas categoricals, as Parquet written from pandas gives them): a few
+    distinct values (products, channels, kinds) in millions of rows convert and validate many times faster."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type):
+            table = table.set_column(i, field.name, pc.dictionary_encode(table.column(i)))
+    return table
+
+
 def database_of(url: str, settings: DataSettings) -> Database:
     """The :class:`Database` of an input URL (``--input`` or ``data.sql.url``), checked like params.yaml's."""
     from crmscore.config import _database_url
@@ -444,7 +454,7 @@ class _SqlRanges:
             except Exception as exc:
                 raise DataError(f"{self.source.label}: cannot be read: {_detail(exc)}") from None
         numbers = self.offsets[k] + 1 + np.arange(arrow.num_rows, dtype=np.int64)
-        return arrow, numbers
+        return _dictionary_text(arrow), numbers
 
 
 class SqlStreamedInput(StreamedInput):
