@@ -6,9 +6,11 @@ from a table of the database (its contract name, or the name in ``data.sql.table
 (``data.sql.tables.<table>: "SELECT …"``), then mapped (``data.tables.<table>.columns``) and validated
 exactly as a file's rows are (:mod:`crmscore.data.load`), so rejects, counts and scores are the same.
 
-* **Rows in key order.** A table is read ordered by its customer id (NULLs last); a rejected row's
-  ``row_number`` is its position in that order, and the reject carries every column of the row as read,
-  its key columns (customer id, date, invoice or order ids) among them.
+* **Rows in key order.** A table is read ordered by its customer id (NULLs last), one customer's rows in
+  the order the table holds them (``rowid`` / ``ctid``: a table loaded from a file keeps the file's order,
+  so sums over a customer's rows add up exactly as from the file); a rejected row's ``row_number`` is its
+  position in that order, and the reject carries every column of the row as read, its key columns
+  (customer id, date, invoice or order ids) among them.
 * **Streaming.** :class:`SqlStreamedInput` reads the customers whole and every other table one customer
   range at a time (``WHERE customer_id > lo AND customer_id <= hi ORDER BY customer_id``: keyset paging by
   customer id), in the scoring workers too — its readers hold the URL and the query, never a connection,
