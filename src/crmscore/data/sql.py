@@ -122,8 +122,10 @@ class Database:
         if self.kind == "duckdb":
             duckdb = _driver("duckdb")
             path = self.duckdb_path()
+            # A reader runs in each scoring worker (one per core): one DuckDB thread each, not a pool per worker.
+            config = {"threads": 1} if read_only else {}
             try:
-                return Connection(self, duckdb.connect(path, read_only=read_only and path != ":memory:"))
+                return Connection(self, duckdb.connect(path, read_only=read_only and path != ":memory:", config=config))
             except Exception as exc:
                 raise DataError(f"{self.url}: cannot open the DuckDB database: {_detail(exc)}") from None
         if self.kind != "postgresql":
