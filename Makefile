@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: help setup browser demo test bench lint clean
+.PHONY: help setup browser postgres demo test bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -29,7 +29,14 @@ browser:  ## install headless Chromium for the report's browser test (the test i
 	           || (apt-get update -qq && apt-get install -y chromium >/dev/null 2>&1)); } \
 	  || echo "chromium not installed: the browser checks in tests/test_report.py will be skipped"
 
-test: setup browser  ## run the test suite (two workers, one test file each at a time)
+postgres:  ## install PostgreSQL for the warehouse tests (they are skipped without it)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	  || { command -v apt-get >/dev/null 2>&1 && export DEBIAN_FRONTEND=noninteractive \
+	       && (apt-get install -y postgresql >/dev/null 2>&1 \
+	           || (apt-get update -qq && apt-get install -y postgresql >/dev/null 2>&1)); } \
+	  || echo "postgresql not installed: the PostgreSQL checks in tests/test_warehouse.py will be skipped"
+
+test: setup browser postgres  ## run the test suite (two workers, one test file each at a time)
 	OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -n 2 --dist loadfile
 
 $(BENCH_STAMP): $(STAMP)

@@ -139,7 +139,10 @@ def simulate(
 @app.command()
 @_friendly
 def validate(
-    input_dir: Annotated[Path, typer.Option("--input", help="Folder with the input tables.")],
+    input_dir: Annotated[
+        str,
+        typer.Option("--input", help="Folder with the input tables, or a database URL (duckdb:///…, postgresql://…)."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Folder for rejects/ and validation.json.")],
     max_date: Annotated[
         str | None,
@@ -195,7 +198,11 @@ def _print_validation(loaded: Any) -> None:
 @_friendly
 def run(
     input_dir: Annotated[
-        Path | None, typer.Option("--input", help="Folder with your tables (default data.input_dir; none = simulate).")
+        str | None,
+        typer.Option(
+            "--input",
+            help="Folder with your tables or a database URL (default data.input_dir or data.sql.url; none = simulate).",
+        ),
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
@@ -239,8 +246,13 @@ app.add_typer(train_app, name="train")
 app.add_typer(promote_app, name="promote")
 
 InputOption = Annotated[
-    Path | None,
-    typer.Option("--input", help="Folder with the input tables (default data.input_dir, else the simulated data)."),
+    str | None,
+    typer.Option(
+        "--input",
+        help="Folder with the input tables, or a database URL such as duckdb:///warehouse.duckdb or "
+        "postgresql://user@host:5432/db (password from data.sql.password_env) (default data.input_dir or "
+        "data.sql.url, else the simulated data).",
+    ),
 ]
 
 
@@ -406,13 +418,12 @@ def plan(
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Whom to contact: customers ranked by expected incremental value (uplift × CLV − cost), within the budget."""
-    from crmscore.data.stream import last_event_date
-    from crmscore.stages import plan_stage
+    from crmscore.stages import input_last_day, plan_stage
 
     settings = _settings(params)
     when = _as_of_date(as_of)
     if when is None:
-        when = last_event_date(input_dir or settings.data.input_dir or settings.paths.simulated_dir, settings.data)
+        when = input_last_day(input_dir, settings)
     result = plan_stage(settings, when, budget, cost, input_dir, out_dir)
     m = result.manifest
     low, high = result.interval
@@ -465,6 +476,23 @@ def score(
             "per core the process may use; 1: this one alone). Same results for any number.",
         ),
     ] = None,
+    output_url: Annotated[
+        str | None,
+        typer.Option(
+            "--output-url",
+            help="Also write the scores into this database (duckdb:///…, postgresql://user@host/db; password from "
+            "scoring.sink.password_env), atomically: staging tables swapped in one transaction "
+            "(default scoring.sink.url).",
+        ),
+    ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table",
+            help="Scores table in that database (default scoring.sink.table); reasons go to <table>_reasons, "
+            "each run to crmscore_runs.",
+        ),
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS_PATH,
 ) -> None:
     """Score every customer: churn risk, CLV, tier, segment, stage, action and top reasons, written atomically."""
@@ -486,7 +514,11 @@ def score(
             raise SettingsError(f"--model-version: expected churn=N, clv=N, segments=N or uplift=N, got {item!r}")
         versions[role] = int(number)
     if engine == "spark":
+        from crmscore.data.sql import is_database_url
         from crmscore.spark import DEFAULT_MASTER, require_pyspark
+
+        if is_database_url(input_dir) or output_url is not None:
+            raise SettingsError("--engine spark: reads and writes files; use --engine local with a database")
 
         require_pyspark()  # a one-line error when pyspark is missing, before any model loads
         from crmscore.data.stream import last_event_date
@@ -501,7 +533,7 @@ def score(
         if workers is not None:
             scoring = settings.scoring.model_copy(update={"workers": workers})
             settings = settings.model_copy(update={"scoring": scoring})
-        result = score_stage(settings, when, input_dir, out_dir, versions)
+        result = score_stage(settings, when, input_dir, out_dir, versions, output_url=output_url, output_table=table)
     manifest = result.manifest
     typer.echo(
         f"scored {result.scored:,} customers as of {manifest['as_of']} in {manifest['seconds']['total']:.1f} s "
@@ -515,13 +547,21 @@ def score(
     rejected = sum(result.rejected.values())
     typer.echo(f"  rejected rows: {rejected:,}" + (f" (see {result.out_dir / 'rejects'})" if rejected else ""))
     typer.echo(f"scores: {result.out_dir / 'scores.parquet'}")
+    if result.warehouse is not None:
+        w = result.warehouse
+        typer.echo(
+            f"scores in {w.database}: {w.table} ({w.rows:,} rows as of {w.as_of}), {w.reasons_table} "
+            f"({w.reasons:,} rows), crmscore_runs"
+        )
     _print_feature_checks(manifest, result.out_dir)
 
 
 @app.command()
 @_friendly
 def evaluate(
-    input_dir: Annotated[Path, typer.Option("--input", help="Folder with the labelled tables to evaluate on.")],
+    input_dir: Annotated[
+        str, typer.Option("--input", help="Folder (or database URL) with the labelled tables to evaluate on.")
+    ],
     model: Annotated[str, typer.Option("--model", help="churn or clv.")] = "churn",
     version: Annotated[
         int | None, typer.Option("--version", min=1, help="Registered version (default the champion).")

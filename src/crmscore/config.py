@@ -18,6 +18,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -283,10 +284,69 @@ class CheckSettings(_Section):
     activity: ActivityCheck = Field(default_factory=ActivityCheck)
 
 
+_SQL_NAME = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?"
+
+
+def _database_url(value: Any) -> str | None:
+    """A database URL without a password (the password comes from an environment variable, never a file)."""
+    if value is None:
+        return None
+    text = _text(value).strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or not scheme or scheme.split("+")[0] not in {"duckdb", "postgresql", "postgres"}:
+        raise PydanticCustomError(
+            "url",
+            "expected a database URL such as duckdb:///warehouse.duckdb or postgresql://user@host:5432/db, got {got}",
+            {"got": repr(text.split("@")[-1] if sep else text)},
+        )
+    credentials = rest.split("/", 1)[0].rpartition("@")[0]
+    if ":" in credentials:
+        raise PydanticCustomError(
+            "password_in_url",
+            "the URL holds a password; remove it and put it in the environment variable named by password_env",
+            {},
+        )
+    return text
+
+
+OptionalDatabaseUrl = Annotated[str | None, BeforeValidator(_database_url)]
+
+
+class SqlSettings(_Section):
+    """A database as the input (``data.source: sql``): its URL, the environment variable holding its password
+    (never the password itself), how long to wait for the server, and per contract table a table name
+    (``sales.orders``) or a query (any text with a space, e.g. ``SELECT … FROM …``); a table not listed is
+    read from the table of its contract name when the database has one (customers must exist)."""
+
+    url: OptionalDatabaseUrl = None
+    password_env: Text = "CRMSCORE_DB_PASSWORD"
+    connect_timeout_seconds: PositiveInt = 10
+    tables: dict[str, Text] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_tables(self) -> SqlSettings:
+        for table, source in self.tables.items():
+            if table not in TABLE_NAMES:
+                raise PydanticCustomError(
+                    "unknown_table",
+                    "tables: unknown table {got} (tables: {allowed})",
+                    {"got": repr(table), "allowed": ", ".join(TABLE_NAMES)},
+                )
+            if not any(c.isspace() for c in source.strip()) and not re.fullmatch(_SQL_NAME, source.strip()):
+                raise PydanticCustomError(
+                    "table_name",
+                    "tables.{table}: {got} is neither a table name (name or schema.name) nor a query",
+                    {"table": table, "got": repr(source)},
+                )
+        return self
+
+
 class DataSettings(_Section):
     """Input tables, their column mapping and the validation rules that depend on settings."""
 
+    source: Literal["files", "sql"] = "files"
     input_dir: OptionalText = None
+    sql: SqlSettings = Field(default_factory=SqlSettings)
     format: Literal["auto", "csv", "parquet"] = "auto"
     max_date: OptionalDate = None
     snapshot_date: OptionalDate = None
@@ -306,6 +366,8 @@ class DataSettings(_Section):
             )
         for name in TABLE_NAMES:
             self.tables.setdefault(name, TableSettings())
+        if self.source == "sql" and self.sql.url is None:
+            raise PydanticCustomError("sql_url", "source is sql but sql.url is not set", {})
         for name in TABLE_NAMES[1:]:
             table = self.tables[name]
             if table.id != "column" or table.tenure or table.types or table.exclude or table.protected:
@@ -714,6 +776,25 @@ class TierSettings(_Section):
         return self
 
 
+class SinkSettings(_Section):
+    """Where ``crmscore score`` also writes its scores: a database URL (null: files only), the scores table
+    (its reasons go to ``<table>_reasons``, each run to ``crmscore_runs``) and the password's environment
+    variable."""
+
+    url: OptionalDatabaseUrl = None
+    table: Text = "crmscore_scores"
+    password_env: Text = "CRMSCORE_DB_PASSWORD"
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not re.fullmatch(_SQL_NAME, value):
+            raise PydanticCustomError(
+                "table_name", "expected a table name (name or schema.name), got {got}", {"got": repr(value)}
+            )
+        return value
+
+
 class IntervalSettings(_Section):
     """How sure the scores are (:mod:`crmscore.intervals`): CLV and churn intervals, tier confidence.
 
@@ -754,6 +835,7 @@ class ScoringSettings(_Section):
     unseen_error_share: OptionalFraction = None
     out_of_range_warn_share: Fraction = 0.05
     missing_warn_increase: Fraction = 0.10
+    sink: SinkSettings = Field(default_factory=SinkSettings)
 
 
 class MonitoringSettings(_Section):

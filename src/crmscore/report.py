@@ -1868,7 +1868,9 @@ def _latest_plan(settings: Settings, as_of: pd.Timestamp) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _campaign_truth(source: Path) -> pd.DataFrame | None:
+def _campaign_truth(source: Path | str) -> pd.DataFrame | None:
+    if not isinstance(source, Path):  # a database holds no simulated truth
+        return None
     path = source / "campaign_truth.parquet"
     return pd.read_parquet(path) if path.exists() else None
 
@@ -2062,7 +2064,7 @@ def report_stage(
 
     from crmscore import __version__, churn, drift, monitoring, tracking
     from crmscore.clv import ml as clv_ml
-    from crmscore.data.load import load_tables
+    from crmscore.data.sql import load_input, resolve_input
     from crmscore.evaluation import top_share_of_value
     from crmscore.features import build_features
     from crmscore.io import write_text
@@ -2102,10 +2104,10 @@ def report_stage(
     client = tracking.client()
     runs = {v.run_id: client.get_run(v.run_id) for c in comparisons.values() if c is not None for v in c.versions}
 
-    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
-    if not source.is_dir():
+    source = resolve_input(input_dir, settings.data, settings.paths.simulated_dir)
+    if isinstance(source, Path) and not source.is_dir():
         raise DataError(f"{source}: no input tables; pass --input DIR (the tables the scoring read)")
-    tables = load_tables(source, settings.data).tables
+    tables = load_input(source, settings.data).tables
 
     sections: list[Section] = []
     churn_pair = comparisons["churn"]

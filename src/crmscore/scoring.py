@@ -166,6 +166,8 @@ class ScoreResult:
     rejected: dict[str, int]
     seconds: dict[str, float]
     manifest: dict[str, Any]
+    #: What went into a database as well (:class:`crmscore.warehouse.WarehouseWrite`), when asked.
+    warehouse: Any = None
 
 
 def customer_chunks(

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from crmscore.config import Settings
-from crmscore.data.load import LoadedData, load_tables, write_rejects, write_tables
+from crmscore.data.load import LoadedData, write_rejects, write_tables
 from crmscore.data.plausibility import check_reject_shares
 from crmscore.data.sample import sample_customers
 from crmscore.data.simulate import SimulatedData, simulate_crm
+from crmscore.data.sql import is_database_url, load_input, resolve_input
 from crmscore.io import write_json, write_parquet
 from crmscore.tracking import CHURN_MODEL_NAME, CLV_MODEL_NAME, SEGMENTS_MODEL_NAME, registered_estimator
 
@@ -43,6 +44,7 @@ __all__ = [
     "registered_estimator",
     "check_model_inputs",
     "score_stage",
+    "input_last_day",
     "EvaluationResult",
     "evaluate_stage",
     "scoring_as_of",
@@ -119,7 +121,7 @@ def validate_stage(
     With ``check`` (the default), a table with more than ``data.checks.max_reject_share`` of its rows
     rejected then stops with a one-line :class:`~crmscore.errors.DataError` (the rejects are written first).
     """
-    loaded = load_tables(input_dir, settings.data)
+    loaded = load_input(input_dir, settings.data)
     write_rejects(loaded, out_dir)
     for report in loaded.reports.values():
         log.info(
@@ -136,7 +138,7 @@ def validate_stage(
 class RunResult:
     """What the main job produced, and which models did not train and why (``failures``: role → reason)."""
 
-    input_dir: Path
+    input_dir: Path | str
     validation_dir: Path
     simulated: SimulateResult | None
     loaded: LoadedData
@@ -184,11 +186,10 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     from crmscore.report import report_stage
 
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)  # fail fast when unreachable
-    source = input_dir or settings.data.input_dir
     simulated = None
-    if source is None:
+    if input_dir is None and settings.data.source == "files" and settings.data.input_dir is None:
         simulated = simulate_stage(settings)
-        source = simulated.out_dir
+    source = resolve_input(input_dir, settings.data, settings.paths.simulated_dir)
     validation_dir = Path(settings.paths.reports_dir) / "validation"
     loaded = validate_stage(settings, source, validation_dir)
     failures: dict[str, str] = {}
@@ -209,7 +210,7 @@ def run_main_job(settings: Settings, input_dir: str | os.PathLike | None = None)
     monitored = monitor_stage(settings, source, loaded=loaded)  # the track record of every scoring so far
     report = report_stage(settings, input_dir=source, not_trained=failures)
     return RunResult(
-        input_dir=Path(source),
+        input_dir=source,
         validation_dir=validation_dir,
         simulated=simulated,
         loaded=loaded,
@@ -243,9 +244,10 @@ class TrainResult:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
-def _input_tables(settings: Settings, input_dir: str | os.PathLike | None) -> tuple[Path, LoadedData]:
-    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
-    if input_dir is None and settings.data.input_dir is None and not source.exists():
+def _input_tables(settings: Settings, input_dir: str | os.PathLike | None) -> tuple[Path | str, LoadedData]:
+    source = resolve_input(input_dir, settings.data, settings.paths.simulated_dir)
+    defaulted = input_dir is None and settings.data.source == "files" and settings.data.input_dir is None
+    if defaulted and not source.exists():
         from crmscore.errors import DataError
 
         raise DataError(f"{source}: no input tables; run `crmscore simulate` first or pass --input DIR")
@@ -1001,6 +1003,8 @@ def score_stage(
     versions: dict[str, int] | None = None,
     loaded: LoadedData | None = None,
     progress: bool = True,
+    output_url: str | None = None,
+    output_table: str | None = None,
 ):
     """Batch scoring as of a date: load the champions, read and validate the input, score, write atomically.
 
@@ -1016,25 +1020,72 @@ def score_stage(
     ``scores.parquet``, ``explanations.parquet``, ``rejects/``, ``tier_migration.csv`` and
     ``manifest.json`` (see :mod:`crmscore.scoring`). ``versions`` pins model versions by role
     (``{"churn": 3}``) instead of the champions.
+
+    The input may be a database URL (``input_dir``, or ``data.sql.url`` with ``data.source: sql``): its
+    tables are then read per customer range (:class:`crmscore.data.sql.SqlStreamedInput`). With
+    ``output_url`` (default ``scoring.sink.url``) the scoring is also written into that database's
+    ``output_table`` (default ``scoring.sink.table``), its reasons and ``crmscore_runs``, in one
+    transaction (:func:`crmscore.warehouse.write_scoring`); ``result.warehouse`` says what was written.
     """
-    from crmscore.data.stream import last_event_date
     from crmscore.locks import folder_lock
     from crmscore.scoring import scoring_dir
 
-    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
+    source = resolve_input(input_dir, settings.data, settings.paths.simulated_dir)
+    sink = _sink(settings, output_url, output_table)
+    if sink is not None:
+        sink[0].connect(read_only=False).close()  # an unreachable sink stops the job before the scoring, not after
     if as_of is None:
-        as_of = data_as_of(loaded) if loaded is not None else last_event_date(source, settings.data)
+        as_of = data_as_of(loaded) if loaded is not None else input_last_day(source, settings)
     as_of = pd.Timestamp(as_of).normalize()
     out_dir = out_dir or settings.scoring.out_dir
     # Held from before the models and the input are read until the folder is in place: a second run for
     # the same folder fails at once with one line, and nobody sees a folder mixed from two runs.
     with folder_lock(scoring_dir(out_dir, as_of)):
         result = _score_locked(settings, as_of, source, out_dir, versions, loaded, progress)
+        if sink is not None:
+            from crmscore.warehouse import write_scoring
+
+            database, table = sink
+            shown = str(source) if loaded is None else None
+            result.warehouse = write_scoring(database, table, result.out_dir, result.manifest, shown)
     log.info("scored %d customers as of %s into %s", result.scored, pd.Timestamp(as_of).date(), result.out_dir)
     return result
 
 
-def _score_locked(settings: Settings, as_of: pd.Timestamp, source: Path, out_dir, versions, loaded, progress: bool):
+def _sink(settings: Settings, output_url: str | None, output_table: str | None):
+    """The database and table the scores also go to (``--output-url``/``--table`` or ``scoring.sink``), or None."""
+    from crmscore.config import SinkSettings
+    from crmscore.data.sql import Database
+    from crmscore.errors import SettingsError
+
+    cfg = settings.scoring.sink
+    url, table = output_url or cfg.url, output_table or cfg.table
+    if url is None:
+        if output_table is not None:
+            raise SettingsError("--table: only with --output-url (or scoring.sink.url)")
+        return None
+    try:
+        checked = SinkSettings(url=url, table=table, password_env=cfg.password_env)
+    except Exception as exc:  # pydantic: one line naming the option
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
+        option = {"url": "--output-url", "table": "--table"}.get(str(first["loc"][0]) if first["loc"] else "", "")
+        raise SettingsError(f"{option or 'scoring.sink'}: {first['msg']}") from None
+    return Database(checked.url, checked.password_env, settings.data.sql.connect_timeout_seconds), checked.table
+
+
+def input_last_day(source, settings: Settings) -> pd.Timestamp:
+    """The data's last day (the scoring date by default) in ``source`` (a database URL or a folder; None: the
+    default input): the last valid transaction date, or the snapshot date of customers-only data."""
+    from crmscore.data.sql import database_of, sql_last_event_date
+    from crmscore.data.stream import last_event_date
+
+    source = resolve_input(source, settings.data, settings.paths.simulated_dir)
+    if is_database_url(str(source)):
+        return sql_last_event_date(database_of(str(source), settings.data), settings.data)
+    return last_event_date(source, settings.data)
+
+
+def _score_locked(settings: Settings, as_of: pd.Timestamp, source, out_dir, versions, loaded, progress: bool):
     """The body of :func:`score_stage` once the scoring folder is locked: load the models, score, write."""
     with _early_workers(settings, source if loaded is None else None) as pool:
         t0 = time.perf_counter()
@@ -1051,7 +1102,7 @@ def _early_workers(settings: Settings, source: Path | None):
     from crmscore.data.stream import customer_rows
     from crmscore.parallel import LATER, WorkerPool, resolve_workers
 
-    rows = customer_rows(source, settings.data) if source is not None else None
+    rows = customer_rows(source, settings.data) if source is not None and not is_database_url(str(source)) else None
     chunks = -(-rows // settings.scoring.chunk_size) if rows else 1
     workers = resolve_workers(settings.scoring.workers, chunks)
     if workers < 2:
@@ -1063,6 +1114,8 @@ def _score_loaded_models(settings, as_of, source, out_dir, models, extra_seconds
     """:func:`_score_locked` once the models are loaded: score tables loaded whole, or the streamed input."""
     from crmscore.data.stream import StreamedInput
     from crmscore.scoring import score
+
+    chunk_size = settings.scoring.chunk_size
 
     def check(tables) -> None:
         check_model_inputs(models, tables, settings.features)
@@ -1084,7 +1137,13 @@ def _score_loaded_models(settings, as_of, source, out_dir, models, extra_seconds
             warnings=warnings,
         )
     else:
-        with StreamedInput(source, settings.data, as_of, settings.scoring.chunk_size) as streamed:
+        if is_database_url(str(source)):
+            from crmscore.data.sql import SqlStreamedInput, database_of
+
+            opened = SqlStreamedInput(database_of(str(source), settings.data), settings.data, as_of, chunk_size)
+        else:
+            opened = StreamedInput(source, settings.data, as_of, chunk_size)
+        with opened as streamed:
             result = score(
                 streamed,
                 as_of,
@@ -1178,7 +1237,7 @@ def evaluate_stage(
     tracking.configure(settings.paths.models_dir, settings.tracking.experiment)
     estimator, version, train_run = registered_estimator(names[model], version)
     target = Path(out_dir or Path(settings.paths.reports_dir) / "evaluation")
-    loaded = load_tables(input_dir, settings.data)
+    loaded = load_input(input_dir, settings.data)
     check_reject_shares(loaded.reports, settings.data.checks)
     if model == "churn":
         data = holdout.churn_holdout(loaded.tables, settings, loaded.snapshot_date)
@@ -1301,7 +1360,7 @@ def monitor_stage(
     from crmscore import monitoring, tracking
 
     started = time.perf_counter()
-    source = Path(input_dir or settings.data.input_dir or settings.paths.simulated_dir)
+    source = resolve_input(input_dir, settings.data, settings.paths.simulated_dir)
     out = Path(out_dir or settings.monitoring.out_dir)
     scorings = monitoring.past_scorings(scores_dir or settings.scoring.out_dir)
     if loaded is None:

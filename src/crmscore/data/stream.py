@@ -72,7 +72,15 @@ from crmscore.data.schemas import known_customers
 from crmscore.errors import DataError
 from crmscore.io import release_memory
 
-__all__ = ["StreamedInput", "ChunkTally", "customer_rows", "last_event_date", "STREAM_BATCH_ROWS", "MAX_SPILL_PARTS"]
+__all__ = [
+    "StreamedInput",
+    "ChunkTally",
+    "customer_rows",
+    "last_event_date",
+    "latest_date",
+    "STREAM_BATCH_ROWS",
+    "MAX_SPILL_PARTS",
+]
 
 log = logging.getLogger("crmscore")
 
@@ -115,14 +123,9 @@ def last_event_date(input_dir: str | os.PathLike, settings: DataSettings | None 
                 chunksize=STREAM_BATCH_ROWS,
             )
             batches = (frame.iloc[:, 0] for frame in reader)
-        latest = None
-        for values in batches:
-            dates = _coerce_date(values, cfg.date_format)
-            dates = dates[dates <= max_date]
-            if len(dates) and (latest is None or dates.max() > latest):
-                latest = dates.max()
+        latest = latest_date(batches, cfg.date_format, max_date)
         if latest is not None:
-            return pd.Timestamp(latest).normalize()
+            return latest
     raise DataError(f"{folder}: no valid transaction or signup date to score as of; pass the as-of date")
 
 
@@ -137,6 +140,17 @@ def customer_rows(input_dir: str | os.PathLike, settings: DataSettings | None = 
         return pq.ParquetFile(path).metadata.num_rows
     except Exception:  # the open reports what is wrong with the file, in its own words
         return None
+
+
+def latest_date(batches: Iterator[pd.Series], date_format: str | None, max_date: pd.Timestamp) -> pd.Timestamp | None:
+    """The latest date in ``batches`` of raw values that validation keeps (readable, not after ``max_date``)."""
+    latest = None
+    for values in batches:
+        dates = _coerce_date(values, date_format)
+        dates = dates[dates <= max_date]
+        if len(dates) and (latest is None or dates.max() > latest):
+            latest = dates.max()
+    return None if latest is None else pd.Timestamp(latest).normalize()
 
 
 def _column_names(path: Path, settings: DataSettings) -> list[str]:
@@ -192,6 +206,10 @@ class _RowGroups:
         if len(mins_a) > 1 and np.any(maxs_a[:-1] > mins_a[1:]):
             return None
         return cls(path, file, id_column, mins_a, maxs_a)
+
+    def read_chunk(self, k: int, lo: float, hi: float) -> tuple[pa.Table, np.ndarray]:
+        """Chunk ``k``'s rows: those with ``lo < customer_id <= hi`` (see :meth:`read`)."""
+        return self.read(lo, hi)
 
     def read(self, lo: float, hi: float) -> tuple[pa.Table, np.ndarray]:
         """Rows with ``lo < customer_id <= hi`` and their 1-based row numbers, in file order."""
@@ -255,6 +273,10 @@ class _Spilled:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_part": None}
 
+    def read_chunk(self, k: int, lo: float, hi: float) -> tuple[pa.Table, np.ndarray]:
+        """Chunk ``k``'s rows (its spill part; the id bounds are not needed)."""
+        return self.read(k)
+
     def read(self, chunk: int) -> tuple[pa.Table, np.ndarray]:
         part = chunk // self.group
         if self._part is None or self._part[0] != part:
@@ -294,11 +316,9 @@ class StreamedInput:
         self.chunk_size = int(chunk_size)
         self._spill_root: Path | None = None
         self._spill_parent = spill_dir
-        self._paths = find_table_files(input_dir, self.settings)
+        self._paths = self._locate(input_dir)
         date_formats = {t: self.settings.tables[t].date_format for t in self.settings.tables}
-        options = CustomerOptions.from_settings(
-            self.settings, snapshot_date_of(self.settings, self._paths["customers"])
-        )
+        options = CustomerOptions.from_settings(self.settings, self._snapshot_date())
         self._validator = _Validator(
             self.settings.max_date or dt.date.today(),
             date_formats,
@@ -335,6 +355,13 @@ class StreamedInput:
         self.seconds = self.open_seconds
 
     # --- set-up -----------------------------------------------------------------------------------------
+
+    def _locate(self, input_dir) -> dict[str, Path]:
+        """Where each table is (its name in messages): the table files found in ``input_dir``."""
+        return find_table_files(input_dir, self.settings)
+
+    def _snapshot_date(self) -> pd.Timestamp:
+        return snapshot_date_of(self.settings, self._paths["customers"])
 
     def _table_settings(self, table: str) -> TableSettings:
         return self.settings.tables.get(table, TableSettings())
@@ -500,11 +527,7 @@ class StreamedInput:
 
     def _raw_chunk(self, table: str, k: int) -> tuple[pd.DataFrame, np.ndarray]:
         reader = self._readers[table]
-        if isinstance(reader, _RowGroups):
-            lo, hi = self._bounds(k)
-            arrow, numbers = reader.read(lo, hi)
-        else:
-            arrow, numbers = reader.read(k)
+        arrow, numbers = reader.read_chunk(k, *self._bounds(k))
         if arrow is None:
             raw = self._empty(table)
         else:
