@@ -626,8 +626,9 @@ def run_benchmark(args, workspace: Path) -> tuple[dict, list[str]]:
         ),
         "",
         "¹ Summed over the workers (processor seconds, not wall time): these steps run in the workers side by "
-        "side. The first chunk is read where the scoring is assembled, so that a table rejected in bulk or an "
-        "input missing a model's feature stops the run before any work is spread.",
+        "side, the command being one of them. The command reads and scores the first chunk itself while the "
+        "other workers start, so that a table rejected in bulk or an input missing a model's feature stops the "
+        "run before any work is spread.",
         "",
         f"Output: {scored:,} scores and {explanation_rows:,} reason rows{shortfall}, {out_mb:,.0f} MB on disk; "
         f"{rejected_rows:,} input rows rejected by validation. SHAP backend the scoring used (the models' "
