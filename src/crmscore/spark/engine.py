@@ -342,6 +342,11 @@ class _FirstPass:
     #: the executor runs as many tasks side by side as it has cores.
     threads: int = 1
 
+    def score(self, tables: Mapping[str, pd.DataFrame]):
+        """:func:`crmscore.scoring.score_chunk` of one task's validated tables, within the task's threads."""
+        with limited_threads(self.threads):
+            return scoring.score_chunk(tables, self.as_of, self.models.value, self.settings)
+
 
 @dataclasses.dataclass
 class _Totals:
@@ -544,10 +549,7 @@ def _score_range(
     explanation_rows = 0
     counts = FeatureCounts()
     if known:
-        with limited_threads(first.threads):
-            frame, explanations, chunk_seconds, counts = scoring.score_chunk(
-                tables, first.as_of, first.models.value, first.settings
-            )
+        frame, explanations, chunk_seconds, counts = first.score(tables)
         spent.update(chunk_seconds)
         t0 = time.perf_counter()
         schema = _values_schema(first.tier_columns)
@@ -785,10 +787,7 @@ def _score_bucket(
     explanation_rows = 0
     counts = FeatureCounts()
     if known:
-        with limited_threads(first.threads):
-            frame, explanations, chunk_seconds, counts = scoring.score_chunk(
-                tables, first.as_of, first.models.value, first.settings
-            )
+        frame, explanations, chunk_seconds, counts = first.score(tables)
         spent.update(chunk_seconds)
         t0 = time.perf_counter()
         parts.append(to_spark_frame(frame.reset_index().assign(kind=_SCORE), schema))
