@@ -9,6 +9,7 @@ champions on 1,500 simulated customers.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,44 @@ def test_conformal_spend_covers_in_every_predicted_decile():
     assert abs(table.loc["overall", "coverage"] - target.mean()) < _tolerance(20_000)
     assert (target == LEVEL).sum() >= 3  # the check bites where an interval has a width
     assert (high >= low).all() and (low >= 0).all()
+
+
+def test_randomized_coverage_holds_the_level_where_spend_zero_alone_exceeds_it():
+    """Over a mass at 0 larger than the level no interval holds the level; broken at random, the tie does."""
+    rng = np.random.default_rng(4)
+    n, d = 20_000, 199
+    zero = rng.uniform(0.0, 0.99, n)
+
+    def spend(size):
+        return np.where(rng.random((n, size)) < zero[:, None], 0.0, rng.gamma(2.0, 30.0, (n, size)))
+
+    draws = spend(d)
+    low, high = intervals.interval_from_draws(draws, LEVEL)
+    keep = intervals.zero_inclusion_from_draws(draws, low, high, LEVEL)
+    new = spend(1)[:, 0]
+    heavy = zero > LEVEL + 0.05
+    assert (keep[heavy] < 1).all() and (keep[zero < 0.02] == 1).all()
+    table = intervals.coverage_by_decile(zero, new, low, high, zero_inclusion=keep)
+    deciles = table.drop("overall")
+    assert deciles["coverage"].iloc[-1] > LEVEL + 0.1  # plain coverage is the zero share there
+    assert np.all(np.abs(deciles["randomized"] - LEVEL) < _tolerance(2_000) + 0.015)
+    assert abs(table.loc["overall", "randomized"] - LEVEL) < _tolerance(n) + 0.01
+
+    # the split-conformal intervals: the same from the held-out ratios of each bin
+    def customers(size):
+        predicted = rng.lognormal(2, 1.5, size)
+        buys = rng.random(size) < np.clip(predicted / 60, 0.02, 0.98)
+        return predicted, np.where(buys, rng.gamma(2.0, predicted), 0.0)
+
+    calibration = intervals.fit_conformal_spend(*customers(40_000), bins=10)
+    predicted, actual = customers(40_000)
+    low, high = calibration.interval(predicted, LEVEL)
+    keep = calibration.zero_inclusion(predicted, LEVEL)
+    table = intervals.coverage_by_decile(predicted, actual, low, high, zero_inclusion=keep)
+    deciles = table.drop("overall")
+    assert deciles["zero_share"].iloc[0] > LEVEL + 0.1 and deciles["coverage"].iloc[0] > LEVEL + 0.1
+    assert np.all(np.abs(deciles["randomized"] - LEVEL) < _tolerance(4_000) + 0.01)
+    assert "randomized" not in intervals.coverage_by_decile(predicted, actual, low, high).columns
 
 
 def test_conformal_spend_is_wider_at_a_higher_level_and_refuses_too_few_rows():
@@ -223,6 +262,45 @@ def test_churn_interval_brackets_the_probability_and_covers_the_decile_rates(chu
     assert np.all(true_rate >= mean_low - 0.08) and np.all(true_rate <= mean_high + 0.08)
 
 
+def test_spread_boosters_join_the_interval_and_leave_predictions_and_reasons_alone(churn_data):
+    X, y, _ = churn_data
+    kwargs = dict(max_trees=60, calibration="sigmoid", calibration_bootstraps=30, linear_blend=False, seed=3)
+    plain = ChurnModel(**kwargs).fit(X[:6000], y[:6000], X[6000:8000], y[6000:8000])
+    spread = ChurnModel(**kwargs, spread_folds=3).fit(X[:6000], y[:6000], X[6000:8000], y[6000:8000])
+    assert len(spread.spread_boosters_) == 3 and plain.spread_boosters_ == [] and len(spread.boosters_) == 1
+    test = X.iloc[8000:9000]
+    assert np.array_equal(spread.predict_proba(test), plain.predict_proba(test))
+    assert np.array_equal(spread.shap_values(test)[0], plain.shap_values(test)[0])
+    p, low, high = intervals.churn_interval(spread, test, LEVEL)
+    _, plain_low, plain_high = intervals.churn_interval(plain, test, LEVEL)
+    assert (high - low).mean() > 1.2 * (plain_high - plain_low).mean()
+    assert ((low <= p + 1e-12) & (p <= high + 1e-12)).mean() > 0.95
+    # each customer's spread is her own: the width varies beyond what the calibrators' slope gives
+    ratio = (high - low) / np.maximum(plain_high - plain_low, 1e-12)
+    assert ratio.std() > 0.1
+
+
+def test_churn_rate_interval_holds_realized_rates_of_groups():
+    rng = np.random.default_rng(6)
+    n, groups = 40_000, 200
+    p = rng.beta(1.0, 3.0, n)
+    group = rng.integers(0, groups, n)
+    # exact probabilities (an interval of width 0): only the outcome's noise is left
+    exact = intervals.churn_rate_interval(p, p, p, group, LEVEL)
+    assert np.allclose(exact["rate"], exact["rate_low"]) and np.allclose(exact["rate"], exact["rate_high"])
+    assert np.allclose(exact["expected_churners"], pd.Series(p).groupby(group).sum())
+    inside = []
+    for _ in range(10):
+        realized = pd.Series(rng.random(n) < p).groupby(group).mean()
+        inside.append(((realized >= exact["realized_low"]) & (realized <= exact["realized_high"])).mean())
+    assert abs(np.mean(inside) - LEVEL) < _tolerance(10 * groups)
+    # an uncertain rate widens the realized interval, on its own side
+    wide = intervals.churn_rate_interval(p, p - 0.05, p + 0.02, None, LEVEL).loc["all"]
+    assert wide["rate_low"] == pytest.approx(p.mean() - 0.05) and wide["rate_high"] == pytest.approx(p.mean() + 0.02)
+    assert wide["realized_low"] < wide["rate_low"] and wide["realized_high"] > wide["rate_high"]
+    assert wide["rate"] - wide["realized_low"] > wide["realized_high"] - wide["rate"]
+
+
 def test_churn_interval_is_nan_without_bootstrapped_calibrators(churn_data):
     X, y, _ = churn_data
     model = ChurnModel(max_trees=30, calibration="sigmoid", linear_blend=False).fit(
@@ -340,8 +418,13 @@ def test_registered_clv_model_carries_its_conformal_calibration(ws):
     assert isinstance(calibration, intervals.ConformalSpend)
     assert calibration.counts.sum() > 0
     assert models.churn.estimator.calibrator_draws_
+    assert len(models.churn.estimator.spread_boosters_) == ws.settings.intervals.churn_spread_folds
     metrics = ws.trained["clv"].metrics
     assert 0 < metrics["ml_test_interval_coverage"] <= 1
+    # the tie at spend 0 broken at random never covers more than the deterministic interval
+    assert 0 < metrics["ml_test_interval_randomized_coverage"] <= metrics["ml_test_interval_coverage"]
+    churn_metrics = ws.trained["churn"].metrics
+    assert 0 <= churn_metrics["test_interval_deciles_inside"] <= 10 and churn_metrics["test_interval_mean_width"] > 0
 
 
 # --- the review report -------------------------------------------------------------------------------------------
@@ -358,8 +441,13 @@ def _report_scores(with_confidence: bool) -> pd.DataFrame:
             "value_at_risk": np.full(n, 1.0),
             "clv_low": np.full(n, 1.0),
             "clv_high": np.full(n, 51.0),
+            "churn_probability": np.r_[np.full(10, 0.1), np.full(30, 0.5)],
+            "churn_low": np.r_[np.full(10, 0.08), np.full(30, 0.45)],
+            "churn_high": np.r_[np.full(10, 0.12), np.full(30, 0.55)],
         }
     )
+    if not with_confidence:
+        scores[["churn_low", "churn_high"]] = np.nan
     confidence = np.r_[np.full(4, 0.3), np.full(6, 0.9), np.full(15, 0.5), np.full(15, 0.95)]
     scores["tier_confidence"] = confidence if with_confidence else np.nan
     flags = confidence < 0.6 if with_confidence else [None] * n
@@ -376,6 +464,13 @@ def test_report_lists_borderline_customers_per_tier_and_their_share_of_value():
     assert "mean CLV interval width 50" in section.body
     # tier A: 4 of 10 borderline holding 40 % of A's value; tier B: 15 of 30 holding 50 %
     assert "40.0%" in section.body and "50.0%" in section.body
+    # expected churners: A 10 × 10 % = 1, B 30 × 50 % = 15, with the rate intervals as scored
+    assert "Expected churners per tier" in section.body
+    assert "8.0% – 12.0%" in section.body and "45.0% – 55.0%" in section.body
+    part = section.body.split("Expected churners per tier")[1]
+    assert "<td>1</td>" in part and "<td>15</td>" in part
+    low, high = (float(v) for v in re.findall(r"<td>(\d+) – (\d+)</td>", part)[-1])
+    assert low < 13.5 < 16.5 < high  # chance widens 30 × [45 %, 55 %]
 
 
 def test_report_says_when_a_scoring_has_no_tier_confidence():
@@ -383,3 +478,4 @@ def test_report_says_when_a_scoring_has_no_tier_confidence():
 
     section = tiers_section(_report_scores(False), pd.DataFrame(), {"previous_scoring": None})
     assert "no tier confidence (scored without intervals)" in section.body
+    assert "Expected churners per tier" not in section.body

@@ -311,9 +311,14 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         calibration_bootstraps: calibrators also fitted on this many bootstrap resamples of the
             calibration scores (``calibrator_draws_``), behind the churn probability intervals of
             :mod:`crmscore.intervals`; 0 = none.
+        spread_folds: with a validation set, also cross-fit this many boosters on the training rows
+            (``spread_boosters_``), each early-stopped on the fold it did not train on. They serve only
+            the intervals: their spread is the booster's own uncertainty, which the calibrator bootstrap
+            does not see. Predictions and SHAP values come from the one booster as before; 0 or 1 = none.
 
     Fitted attributes: ``boosters_``, ``linear_models_``, ``blend_weight_``, ``best_iterations_``,
-    ``calibrator_``, ``calibrator_draws_``, ``calibration_method_``, ``base_rate_`` (share of churners in training),
+    ``calibrator_``, ``calibrator_draws_``, ``spread_boosters_``, ``calibration_method_``, ``base_rate_`` (share
+    of churners in training),
     ``feature_names_in_``,
     ``categories_`` (training categories per categorical column), ``dropped_features_``, ``classes_``.
     """
@@ -334,6 +339,7 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         seed: int = 42,
         n_jobs: int = 2,
         calibration_bootstraps: int = 0,
+        spread_folds: int = 0,
     ) -> None:
         self.params = params
         self.learning_rate = learning_rate
@@ -347,6 +353,7 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.n_jobs = n_jobs
         self.calibration_bootstraps = calibration_bootstraps
+        self.spread_folds = spread_folds
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -380,29 +387,24 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         categorical = list(self.categories_) or "auto"
         self.classes_ = np.array([0, 1])
         self.linear_models_: list[LogisticBaseline] = []
+        self.spread_boosters_: list[lgb.Booster] = []
         if X_valid is not None:
             y_valid = np.asarray(y_valid).astype(int)
             X_val = self._prepare(X_valid)
             booster = self._train(params, X_train, y, X_val, y_valid, categorical)
             self.boosters_ = [booster]
             tree_raw, y_calibration = self._raw(booster, X_val), y_valid
+            if self.spread_folds >= 2 and self.calibration_bootstraps > 0:
+                self.spread_boosters_ = self._cross_fit(
+                    params, X_train, y, categorical, self.spread_folds, linear=False
+                )[0]
             if self.linear_blend:
                 self.linear_models_.append(LogisticBaseline(seed=self.seed).fit(X_train, y))
                 linear_raw = self.linear_models_[0].decision_function(X_val)
         else:
-            folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.seed)
-            tree_raw = np.zeros(len(y))
-            linear_raw = np.zeros(len(y))
-            self.boosters_ = []
-            for train_idx, hold_idx in folds.split(X_train, y):
-                fold_train, fold_hold = X_train.iloc[train_idx], X_train.iloc[hold_idx]
-                booster = self._train(params, fold_train, y[train_idx], fold_hold, y[hold_idx], categorical)
-                tree_raw[hold_idx] = self._raw(booster, fold_hold)
-                self.boosters_.append(booster)
-                if self.linear_blend:
-                    linear = LogisticBaseline(seed=self.seed).fit(fold_train, y[train_idx])
-                    linear_raw[hold_idx] = linear.decision_function(fold_hold)
-                    self.linear_models_.append(linear)
+            self.boosters_, tree_raw, linear_raw = self._cross_fit(
+                params, X_train, y, categorical, self.n_folds, self.linear_blend
+            )
             y_calibration = y
         self.best_iterations_ = [int(b.best_iteration or b.current_iteration()) for b in self.boosters_]
         # Weight of the trees against the logistic model, chosen on data neither was fitted on.
@@ -421,6 +423,24 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
             self.calibration_method_, raw_calibration, y_calibration, self.calibration_bootstraps, self.seed
         )
         return self
+
+    def _cross_fit(self, params, X_train, y, categorical, n_folds: int, linear: bool):
+        """``n_folds`` boosters, each early-stopped on the fold it did not train on, and the out-of-fold raw
+        scores of the trees and (with ``linear``, whose fold models join ``linear_models_``) the logistic model."""
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=self.seed)
+        tree_raw = np.zeros(len(y))
+        linear_raw = np.zeros(len(y))
+        boosters = []
+        for train_idx, hold_idx in folds.split(X_train, y):
+            fold_train, fold_hold = X_train.iloc[train_idx], X_train.iloc[hold_idx]
+            booster = self._train(params, fold_train, y[train_idx], fold_hold, y[hold_idx], categorical)
+            tree_raw[hold_idx] = self._raw(booster, fold_hold)
+            boosters.append(booster)
+            if linear:
+                linear = LogisticBaseline(seed=self.seed).fit(fold_train, y[train_idx])
+                linear_raw[hold_idx] = linear.decision_function(fold_hold)
+                self.linear_models_.append(linear)
+        return boosters, tree_raw, linear_raw
 
     def _train(self, params, X_train, y_train, X_hold, y_hold, categorical) -> lgb.Booster:
         train_set = lgb.Dataset(X_train, y_train, categorical_feature=categorical, free_raw_data=True)
@@ -455,9 +475,11 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
     def probability_draws(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated churn probabilities and their bootstrap draws (draws × customers; None without them).
 
-        Draw k applies bootstrapped calibrator k to the raw score; a cross-fitted model also moves the raw
-        score by fold model k mod K's deviation from the mean, scaled to the spread of a mean of K
-        (÷ √(K − 1)). The probabilities equal :meth:`predict_proba`'s, from one pass over the boosters.
+        Draw k applies bootstrapped calibrator k to the raw score, moved by cross-fitted booster k mod K's
+        deviation from the mean of the K, scaled by 1 / √(K − 1): the fold models of a cross-fitted model,
+        or the ``spread_boosters_`` of a model early-stopped on a validation set (its one booster's own
+        uncertainty; the scale is the one whose intervals cover the true churn rate of groups of simulated
+        customers, ``benchmarks/clv_intervals.py``). The probabilities equal :meth:`predict_proba`'s.
         """
         check_is_fitted(self, "boosters_")
         prepared = self._prepare(X)
@@ -468,6 +490,10 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
         calibrators = getattr(self, "calibrator_draws_", None)  # models trained before intervals have none
         if not calibrators:
             return p, None
+        spread = getattr(self, "spread_boosters_", None)  # models trained before the spread boosters have none
+        if spread:
+            trees = np.array([self._raw(b, prepared) for b in spread])
+            mean_tree = trees.mean(axis=0)
         k = len(trees)
         draws = np.empty((len(calibrators), len(raw)))
         for i, calibrator in enumerate(calibrators):
@@ -732,10 +758,14 @@ def tune_lightgbm(
 
 
 def model_from_settings(
-    settings: ChurnSettings, params: dict[str, Any] | None = None, n_jobs: int = 2, calibration_bootstraps: int = 0
+    settings: ChurnSettings,
+    params: dict[str, Any] | None = None,
+    n_jobs: int = 2,
+    calibration_bootstraps: int = 0,
+    spread_folds: int = 0,
 ) -> ChurnModel:
     """A :class:`ChurnModel` configured from the ``churn`` section (and tuned ``params``); ``calibration_bootstraps``
-    from ``intervals.calibration_bootstraps``."""
+    and ``spread_folds`` from ``intervals.calibration_bootstraps`` and ``intervals.churn_spread_folds``."""
     return ChurnModel(
         params=params,
         learning_rate=settings.tuning.learning_rate,
@@ -747,6 +777,7 @@ def model_from_settings(
         seed=settings.seed,
         n_jobs=n_jobs,
         calibration_bootstraps=calibration_bootstraps,
+        spread_folds=spread_folds,
     )
 
 

@@ -801,6 +801,8 @@ class IntervalSettings(_Section):
     ``level`` is the coverage the CLV and churn intervals aim at (0.8: the realized value lies inside for
     80 % of customers); ``draws`` the simulated futures per customer behind the BTYD intervals and the
     tier confidence; ``calibration_bootstraps`` the resampled churn calibrators (0: no churn intervals);
+    ``churn_spread_folds`` the boosters cross-fitted beside the churn model whose spread joins its interval
+    (0: the calibrators' spread only);
     ``conformal_bins`` the predicted-value bins of the ML CLV model's split-conformal intervals;
     ``borderline_below`` the tier confidence under which a customer is flagged ``borderline``;
     ``enabled: false`` leaves the interval and confidence columns null (and scoring as fast as before).
@@ -810,6 +812,7 @@ class IntervalSettings(_Section):
     level: Annotated[float, BeforeValidator(_open_fraction)] = 0.8
     draws: Annotated[int, BeforeValidator(lambda v: _at_least(v, 20))] = 200
     calibration_bootstraps: NonNegativeInt = 50
+    churn_spread_folds: NonNegativeInt = 3
     conformal_bins: PositiveInt = 10
     borderline_below: Fraction = 0.6
     seed: NonNegativeInt = 42

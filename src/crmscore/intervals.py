@@ -56,11 +56,14 @@ __all__ = [
     "calibration_half",
     "btyd_spend_interval",
     "clv_interval",
+    "clv_zero_inclusion",
     "churn_interval",
     "tier_confidence",
     "borderline_summary",
     "coverage_by_decile",
     "interval_from_draws",
+    "zero_inclusion_from_draws",
+    "churn_rate_interval",
 ]
 
 #: Customers per block of the customers × draws arrays (memory: a few MB per array).
@@ -136,6 +139,26 @@ def interval_from_draws(draws: np.ndarray, level: float) -> tuple[np.ndarray, np
     return low, high
 
 
+def zero_inclusion_from_draws(draws: np.ndarray, low: np.ndarray, high: np.ndarray, level: float) -> np.ndarray:
+    """Per row, the probability that a randomized interval keeps 0, so that it holds exactly ``level``.
+
+    Where spend 0 has more mass than the level ([0, 0] for a customer likely to buy nothing), a
+    deterministic interval holds that whole mass. Breaking the tie at 0 at random (Vovk's smoothed
+    conformal predictor; the randomized PIT of Czado, Gneiting and Held 2009) keeps 0 with probability
+    1 − (content − level) / mass at 0, and the interval then holds the level exactly. 1 where 0 is not an
+    end of the interval or the interval holds no more than the level.
+    """
+    content = ((draws >= low[:, None]) & (draws <= high[:, None])).mean(axis=1)
+    atom = ((draws == 0) & (low[:, None] == 0)).mean(axis=1)
+    return _keep_zero(content, atom, level)
+
+
+def _keep_zero(content: np.ndarray, atom: np.ndarray, level: float) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        keep = np.where((atom > 0) & (content > level), 1.0 - (content - level) / atom, 1.0)
+    return np.clip(keep, 0.0, 1.0)
+
+
 # --- ML CLV: split-conformal by predicted-value bin --------------------------------------------------------
 
 #: Levels of the stored quantiles of the held-out ratios (0, 0.001, …, 1).
@@ -175,6 +198,25 @@ class ConformalSpend:
         low, high = self.ratios(level)
         bins = np.searchsorted(self.edges, predicted, side="right")
         return predicted * low[bins], predicted * high[bins]
+
+    def zero_inclusion(self, predicted: np.ndarray, level: float) -> np.ndarray:
+        """Per customer, the probability that the smoothed (randomized) interval keeps spend 0.
+
+        The held-out ratios of a bin say how much the interval holds (content) and how much of it is spend
+        0 (atom); see :func:`zero_inclusion_from_draws`. Used to measure coverage with the tie at 0 broken
+        at random, which a deterministic interval over a mass at 0 larger than the level cannot hold.
+        """
+        low, high = self.ratios(level)
+        steps = self.quantiles.shape[1] - 1
+
+        def cdf(value: np.ndarray, side: str) -> np.ndarray:  # share of held-out ratios ≤ value (< with "left")
+            at = [np.searchsorted(q, v, side=side) for q, v in zip(self.quantiles, value, strict=True)]
+            return np.clip((np.array(at) - 1) / steps, 0.0, 1.0)
+
+        content = cdf(high, "right") - cdf(low, "left")
+        atom = np.where(low == 0, cdf(np.zeros(len(low)), "right"), 0.0)
+        keep = _keep_zero(content, atom, level)
+        return keep[np.searchsorted(self.edges, np.asarray(predicted, dtype=float), side="right")]
 
 
 def fit_conformal_spend(predicted: np.ndarray, actual: np.ndarray, bins: int = 10) -> ConformalSpend:
@@ -223,33 +265,39 @@ def _parameter_draws(model: Any, z: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def btyd_spend_interval(
-    estimator: Any, X: pd.DataFrame, level: float = 0.8, draws: int = 200, seed: int = 42, purchases: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
+    estimator: Any,
+    X: pd.DataFrame,
+    level: float = 0.8,
+    draws: int = 200,
+    seed: int = 42,
+    purchases: bool = False,
+    zero_inclusion: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Predictive interval of each customer's spend over the estimator's horizon (undiscounted, no margin).
 
     ``estimator`` is a fitted :class:`~crmscore.clv.value.BtydClv`; customers who never bought get [0, 0]
     (they are outside the model, whose spend for them is 0). See the module docstring for what is drawn.
-    ``purchases=True`` gives the interval of the number of purchases instead.
+    ``purchases=True`` gives the interval of the number of purchases instead; ``zero_inclusion=True`` adds a
+    third array, :func:`zero_inclusion_from_draws` per customer (1 for those outside the model).
     """
     from crmscore.clv import btyd
     from crmscore.clv.value import summary_from_features
 
-    low = np.zeros(len(X))
-    high = np.zeros(len(X))
+    low, high, keep = np.zeros(len(X)), np.zeros(len(X)), np.ones(len(X))
     summary = summary_from_features(X, estimator.time_unit)
     if summary.empty:
-        return low, high
+        return (low, high, keep) if zero_inclusion else (low, high)
     horizon = estimator.horizon_days / btyd.TIME_UNITS[estimator.time_unit]
     futures = _btyd_futures(estimator, summary, horizon, draws, seed, purchases)
-    parts_low, parts_high = [], []
+    parts: list[tuple[np.ndarray, ...]] = []
     for block in futures:
         lo, hi = interval_from_draws(block, level)
-        parts_low.append(lo)
-        parts_high.append(hi)
+        parts.append((lo, hi, zero_inclusion_from_draws(block, lo, hi, level) if zero_inclusion else lo))
     rows = np.flatnonzero(X["repeat_purchase_days"].notna().to_numpy())
-    low[rows] = np.concatenate(parts_low)
-    high[rows] = np.concatenate(parts_high)
-    return low, high
+    for target, column in ((low, 0), (high, 1), (keep, 2)):
+        if column < 2 or zero_inclusion:
+            target[rows] = np.concatenate([part[column] for part in parts])
+    return (low, high, keep) if zero_inclusion else (low, high)
 
 
 def _btyd_futures(
@@ -349,6 +397,18 @@ def clv_interval(
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = np.where(spend > 0, value / spend, 0.0)
     return low * factor, high * factor
+
+
+def clv_zero_inclusion(
+    estimator: Any, X: pd.DataFrame, spend: np.ndarray, level: float, draws: int, seed: int
+) -> np.ndarray:
+    """Per customer, the probability that the randomized version of :func:`clv_interval` keeps spend 0
+    (:meth:`ConformalSpend.zero_inclusion`, :func:`zero_inclusion_from_draws`); 1 without an interval."""
+    if hasattr(estimator, "transaction_model_"):
+        return btyd_spend_interval(estimator, X, level, draws, seed, zero_inclusion=True)[2]
+    if getattr(estimator, "conformal_", None) is not None:
+        return estimator.conformal_.zero_inclusion(spend, level)
+    return np.ones(len(X))
 
 
 # --- churn -----------------------------------------------------------------------------------------------------
@@ -553,19 +613,32 @@ def borderline_summary(tier: pd.Series, borderline: pd.Series, clv: pd.Series) -
     return out[["customers", "borderline", "borderline_share", "borderline_clv_share", "share_of_all_clv"]]
 
 
-def coverage_by_decile(predicted: Any, actual: Any, low: Any, high: Any, deciles: int = 10) -> pd.DataFrame:
+def coverage_by_decile(
+    predicted: Any, actual: Any, low: Any, high: Any, deciles: int = 10, zero_inclusion: Any = None
+) -> pd.DataFrame:
     """Coverage and mean width of intervals per decile of the point prediction (and ``overall`` last).
 
     ``zero_share`` is the share of customers whose actual value is 0: where it exceeds the level, the
     shortest interval holding the level is [0, 0], which covers that whole share, so no interval can hold
-    the level exactly there.
+    the level exactly there. With ``zero_inclusion`` (each customer's probability that the randomized
+    interval keeps 0: :meth:`ConformalSpend.zero_inclusion`, :func:`zero_inclusion_from_draws`) a
+    ``randomized`` column gives the coverage with that tie broken at random: a customer who spent 0
+    counts that probability. It holds the level in every decile when the intervals are calibrated.
     """
     predicted, actual, low, high = (np.asarray(v, dtype=float) for v in (predicted, actual, low, high))
     ranks = pd.Series(predicted).rank(method="first").to_numpy()
     decile = np.minimum(((ranks - 1) * deciles / len(predicted)).astype(int), deciles - 1)
     inside = (actual >= low) & (actual <= high)
+    keep = np.ones(len(actual)) if zero_inclusion is None else np.asarray(zero_inclusion, dtype=float)
     frame = pd.DataFrame(
-        {"decile": decile + 1, "inside": inside, "width": high - low, "predicted": predicted, "zero": actual == 0}
+        {
+            "decile": decile + 1,
+            "inside": inside,
+            "randomized": np.where(inside & (actual == 0), keep, inside.astype(float)),
+            "width": high - low,
+            "predicted": predicted,
+            "zero": actual == 0,
+        }
     )
     rows = frame.groupby("decile").agg(
         customers=("inside", "size"),
@@ -573,6 +646,45 @@ def coverage_by_decile(predicted: Any, actual: Any, low: Any, high: Any, deciles
         mean_width=("width", "mean"),
         mean_predicted=("predicted", "mean"),
         zero_share=("zero", "mean"),
+        randomized=("randomized", "mean"),
     )
-    rows.loc["overall"] = [len(frame), inside.mean(), frame["width"].mean(), predicted.mean(), frame["zero"].mean()]
+    rows.loc["overall"] = [
+        len(frame),
+        inside.mean(),
+        frame["width"].mean(),
+        predicted.mean(),
+        frame["zero"].mean(),
+        frame["randomized"].mean(),
+    ]
+    return rows if zero_inclusion is not None else rows.drop(columns="randomized")
+
+
+def churn_rate_interval(p: Any, low: Any, high: Any, groups: Any = None, level: float = 0.8) -> pd.DataFrame:
+    """Per group of customers: the expected churn rate, its interval, and the interval of the realized rate.
+
+    From scored columns (``churn_probability``, ``churn_low``, ``churn_high``). The *rate* interval is
+    the mean of the customers' bounds: their probabilities move together (one calibration), so the
+    group's rate is as uncertain as its customers' and no narrower. The *realized* interval is where the
+    share who actually churn will fall: it adds to the rate's uncertainty (read as normal on each side,
+    with the rate interval's half-widths at ``level``) the outcome's own noise, Σ p(1 − p) / n² for n
+    independent yes/no outcomes. A group's realized churn rate is checked against the realized interval;
+    the true rate (known in a simulation) against the rate interval. ``groups`` None gives one row, ``all``.
+    """
+    frame = pd.DataFrame({"p": p, "low": low, "high": high}, dtype=float)
+    frame["noise"] = frame["p"] * (1.0 - frame["p"])
+    keys = pd.Series("all", index=frame.index) if groups is None else pd.Series(np.asarray(groups), index=frame.index)
+    rows = frame.groupby(keys, sort=True).agg(
+        customers=("p", "size"),
+        rate=("p", "mean"),
+        rate_low=("low", "mean"),
+        rate_high=("high", "mean"),
+        noise=("noise", "sum"),
+    )
+    z = special.ndtri(0.5 + level / 2)
+    outcome = np.sqrt(rows.pop("noise")) / rows["customers"]
+    down = np.hypot(rows["rate"] - rows["rate_low"], z * outcome)
+    up = np.hypot(rows["rate_high"] - rows["rate"], z * outcome)
+    rows["realized_low"] = np.clip(rows["rate"] - down, 0.0, 1.0)
+    rows["realized_high"] = np.clip(rows["rate"] + up, 0.0, 1.0)
+    rows["expected_churners"] = rows["rate"] * rows["customers"]
     return rows

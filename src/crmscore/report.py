@@ -1526,6 +1526,7 @@ def tiers_section(scores: pd.DataFrame, migration: pd.DataFrame, manifest: Mappi
             )
         )
     body.extend(_borderline_part(scores, tier, clv))
+    body.extend(_expected_churners_part(scores, tier))
     body.append(_h3("Tier × risk band"))
     if not has_bands:
         body.append(
@@ -1582,6 +1583,46 @@ def _borderline_part(scores: pd.DataFrame, tier: pd.Series, clv: pd.Series) -> l
     }
     body.append(_table(summary.reset_index(), formats))
     return body
+
+
+def _expected_churners_part(scores: pd.DataFrame, tier: pd.Series) -> list[str]:
+    """Per tier: the churn rate the model expects with its interval, and how many customers will actually leave.
+
+    Nothing where the scoring has no churn intervals (no churn model, or scored without intervals).
+    """
+    from crmscore.intervals import churn_rate_interval
+
+    columns = ("churn_probability", "churn_low", "churn_high")
+    if not all(c in scores for c in columns):
+        return []
+    p, low, high = (pd.Series(_floats(scores[c]), index=tier.index) for c in columns)
+    known = tier.notna() & p.notna() & low.notna() & high.notna()
+    if not known.any():
+        return []
+    rows = churn_rate_interval(p[known], low[known], high[known], tier[known].astype(str))
+    n = rows["customers"]
+    table = pd.DataFrame(
+        {
+            "tier": rows.index,
+            "customers": n.to_numpy(),
+            "expected_churn_rate": rows["rate"].to_numpy(),
+            "rate_interval": [f"{a:.1%} – {b:.1%}" for a, b in zip(rows["rate_low"], rows["rate_high"], strict=True)],
+            "expected_churners": rows["expected_churners"].to_numpy(),
+            "churners_interval": [
+                f"{a:,.0f} – {b:,.0f}" for a, b in zip(rows["realized_low"] * n, rows["realized_high"] * n, strict=True)
+            ],
+        }
+    )
+    text = (
+        "How many customers of each tier the churn model expects to lose over its horizon. The rate interval is "
+        "how sure the model is of the tier's churn rate; the churners interval adds chance (who of the customers "
+        "actually leaves), so it is the range to hold next period's count against: a count outside it is news."
+    )
+    return [
+        _h3("Expected churners per tier"),
+        _p(text),
+        _table(table, {"customers": _number, "expected_churn_rate": _percent, "expected_churners": _number}),
+    ]
 
 
 def _floats(values: pd.Series) -> np.ndarray:

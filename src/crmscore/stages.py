@@ -289,8 +289,10 @@ def train_churn_stage(
     notes = _feature_notes(loaded) + ([sample.note()] if sample else [])
 
     tuning = churn.tune_lightgbm(train, valid, cfg.tuning, seed=cfg.seed, class_weight=cfg.class_weight)
-    bootstraps = settings.intervals.calibration_bootstraps
-    model = churn.model_from_settings(cfg, tuning.best_params, calibration_bootstraps=bootstraps)
+    iv = settings.intervals
+    model = churn.model_from_settings(
+        cfg, tuning.best_params, calibration_bootstraps=iv.calibration_bootstraps, spread_folds=iv.churn_spread_folds
+    )
     model.fit(train.X, train.y, valid.X, valid.y)
     baseline = churn.fit_baseline(train, seed=cfg.seed)
     # Predict each split once; the metrics and the plots share these probabilities.
@@ -304,6 +306,7 @@ def train_churn_stage(
             campaign = empc_detail(split.y.to_numpy().astype(int), p, **cfg.empc.model_dump())
             metrics[f"{prefix}{split_name}_empc"] = campaign.empc
             metrics[f"{prefix}{split_name}_empc_fraction"] = campaign.fraction
+    metrics |= _churn_interval_metrics(settings, model, test.X, test.y)
     if kind == "subscription" and cfg.cv_repeats > 0:
         # One test split of a snapshot is a noisy figure; repeated k-fold gives the one to compare.
         cv_started = time.perf_counter()
@@ -689,15 +692,38 @@ def _interval_metrics(settings: Settings, name: str, model, X, y) -> dict[str, f
     low, high = intervals.clv_interval(model, X, spend, spend, cfg.level, cfg.draws, cfg.seed)
     if np.isnan(low).all():
         return {}
-    table = intervals.coverage_by_decile(spend, y, low, high)
+    keep = intervals.clv_zero_inclusion(model, X, spend, cfg.level, cfg.draws, cfg.seed)
+    table = intervals.coverage_by_decile(spend, y, low, high, zero_inclusion=keep)
     deciles = table.drop("overall")
     # Deciles where more customers than the level spend nothing cover that share: no interval holds the level.
+    # Broken at random, the tie at 0 holds it there too: the randomized coverage checks the calibration.
     holdable = deciles["zero_share"] <= cfg.level
     gap = (deciles["coverage"] - cfg.level).abs()[holdable].max() if holdable.any() else np.nan
     return {
         f"{name}_test_interval_coverage": float(table.loc["overall", "coverage"]),
         f"{name}_test_interval_worst_decile_gap": float(gap),
+        f"{name}_test_interval_randomized_coverage": float(table.loc["overall", "randomized"]),
+        f"{name}_test_interval_randomized_worst_decile_gap": float((deciles["randomized"] - cfg.level).abs().max()),
         f"{name}_test_interval_mean_width": float(table.loc["overall", "mean_width"]),
+    }
+
+
+def _churn_interval_metrics(settings: Settings, model, X, y) -> dict[str, float]:
+    """Predicted deciles of the test customers whose realized churn rate lies in its interval
+    (:func:`crmscore.intervals.churn_rate_interval`; about ``level`` × 10 when calibrated), and the mean width."""
+    from crmscore import intervals
+
+    level = settings.intervals.level
+    p, low, high = intervals.churn_interval(model, X, level)
+    if np.isnan(low).all() or len(p) < 10:
+        return {}
+    decile = pd.qcut(pd.Series(p).rank(method="first"), 10, labels=False).to_numpy()
+    rows = intervals.churn_rate_interval(p, low, high, decile, level)
+    realized = pd.Series(np.asarray(y, dtype=float)).groupby(decile).mean()
+    inside = (realized >= rows["realized_low"]) & (realized <= rows["realized_high"])
+    return {
+        "test_interval_deciles_inside": float(inside.sum()),
+        "test_interval_mean_width": float(np.mean(high - low)),
     }
 
 
