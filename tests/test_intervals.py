@@ -344,6 +344,26 @@ def test_tier_confidence_is_lower_near_a_cutoff_and_identical_for_any_chunking()
     assert not np.array_equal(intervals.tier_confidence(frame, scale, cutoffs, draws=200, seed=1), confidence)
 
 
+def test_tier_confidence_redraws_the_collection_rate_from_the_invoices_behind_it():
+    settings = Settings()
+    frame = _scorecard_frame(6_000, 9)
+    scale = fit_tier_scale(frame, None, settings.tiers)
+    cutoffs = settings.tiers.scorecard.cutoffs
+    held = intervals.tier_confidence(frame, scale, cutoffs, draws=200, seed=42)  # no invoice counts: held
+    few, many = frame.assign(invoices_due=2.0), frame.assign(invoices_due=400.0)
+    confidence_few = intervals.tier_confidence(few, scale, cutoffs, draws=200, seed=42)
+    confidence_many = intervals.tier_confidence(many, scale, cutoffs, draws=200, seed=42)
+    # a paid share of 2 invoices says little, of 400 a lot: measured again it moves less, and so does the tier
+    assert confidence_few.mean() < confidence_many.mean() - 0.05
+    assert abs(confidence_many.mean() - held.mean()) < 0.03
+    # the table (up to 60 invoices) and the normal beyond it agree where they meet
+    at_60 = intervals.tier_confidence(frame.assign(invoices_due=60.0), scale, cutoffs, draws=200, seed=42)
+    at_61 = intervals.tier_confidence(frame.assign(invoices_due=61.0), scale, cutoffs, draws=200, seed=42)
+    assert abs(at_60.mean() - at_61.mean()) < 0.01
+    half = intervals.tier_confidence(few.iloc[:2_500], scale, cutoffs, draws=200, seed=42)
+    assert np.array_equal(half, confidence_few[:2_500])
+
+
 def test_tier_confidence_under_the_pyramid_reads_the_clv_interval():
     settings = Settings(tiers={"method": "pyramid"})
     rng = np.random.default_rng(4)

@@ -26,8 +26,9 @@ Every score is a point; this module says which points are solid and which are a 
   purchase and contact rates lands in the same tier when measured over another year: each count metric
   of the scorecard (purchases, contacts, product breadth) is redrawn from its predictive distribution
   (Poisson with rate ~ Gamma(count + ½, 1), Jeffreys' prior), spend follows the purchase count at the
-  customer's mean ticket, other metrics (collection rate) are held, and the redrawn metrics are put
-  through the fitted scorecard. Under the pyramid method the CLV interval is read as a log-normal spread.
+  customer's mean ticket, the collection rate is redrawn as the paid share of the customer's invoices
+  (beta-binomial, Jeffreys' prior), other metrics are held, and the redrawn metrics are put through the
+  fitted scorecard. Under the pyramid method the CLV interval is read as a log-normal spread.
   A customer below ``borderline_below`` is ``borderline``: the tier moves such customers make are noise.
 
 Draws are shared by all customers (uniforms from ``seed``, Latin-hypercube stratified) and every
@@ -74,6 +75,10 @@ _POISSON_GRID = np.exp(np.arange(np.log(1e-6), np.log(1e4), 0.01))
 _COUNT_TABLE_MAX = 400
 #: Scorecard features read as counts (their values are numbers of events in a window).
 COUNT_PREFIXES = ("frequency_", "contacts_", "complaints_", "inquiries_", "product_breadth")
+#: Scorecard features read as shares of a count (feature → the count it is a share of).
+SHARE_OF = {"collection_rate": "invoices_due", "late_share": "invoices_due"}
+#: Shares of up to this many events are redrawn from a table (per count and successes), beyond by a normal.
+_SHARE_TABLE_MAX = 60
 
 
 # --- shared draws ---------------------------------------------------------------------------------------
@@ -490,6 +495,42 @@ def _spend_points(metric: Any, spend: np.ndarray, count: np.ndarray, draws: int,
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _share_table(draws: int, seed: int, dim: int) -> np.ndarray:
+    """Predictive shares of another period (n events, k of them "successes"; rows n × (k = 0…n); draws).
+
+    Row (n, k) is the share k' / n of a beta-binomial: the underlying rate ~ Beta(k + ½, n − k + ½)
+    (Jeffreys' prior), then k' ~ Binomial(n, rate), at the draws' uniforms (two rows of them).
+    """
+    u_rate, u_count = _uniform_row(draws, dim, seed), _uniform_row(draws, dim + 64, seed)
+    n = np.concatenate([np.full(m + 1, m) for m in range(_SHARE_TABLE_MAX + 1)]).astype(float)
+    k = np.concatenate([np.arange(m + 1) for m in range(_SHARE_TABLE_MAX + 1)]).astype(float)
+    rate = special.betaincinv(k[:, None] + 0.5, n[:, None] - k[:, None] + 0.5, u_rate[None, :])
+    redrawn = stats.binom.ppf(u_count[None, :], n[:, None], rate)
+    return np.where(n[:, None] > 0, redrawn / np.maximum(n[:, None], 1.0), np.nan)
+
+
+def _share_points(metric: Any, share: np.ndarray, events: np.ndarray, draws: int, seed: int, dim: int) -> np.ndarray:
+    """Points of a share of ``events`` (collection rate: paid share of the invoices) redrawn from its
+    predictive distribution; the share of an amount is read as a share of the events. Missing stays 0 points."""
+    n = np.rint(np.nan_to_num(events, nan=0.0)).clip(0)
+    k = np.clip(np.rint(np.nan_to_num(share, nan=0.0) * n), 0, n)
+    out = np.zeros((len(share), draws))
+    small = n <= _SHARE_TABLE_MAX
+    rows = (n * (n + 1) / 2 + k).astype(np.intp)
+    values = metric.points_for(_share_table(draws, seed, dim))
+    out[small] = values[rows[small]]
+    big = np.flatnonzero(~small)
+    if len(big):  # many events: normal around the observed share, the beta-binomial's variance
+        z = special.ndtri(_uniform_row(draws, dim, seed))
+        rate = (k[big] + 0.5) / (n[big] + 1.0)
+        sd = np.sqrt(rate * (1 - rate) * (2 * n[big] + 1) / ((n[big] + 2) * n[big]))
+        out[big] = metric.points_for(np.clip(rate[:, None] + sd[:, None] * z[None, :], 0.0, 1.0))
+    keep = np.isnan(share) | (n == 0)  # no events: the share is as measured (or missing: 0 points)
+    out[keep] = metric.points_for(share[keep])[:, None]
+    return out
+
+
 class _Points:
     """A scorecard metric's points function with its knots as arrays once (``points_for`` converts them per call)."""
 
@@ -513,7 +554,8 @@ def _redrawn_points(part: pd.DataFrame, scorecard: Any, draws: int, seed: int) -
     """Total scorecard points (customers × draws) of another year at the same rates.
 
     Count metrics are redrawn, spend (``monetary_<w>``) follows the redrawn purchases of its window
-    (``frequency_<w>``, the same draws where that is a metric too), other metrics are held.
+    (``frequency_<w>``, the same draws where that is a metric too), shares of a count (collection rate of
+    the invoices due, :data:`SHARE_OF`) are redrawn as beta-binomial shares, other metrics are held.
     """
     features = [m.feature for m in scorecard.metrics]
     total = np.zeros((len(part), draws))
@@ -523,6 +565,9 @@ def _redrawn_points(part: pd.DataFrame, scorecard: Any, draws: int, seed: int) -
         scale = _Points(metric)
         if _is_count(metric.feature):
             total += metric.weight * _count_points(scale, values, draws, seed, dim)
+        elif SHARE_OF.get(metric.feature) in part.columns:
+            events = part[SHARE_OF[metric.feature]].to_numpy(dtype=float)
+            total += metric.weight * _share_points(scale, values, events, draws, seed, dim)
         elif metric.feature.startswith("monetary_") and paired in part.columns:
             count_dim = features.index(paired) if paired in features else len(features)
             count = part[paired].to_numpy(dtype=float)

@@ -559,7 +559,9 @@ def _scored_chunks(
 
 def tier_features(settings: Settings) -> list[str]:
     """The features the tier scale and lifecycle stages need, kept per customer until all are scored."""
-    return [*dict.fromkeys([*settings.tiers.scorecard.metrics.values(), "tenure_days", "recency_days"])]
+    metrics = list(settings.tiers.scorecard.metrics.values())
+    counts = [intervals.SHARE_OF[m] for m in metrics if m in intervals.SHARE_OF]  # behind the tier confidence
+    return [*dict.fromkeys([*metrics, *counts, "tenure_days", "recency_days"])]
 
 
 # --- the whole scoring ----------------------------------------------------------------------------
