@@ -15,6 +15,8 @@ Measured, not assumed (:mod:`crmscore.intervals`, level ``intervals.level`` = 80
   Gamma-Gamma as published, and the ML model cross-fitted over customers (5 folds, each calibrating its
   conformal intervals on a quarter of its training customers). The published BG/NBD under-predicts this
   holdout; its coverage is reported as it is, not widened.
+* **MAPIE** (the ``bench`` extra): its split-conformal (absolute and gamma scores) and CQR intervals on the
+  same simulated customers as the ML CLV model's, per decile of predicted spend (``_mapie_compare.py``).
 * **pymc-marketing** (where ``--pymc-python`` names an interpreter with it, the ``bench-pymc`` extra): its BG/NBD
   (NUTS) on the CDNOW sample (2,357 customers) in the same run; its per-customer 80 % credible intervals of
   expected holdout purchases against ours (predictive, and parameter-only), coverage of the actual holdout
@@ -49,6 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _mapie_compare
 import numpy as np
 import pandas as pd
 import yaml
@@ -172,6 +175,9 @@ def simulated_clv(args, settings: Settings, sim) -> tuple[dict, list[str], dict]
         predicted, y, low, high, zero_inclusion=ml.conformal_.zero_inclusion(predicted, level)
     )
     ml_floor = _attainable(ml_table, _zero_share(predicted, y), level)
+    against_mapie, mapie_lines = _mapie_compare.compare(
+        ml, train, test.X[calibrate], test.y[calibrate], test.X[~calibrate], y, level, args.seed
+    )
     # The alternative: calibrated on the validation customers (earlier as-of dates, stacked).
     earlier = intervals.fit_conformal_spend(ml.predict(valid.X), valid.y.to_numpy(), settings.intervals.conformal_bins)
     earlier_table = intervals.coverage_by_decile(predicted, y, *earlier.interval(predicted, level))
@@ -203,6 +209,8 @@ def simulated_clv(args, settings: Settings, sim) -> tuple[dict, list[str], dict]
         "",
         *_decile_lines(ml_table, level, ml_floor),
         "",
+        *mapie_lines,
+        "",
         f"Calibrated instead on the {len(valid):,} validation rows (held-out customers at the earlier training "
         f"as-of dates): coverage {earlier_sum['coverage']:.3f}, worst gap where holdable "
         f"{earlier_sum['worst_gap_holdable']:.3f} (by decile: "
@@ -224,7 +232,7 @@ def simulated_clv(args, settings: Settings, sim) -> tuple[dict, list[str], dict]
         "seconds_ml_interval_per_1k": 1000 * ml_interval_seconds / len(test),
         "seconds_btyd_interval_per_1k": 1000 * btyd_interval_seconds / len(X_b),
     }
-    return {"ml": ml_sum, "btyd": b_sum, **per_customer}, lines, {"test": test, "ml": ml}
+    return {"ml": ml_sum, "btyd": b_sum, "mapie": against_mapie, **per_customer}, lines, {"test": test, "ml": ml}
 
 
 def _simulation(settings: Settings, customers: int, seed: int):
@@ -615,8 +623,9 @@ def scale(args) -> tuple[dict, list[str]]:
         f"### Scale: {runs['off']['customers']:,} customers, 2 workers",
         "",
         "`crmscore score` in a workspace whose churn and CLV models were trained with this code (so they carry "
-        "the bootstrapped calibrators and the conformal calibration); the same input scored with `intervals."
-        "enabled` false and true. *scoring s* is the manifest's scoring time (wall), *CPU s* the user + system "
+        "the bootstrapped calibrators, the churn spread boosters and the conformal calibration); the same input "
+        "scored with `intervals.enabled` false and true. *scoring s* is the manifest's scoring time (wall), "
+        "*CPU s* the user + system "
         "seconds of the command and its workers — on a machine shared with other work the CPU seconds are the "
         "steadier measure of what the intervals add. *tiers and write s* holds the tier confidence, computed "
         "after all chunks; *CLV intervals in workers s* sums the CLV-interval seconds over the chunks.",
