@@ -437,9 +437,9 @@ class ChurnModel(FeatureEncoder, TreeShapCache, ClassifierMixin, BaseEstimator):
             tree_raw[hold_idx] = self._raw(booster, fold_hold)
             boosters.append(booster)
             if linear:
-                linear = LogisticBaseline(seed=self.seed).fit(fold_train, y[train_idx])
-                linear_raw[hold_idx] = linear.decision_function(fold_hold)
-                self.linear_models_.append(linear)
+                baseline = LogisticBaseline(seed=self.seed).fit(fold_train, y[train_idx])
+                linear_raw[hold_idx] = baseline.decision_function(fold_hold)
+                self.linear_models_.append(baseline)
         return boosters, tree_raw, linear_raw
 
     def _train(self, params, X_train, y_train, X_hold, y_hold, categorical) -> lgb.Booster:
