@@ -256,7 +256,7 @@ def simulated_churn(args, settings: Settings, sim) -> tuple[dict, list[str]]:
         "calibrators only (`churn_spread_folds: 0`)": (0, True),
         f"cross-fitted ({cfg.cv_folds} fold models, calibrated out of fold)": (0, False),
     }
-    results: dict[str, dict] = {name: {} for name in variants}
+    per_seed: dict[str, list[dict]] = {name: [] for name in variants}
     default_table: list[str] = []
     seeds = [args.seed] + [s for s in args.churn_seeds if s != args.seed]
     for seed in seeds:
@@ -275,17 +275,23 @@ def simulated_churn(args, settings: Settings, sim) -> tuple[dict, list[str]]:
             p, low, high = intervals.churn_interval(model, test.X, level)
             rows, table = _churn_groups(p, low, high, test.y.to_numpy(), true_p, 10, level)
             fifty, _ = _churn_groups(p, low, high, test.y.to_numpy(), true_p, 50, level)
-            r = results[name]
-            r["fit_seconds"] = r.get("fit_seconds", 0.0) + fit_seconds / len(seeds)
-            r["width"] = r.get("width", 0.0) + float(np.mean(high - low)) / len(seeds)
-            r["deciles_realized_inside"] = r.get("deciles_realized_inside", 0) + int(rows["realized_in"].sum())
-            r["deciles_true_inside"] = r.get("deciles_true_inside", 0) + int(rows["true_in"].sum())
-            r["groups50_realized_inside"] = r.get("groups50_realized_inside", 0.0) + fifty["realized_in"].mean() / len(
-                seeds
+            per_seed[name].append(
+                {
+                    "fit_seconds": fit_seconds,
+                    "width": float(np.mean(high - low)),
+                    "deciles_realized_inside": int(rows["realized_in"].sum()),
+                    "deciles_true_inside": int(rows["true_in"].sum()),
+                    "groups50_realized_inside": float(fifty["realized_in"].mean()),
+                    "groups50_true_inside": float(fifty["true_in"].mean()),
+                }
             )
-            r["groups50_true_inside"] = r.get("groups50_true_inside", 0.0) + fifty["true_in"].mean() / len(seeds)
             default_table = default_table or table
-        print(json.dumps({"churn_seed": seed, "so_far": results}), flush=True)
+        print(json.dumps({"churn_seed": seed, "so_far": per_seed}), flush=True)
+    # Counts of deciles add up over the worlds; seconds, widths and shares of groups are their means.
+    results = {
+        name: {key: (sum if key.startswith("deciles") else np.mean)([r[key] for r in runs]) for key in runs[0]}
+        for name, runs in per_seed.items()
+    }
     deciles = 10 * len(seeds)
     lines = [
         "### Simulated: churn probability intervals",

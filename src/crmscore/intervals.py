@@ -57,7 +57,6 @@ __all__ = [
     "calibration_half",
     "btyd_spend_interval",
     "clv_interval",
-    "clv_zero_inclusion",
     "churn_interval",
     "tier_confidence",
     "borderline_summary",
@@ -384,36 +383,34 @@ class _GammaSums:
 
 
 def clv_interval(
-    estimator: Any, X: pd.DataFrame, spend: np.ndarray, value: np.ndarray, level: float, draws: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+    estimator: Any,
+    X: pd.DataFrame,
+    spend: np.ndarray,
+    value: np.ndarray,
+    level: float,
+    draws: int,
+    seed: int,
+    zero_inclusion: bool = False,
+) -> tuple[np.ndarray, ...]:
     """``clv_low`` and ``clv_high`` of each customer: the spend interval on the CLV's scale.
 
     The spend interval (ML: :class:`ConformalSpend` in ``estimator.conformal_``; BTYD:
     :func:`btyd_spend_interval`) is scaled by each customer's CLV / expected spend (margin and discounting).
     NaN for an estimator without an interval (a contractual CLV, or an ML model trained before intervals).
+    ``zero_inclusion=True`` adds a third array: the probability that the randomized interval keeps spend 0
+    (:meth:`ConformalSpend.zero_inclusion`, :func:`zero_inclusion_from_draws`; 1 without an interval).
     """
     if hasattr(estimator, "transaction_model_"):
-        low, high = btyd_spend_interval(estimator, X, level, draws, seed)
+        low, high, *keep = btyd_spend_interval(estimator, X, level, draws, seed, zero_inclusion=zero_inclusion)
     elif getattr(estimator, "conformal_", None) is not None:
         low, high = estimator.conformal_.interval(spend, level)
+        keep = [estimator.conformal_.zero_inclusion(spend, level)] if zero_inclusion else []
     else:
-        nan = np.full(len(X), np.nan)
-        return nan, nan
+        low = high = np.full(len(X), np.nan)
+        keep = [np.ones(len(X))] if zero_inclusion else []
     with np.errstate(invalid="ignore", divide="ignore"):
         factor = np.where(spend > 0, value / spend, 0.0)
-    return low * factor, high * factor
-
-
-def clv_zero_inclusion(
-    estimator: Any, X: pd.DataFrame, spend: np.ndarray, level: float, draws: int, seed: int
-) -> np.ndarray:
-    """Per customer, the probability that the randomized version of :func:`clv_interval` keeps spend 0
-    (:meth:`ConformalSpend.zero_inclusion`, :func:`zero_inclusion_from_draws`); 1 without an interval."""
-    if hasattr(estimator, "transaction_model_"):
-        return btyd_spend_interval(estimator, X, level, draws, seed, zero_inclusion=True)[2]
-    if getattr(estimator, "conformal_", None) is not None:
-        return estimator.conformal_.zero_inclusion(spend, level)
-    return np.ones(len(X))
+    return (low * factor, high * factor, *keep)
 
 
 # --- churn -----------------------------------------------------------------------------------------------------
@@ -471,9 +468,8 @@ def _count_rows(values: np.ndarray, draws: int, seed: int, dim: int) -> tuple[np
 
 def _count_points(metric: Any, values: np.ndarray, draws: int, seed: int, dim: int) -> np.ndarray:
     """Points (customers × draws) of a count metric redrawn from its predictive distribution."""
-    table = _count_table(draws, seed, dim)
     rows, big, redrawn = _count_rows(values, draws, seed, dim)
-    out = metric.points_for(table)[rows]  # customers with the same count share their draws
+    out = metric.on_table(_count_table, draws, seed, dim)[rows]  # customers with the same count share their draws
     out[big] = metric.points_for(redrawn)
     out[np.isnan(values)] = 0.0
     return out
@@ -518,8 +514,7 @@ def _share_points(metric: Any, share: np.ndarray, events: np.ndarray, draws: int
     out = np.zeros((len(share), draws))
     small = n <= _SHARE_TABLE_MAX
     rows = (n * (n + 1) / 2 + k).astype(np.intp)
-    values = metric.points_for(_share_table(draws, seed, dim))
-    out[small] = values[rows[small]]
+    out[small] = metric.on_table(_share_table, draws, seed, dim)[rows[small]]
     big = np.flatnonzero(~small)
     if len(big):  # many events: normal around the observed share, the beta-binomial's variance
         z = special.ndtri(_uniform_row(draws, dim, seed))
@@ -532,14 +527,23 @@ def _share_points(metric: Any, share: np.ndarray, events: np.ndarray, draws: int
 
 
 class _Points:
-    """A scorecard metric's points function with its knots as arrays once (``points_for`` converts them per call)."""
+    """A scorecard metric's points function with its knots as arrays once (``points_for`` converts them per call),
+    and the points of the redraw tables it reads, worked out once per scoring part rather than per block."""
 
     def __init__(self, metric: Any) -> None:
         self.values = np.asarray(metric.values, dtype=float)
         self.points = np.asarray(metric.points, dtype=float)
+        self._tables: dict[tuple, np.ndarray] = {}
 
     def points_for(self, values: np.ndarray) -> np.ndarray:
         return np.where(np.isnan(values), 0.0, np.interp(values, self.values, self.points))
+
+    def on_table(self, make: Any, draws: int, seed: int, dim: int) -> np.ndarray:
+        """Points of ``make(draws, seed, dim)`` (:func:`_count_table`, :func:`_share_table`)."""
+        key = (make.__name__, draws, seed, dim)
+        if key not in self._tables:
+            self._tables[key] = self.points_for(make(draws, seed, dim))
+        return self._tables[key]
 
 
 def _tier_index(points: np.ndarray, cutoffs: Sequence[float]) -> np.ndarray:
@@ -550,7 +554,7 @@ def _tier_index(points: np.ndarray, cutoffs: Sequence[float]) -> np.ndarray:
     return index
 
 
-def _redrawn_points(part: pd.DataFrame, scorecard: Any, draws: int, seed: int) -> np.ndarray:
+def _redrawn_points(part: pd.DataFrame, scorecard: Any, scales: list[_Points], draws: int, seed: int) -> np.ndarray:
     """Total scorecard points (customers × draws) of another year at the same rates.
 
     Count metrics are redrawn, spend (``monetary_<w>``) follows the redrawn purchases of its window
@@ -559,10 +563,9 @@ def _redrawn_points(part: pd.DataFrame, scorecard: Any, draws: int, seed: int) -
     """
     features = [m.feature for m in scorecard.metrics]
     total = np.zeros((len(part), draws))
-    for dim, metric in enumerate(scorecard.metrics):
+    for dim, (metric, scale) in enumerate(zip(scorecard.metrics, scales, strict=True)):
         values = part[metric.feature].to_numpy(dtype=float)
         paired = metric.feature.replace("monetary_", "frequency_", 1)
-        scale = _Points(metric)
         if _is_count(metric.feature):
             total += metric.weight * _count_points(scale, values, draws, seed, dim)
         elif SHARE_OF.get(metric.feature) in part.columns:
@@ -580,9 +583,10 @@ def _redrawn_points(part: pd.DataFrame, scorecard: Any, draws: int, seed: int) -
 def _scorecard_confidence(frame: pd.DataFrame, scorecard: Any, cutoffs: Sequence[float], draws: int, seed: int):
     assigned = _tier_index(scorecard.points(frame)["total"].to_numpy(), cutoffs)
     confidence = np.empty(len(frame))
+    scales = [_Points(metric) for metric in scorecard.metrics]
     for start in range(0, len(frame), _BLOCK):
         stop = start + _BLOCK
-        total = _redrawn_points(frame.iloc[start:stop], scorecard, draws, seed)
+        total = _redrawn_points(frame.iloc[start:stop], scorecard, scales, draws, seed)
         confidence[start:stop] = (_tier_index(total, cutoffs) == assigned[start:stop, None]).mean(axis=1)
     return confidence
 

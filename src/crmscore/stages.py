@@ -689,10 +689,11 @@ def _interval_metrics(settings: Settings, name: str, model, X, y) -> dict[str, f
 
     cfg = settings.intervals
     spend = np.asarray(model.predict(X), dtype=float)
-    low, high = intervals.clv_interval(model, X, spend, spend, cfg.level, cfg.draws, cfg.seed)
+    low, high, keep = intervals.clv_interval(
+        model, X, spend, spend, cfg.level, cfg.draws, cfg.seed, zero_inclusion=True
+    )
     if np.isnan(low).all():
         return {}
-    keep = intervals.clv_zero_inclusion(model, X, spend, cfg.level, cfg.draws, cfg.seed)
     table = intervals.coverage_by_decile(spend, y, low, high, zero_inclusion=keep)
     deciles = table.drop("overall")
     # Deciles where more customers than the level spend nothing cover that share: no interval holds the level.
